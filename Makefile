@@ -1,0 +1,47 @@
+# pykubelet: `make up` brings up a real local cluster; `make test` installs everything and runs
+# every test (lint, types, unit, integration). Other targets are for benchmarks and conformance.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+GOBUILD := kubelet/cluster/gobuild/build.sh
+
+.PHONY: install up down test lint unit integration stubs node-binaries conformance-binaries clean
+
+install:
+	bash kubelet/cluster/install-deps.sh
+
+up: install
+	$(VENV)/bin/pykubelet up
+
+down:
+	$(VENV)/bin/pykubelet down
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: install
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -p no:cacheprovider -ra tests/unit tests/integration
+
+stubs: install
+	$(PY) -m cri.gen
+
+# The real Go kubelet and kube-proxy (benchmarks only) and e2e.test + agnhost (conformance only).
+node-binaries:
+	bash $(GOBUILD) node
+
+conformance-binaries:
+	bash $(GOBUILD) e2e
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

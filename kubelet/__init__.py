@@ -1,0 +1,5 @@
+"""pykubelet's node agent: configuration, apiserver access, node status, pods, and the harness.
+The package root holds only the version.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""The `pykubelet` command: parses the command line and hands over to one subcommand.
+Holds no logic of its own beyond argument parsing and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from kubelet import __version__
+from kubelet.cluster.process import ComponentFailed
+from kubelet.cluster.spec import DEFAULT_CACHE, DEFAULT_DIR, Ports
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pykubelet", description="A Kubernetes node agent in Python.")
+    p.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("version", help="print the version")
+    up = sub.add_parser("up", help="bring up a real local cluster on this machine")
+    up.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="cluster directory")
+    up.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="build cache directory")
+    up.add_argument("--no-build", action="store_true", help="do not build missing binaries")
+    defaults = Ports()
+    for name, default in dataclasses.asdict(defaults).items():
+        flag = "--" + name.replace("_", "-") + "-port"
+        up.add_argument(flag, dest=f"port_{name}", type=int, default=default, metavar="PORT")
+    up.add_argument("--bridge", default="pykbr0", help="bridge of the provisional pod network")
+    down = sub.add_parser("down", help="stop the local cluster and remove what `up` made")
+    down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="cluster directory")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbosity >= 4 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "version":
+        print(f"pykubelet {__version__}")
+        return 0
+    from kubelet.cluster import up as cluster
+
+    try:
+        if args.command == "up":
+            binaries = cluster.find_binaries(args.cache, build=not args.no_build)
+            ports = Ports(**{n: getattr(args, f"port_{n}") for n in dataclasses.asdict(Ports())})
+            spec = cluster.make_spec(args.dir.resolve(), binaries, ports=ports, bridge=args.bridge)
+            cluster.up(spec)
+            print(f"export KUBECONFIG={spec.admin_kubeconfig}")
+        elif args.command == "down":
+            cluster.down(args.dir.resolve())
+    except ComponentFailed as e:
+        print(f"pykubelet {args.command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Fixtures for integration tests: one real cluster per session (the code `pykubelet up` runs),
+built on free loopback ports in a temp dir and torn down by `down` even when tests fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubelet.cluster import up as cluster
+from kubelet.cluster.spec import ClusterSpec, Ports
+
+NODE = "itest-node"
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def root_required() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (they start containerd and make netns)")
+
+
+@pytest.fixture(scope="session")
+def cluster_spec(
+    root_required: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ClusterSpec]:
+    """A running cluster: etcd, apiserver, controller-manager, scheduler and containerd."""
+    directory = Path(tmp_path_factory.mktemp("cluster"))
+    ports = Ports(*free_ports(5))
+    spec = cluster.make_spec(
+        directory,
+        cluster.find_binaries(build=False),
+        ports=ports,
+        node_names=(NODE,),
+        bridge="pyktest0",
+    )
+    try:
+        cluster.up(spec)
+        yield spec
+    finally:
+        cluster.down(directory)

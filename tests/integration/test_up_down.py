@@ -1,0 +1,91 @@
+"""As a user would: `pykubelet up`, `kubectl get ns`, `pykubelet down`, and nothing is left behind.
+Runs its own cluster (separate dir, ports and bridge) next to the session one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kubelet.cluster import hostops, process
+from kubelet.cluster.up import find_binaries
+
+from .conftest import free_ports
+
+
+def _links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return sorted(line.split(":")[1].strip() for line in out.splitlines())
+
+
+def _snapshot(directory: Path) -> dict[str, object]:
+    procs = sorted(
+        " ".join(argv) for _, _, argv in process.processes() if str(directory) in " ".join(argv)
+    )
+    ipt = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return {
+        "processes": procs,
+        "mounts": hostops.mounts_under(directory) if directory.exists() else [],
+        "netns": sorted(hostops.netns_names()),
+        "links": _links(),
+        "iptables": sorted(ln for ln in ipt.splitlines() if ln.startswith("-A")),
+    }
+
+
+def test_up_kubectl_down_leaves_nothing(root_required: None, tmp_path: Path) -> None:
+    directory = tmp_path / "usercluster"
+    before = _snapshot(directory)
+    api, etcd, peer, cm, sched = free_ports(5)
+    cli = [sys.executable, "-m", "kubelet.cli"]
+    up = subprocess.run(
+        [
+            *cli,
+            "up",
+            "--no-build",
+            "--dir",
+            str(directory),
+            "--bridge",
+            "pykud0",
+            "--apiserver-port",
+            str(api),
+            "--etcd-client-port",
+            str(etcd),
+            "--etcd-peer-port",
+            str(peer),
+            "--controller-manager-port",
+            str(cm),
+            "--scheduler-port",
+            str(sched),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        export = [ln for ln in up.stdout.splitlines() if ln.startswith("export KUBECONFIG=")]
+        assert export, up.stdout
+        kubeconfig = export[0].split("=", 1)[1]
+        assert "[pykubelet up] kube-apiserver ready" in up.stderr
+        kubectl = find_binaries(build=False).k8s("kubectl")
+        got = subprocess.run(
+            [str(kubectl), "get", "ns", "-o", "name"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KUBECONFIG": kubeconfig},
+            timeout=60,
+        )
+        assert got.returncode == 0, got.stderr
+        assert "namespace/default" in got.stdout.split()
+        assert "namespace/kube-system" in got.stdout.split()
+    finally:
+        down = subprocess.run(
+            [*cli, "down", "--dir", str(directory)], capture_output=True, text=True, timeout=120
+        )
+    assert down.returncode == 0, down.stderr
+    assert not directory.exists()
+    assert _snapshot(directory) == before
+    again = subprocess.run([*cli, "down", "--dir", str(directory)], capture_output=True, text=True)
+    assert again.returncode == 0
