@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 K8S_VERSION=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$here/k8s/go.mod")
 ETCD_VERSION=$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\)$/\1/p' "$here/etcd/go.mod")
-CRICTL_VERSION=v1.36.0
+CRICTL_VERSION=$(sed -n 's/^require sigs.k8s.io\/cri-tools \(v[0-9.]*\)$/\1/p' "$here/crictl/go.mod")
 CACHE=${PYKUBELET_CACHE:-$HOME/.cache/pykubelet}
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 log() { printf '[gobuild] %s\n' "$*" >&2; }
@@ -70,7 +70,8 @@ build_crictl() {
   [ -x "$out/crictl" ] && { log "crictl $CRICTL_VERSION: cached"; return; }
   log "crictl $CRICTL_VERSION: building"
   mkdir -p "$out"
-  CGO_ENABLED=0 GOBIN="$out" timed "crictl" go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  (cd "$here/crictl" && go mod download &&
+   CGO_ENABLED=0 timed "crictl" go build -trimpath -ldflags "-s -w" -o "$out/crictl" sigs.k8s.io/cri-tools/cmd/crictl)
 }
 
 mkdir -p "$CACHE"
