@@ -83,3 +83,13 @@ def delete_chains(table: str, prefix: str) -> int:
     for chain in chains:
         subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
     return len(chains)
+
+
+def release_netns_dir() -> bool:
+    """Unmount /run/netns when no namespace is left in it (`ip netns add` bind-mounts it)."""
+    base = Path("/run/netns")
+    if not base.is_dir() or any(base.iterdir()):
+        return False
+    if "/run/netns" not in mounts_under(base):
+        return False
+    return bool(unmount_all(["/run/netns"]))

@@ -346,5 +346,6 @@ def down(directory: Path, *, say: Progress = _say) -> None:
         say(f"unmounted {len(unmounted)} mounts under {spec.directory}")
     if hostops.delete_link(spec.bridge):
         say(f"deleted bridge {spec.bridge}")
+    hostops.release_netns_dir()
     shutil.rmtree(spec.directory, ignore_errors=True)
     say("cluster down")

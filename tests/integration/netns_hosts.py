@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from kubelet.cluster import hostops
+
 
 def sh(*args: str) -> str:
     r = subprocess.run(args, capture_output=True, text=True)
@@ -71,3 +73,4 @@ def hosts(
     finally:
         for name in reversed(made):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        hostops.release_netns_dir()
