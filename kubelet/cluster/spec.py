@@ -56,6 +56,8 @@ class ClusterSpec:
     node_names: tuple[str, ...] = ()
     """Nodes that get a client certificate and kubeconfig."""
     etcd_is_fallback: bool = False
+    node_monitor_grace_period: str = "50s"
+    """How long the node lifecycle controller waits before marking a silent node Unknown."""
 
     # ---- layout -------------------------------------------------------------------------------
     @property
@@ -192,6 +194,7 @@ def controller_manager_command(spec: ClusterSpec) -> list[str]:
         f"--node-cidr-mask-size={spec.node_cidr_mask}",
         f"--service-cluster-ip-range={spec.service_cidr}",
         "--leader-elect=false",
+        f"--node-monitor-grace-period={spec.node_monitor_grace_period}",
     ]
 
 

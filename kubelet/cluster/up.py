@@ -34,6 +34,7 @@ from kubelet.cluster.spec import (
 log = logging.getLogger(__name__)
 BUILD_SCRIPT = Path(__file__).parent / "gobuild" / "build.sh"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd")
+"""In start order; `down` stops node agents first, then these in reverse."""
 Progress = Callable[[str], None]
 
 
@@ -140,6 +141,7 @@ def load_record(directory: Path) -> ClusterSpec | None:
         bridge=data["bridge"],
         node_names=tuple(data["node_names"]),
         etcd_is_fallback=data["etcd_is_fallback"],
+        node_monitor_grace_period=data["node_monitor_grace_period"],
     )
 
 
@@ -247,7 +249,11 @@ def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
         )
     )
     (spec.cni_conf_dir / "10-pykubelet-provisional.conflist").write_text(
-        containerd.provisional_cni_conflist(pod_cidr=provisional_pod_cidr(spec), bridge=spec.bridge)
+        containerd.provisional_cni_conflist(
+            pod_cidr=provisional_pod_cidr(spec),
+            bridge=spec.bridge,
+            ipam_data_dir=spec.directory / "cni" / "ipam",
+        )
     )
     d = daemon(spec, "containerd")
     process.start(d, containerd_command(spec))
@@ -258,7 +264,61 @@ def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
     say(f"images imported: {', '.join(a.name for a in archives)}")
 
 
-def up(spec: ClusterSpec, *, say: Progress = _say, with_containerd: bool = True) -> None:
+def agent_config(spec: ClusterSpec) -> str:
+    """The KubeletConfiguration `up` gives its node agent (a file, as a systemd unit would use)."""
+    return (
+        "apiVersion: kubelet.config.k8s.io/v1beta1\n"
+        "kind: KubeletConfiguration\n"
+        f"containerRuntimeEndpoint: unix://{spec.containerd_socket}\n"
+        "cgroupDriver: cgroupfs\n"
+        "failCgroupV1: false\n"
+    )
+
+
+def agent_daemon(spec: ClusterSpec, node: str) -> process.Daemon:
+    return daemon(spec, f"pykubelet-{node}")
+
+
+def node_ready(spec: ClusterSpec, node: str) -> bool:
+    status, body = api(spec, f"/api/v1/nodes/{node}")
+    if status != 200:
+        return False
+    conds = json.loads(body).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def start_node(spec: ClusterSpec, node: str, *, say: Progress = _say, wait: bool = True) -> None:
+    """Run `pykubelet run` as the cluster's node, as its own process with files on disk."""
+    root = spec.directory / "nodes" / node
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "kubelet-config.yaml"
+    config.write_text(agent_config(spec))
+    d = agent_daemon(spec, node)
+    process.start(
+        d,
+        [
+            sys.executable,
+            "-m",
+            "kubelet.cli",
+            "run",
+            f"--config={config}",
+            f"--kubeconfig={spec.kubeconfig('node-' + node)}",
+            f"--hostname-override={node}",
+            f"--root-dir={root / 'root'}",
+        ],
+    )
+    if wait:
+        waited = process.wait_ready(d, lambda: node_ready(spec, node), timeout=60)
+        say(f"node {node} Ready ({waited:.1f}s after the agent started)")
+
+
+def up(
+    spec: ClusterSpec,
+    *,
+    say: Progress = _say,
+    with_containerd: bool = True,
+    with_nodes: bool = True,
+) -> None:
     """Bring the cluster up (idempotent: running components are kept)."""
     t0 = time.monotonic()
     save_record(spec)
@@ -289,6 +349,9 @@ def up(spec: ClusterSpec, *, say: Progress = _say, with_containerd: bool = True)
         say(f"{name} ready ({process.wait_ready(d, _healthz(url), timeout=60):.1f}s)")
     if with_containerd:
         start_containerd(spec, say=say)
+        if with_nodes:
+            for node in spec.node_names:
+                start_node(spec, node, say=say)
     say(f"cluster up in {time.monotonic() - t0:.1f}s; logs in {spec.logs}")
 
 
@@ -325,6 +388,9 @@ def down(directory: Path, *, say: Progress = _say) -> None:
     if spec is None:
         say(f"no cluster recorded in {directory}; nothing to do")
         return
+    for node in spec.node_names:
+        if process.stop(agent_daemon(spec, node)):
+            say(f"stopped node agent {node}")
     netns_paths = _teardown_pods(spec)
     for name in reversed(COMPONENTS):
         if process.stop(daemon(spec, name)):

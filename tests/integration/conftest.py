@@ -57,7 +57,7 @@ def cluster_spec(
         bridge="pyktest0",
     )
     try:
-        cluster.up(spec)
+        cluster.up(spec, with_nodes=False)
         yield spec
     finally:
         cluster.down(directory)
