@@ -1,0 +1,494 @@
+"""Pod status derivation: the status fields the node owns (phase, conditions, container statuses,
+IPs, startTime, qosClass) as a plain API-shaped dict, from spec + runtime. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+
+from kubelet.pods.model import (
+    NO_PROBES,
+    Container,
+    ContainerID,
+    ContainerState,
+    Pod,
+    ProbeResults,
+    RestartPolicy,
+    RuntimeContainer,
+    RuntimePod,
+    SandboxState,
+    Waiting,
+    parse_quantity,
+)
+from kubelet.pods.plan import should_restart
+
+Json = dict[str, Any]
+
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+TERMINAL_PHASES = (SUCCEEDED, FAILED)
+CONTAINER_CREATING = "ContainerCreating"
+POD_INITIALIZING = "PodInitializing"
+OWNED_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
+
+
+def iso(ts: float | None) -> str | None:
+    """Seconds since the epoch as RFC 3339 (UTC, whole seconds), as the API writes times."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def go_list(names: Sequence[str]) -> str:
+    """A list of names the way Go's %s prints a []string: [a b]."""
+    return "[" + " ".join(names) + "]"
+
+
+# ---------------------------------------------------------------- container statuses
+
+
+def _terminated(c: RuntimeContainer, runtime_name: str) -> Json:
+    t: Json = {
+        "exitCode": c.exit_code,
+        "reason": c.reason or ("Completed" if c.exit_code == 0 else "Error"),
+        "startedAt": iso(c.started_at),
+        "finishedAt": iso(c.finished_at),
+        "containerID": f"{runtime_name}://{c.id}",
+    }
+    if c.message:
+        t["message"] = c.message
+    return t
+
+
+def _state(c: RuntimeContainer, runtime_name: str) -> Json:
+    if c.state is ContainerState.RUNNING:
+        return {"running": {"startedAt": iso(c.started_at)}}
+    if c.state is ContainerState.EXITED:
+        return {"terminated": _terminated(c, runtime_name)}
+    if c.state is ContainerState.CREATED:
+        return {"waiting": {"reason": CONTAINER_CREATING}}
+    return {"waiting": {}}
+
+
+def _waiting(w: Waiting) -> Json:
+    d: Json = {"reason": w.reason}
+    if w.message:
+        d["message"] = w.message
+    return {"waiting": d}
+
+
+def _is_ready(
+    c: Container,
+    cur: RuntimeContainer,
+    started: bool,
+    readiness: Mapping[ContainerID, bool],
+    is_init: bool,
+) -> bool:
+    if is_init and not c.is_sidecar:
+        return cur.state is ContainerState.EXITED and cur.exit_code == 0
+    if not started:
+        return False
+    return c.readiness_probe is None or readiness.get(cur.id, False)
+
+
+class _StatusInputs:
+    """What every container status needs besides its own container."""
+
+    def __init__(
+        self,
+        pod: Pod,
+        runtime: RuntimePod,
+        waiting: Mapping[str, Waiting],
+        readiness: Mapping[ContainerID, bool],
+        probes: ProbeResults,
+        runtime_name: str,
+    ) -> None:
+        self.pod = pod
+        self.runtime = runtime
+        self.waiting = waiting
+        self.readiness = readiness
+        self.probes = probes
+        self.runtime_name = runtime_name
+
+
+def container_status(inp: _StatusInputs, c: Container, *, is_init: bool, default: str) -> Json:
+    """One entry of containerStatuses / initContainerStatuses."""
+    history = inp.runtime.history(c.name)
+    cur = history[0] if history else None
+    st: Json = {
+        "name": c.name,
+        "state": {"waiting": {"reason": default}},
+        "lastState": {},
+        "ready": False,
+        "restartCount": 0,
+        "image": c.image,
+        "imageID": "",
+        "started": False,
+    }
+    if cur is not None:
+        started = cur.state is ContainerState.RUNNING and inp.probes.started(cur.id)
+        st.update(
+            state=_state(cur, inp.runtime_name),
+            ready=_is_ready(c, cur, started, inp.readiness, is_init),
+            restartCount=cur.restart_count,
+            image=cur.image or c.image,
+            imageID=cur.image_ref,
+            containerID=f"{inp.runtime_name}://{cur.id}",
+            started=started,
+        )
+        if len(history) > 1 and history[1].state is ContainerState.EXITED:
+            st["lastState"] = {"terminated": _terminated(history[1], inp.runtime_name)}
+    w = inp.waiting.get(c.name)
+    if w is not None and _takes_waiting(inp.pod, c, cur, is_init):
+        if cur is not None and cur.state is ContainerState.EXITED:
+            st["lastState"] = {"terminated": _terminated(cur, inp.runtime_name)}
+        st["state"] = _waiting(w)
+        st["ready"] = False
+    return st
+
+
+def _takes_waiting(pod: Pod, c: Container, cur: RuntimeContainer | None, is_init: bool) -> bool:
+    """A worker's waiting reason shows only on a container that will be (re)started."""
+    if cur is None:
+        return not pod.is_deleted
+    if is_init and not c.is_sidecar and cur.state is ContainerState.EXITED and cur.exit_code == 0:
+        return False
+    return should_restart(pod, c, cur)
+
+
+def _app_created(pod: Pod, runtime: RuntimePod) -> bool:
+    """A regular container exists in the current sandbox: initialization is done (as planned)."""
+    sandbox = runtime.latest_sandbox()
+    cur = runtime.in_sandbox(sandbox.id if sandbox else None)
+    return any(cur.latest(c.name) is not None for c in pod.containers)
+
+
+def _init_done(pod: Pod, runtime: RuntimePod, probes: ProbeResults) -> bool:
+    if _app_created(pod, runtime):
+        return True
+    for c in pod.init_containers:
+        cur = runtime.latest(c.name)
+        if cur is None:
+            return False
+        if c.is_sidecar:
+            if cur.state is not ContainerState.RUNNING or not probes.started(cur.id):
+                return False
+        elif cur.state is not ContainerState.EXITED or cur.exit_code != 0:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- phase
+
+
+def _last_terminated(st: Json) -> Json | None:
+    t = st.get("lastState", {}).get("terminated")
+    return t if isinstance(t, dict) else None
+
+
+def _init_counts(pod: Pod, by_name: Mapping[str, Json]) -> tuple[int, int, int]:
+    """(pending regular init, failed regular init, pending sidecars), as upstream counts."""
+    pending = failed = pending_sidecars = 0
+    for c in pod.init_containers:
+        st = by_name.get(c.name)
+        state = st["state"] if st else {}
+        if c.is_sidecar:
+            if "running" in state:
+                pending_sidecars += 0 if st and st.get("started") else 1
+            elif "terminated" not in state and not (st and _last_terminated(st)):
+                pending_sidecars += 1
+            continue
+        if "terminated" in state:
+            failed += 1 if state["terminated"]["exitCode"] != 0 else 0
+        elif "waiting" in state and st and _last_terminated(st):
+            last = _last_terminated(st)
+            failed += 1 if last and last["exitCode"] != 0 else 0
+        else:
+            pending += 1
+    return pending, failed, pending_sidecars
+
+
+def _app_counts(pod: Pod, by_name: Mapping[str, Json]) -> dict[str, int]:
+    n = dict.fromkeys(("unknown", "running", "waiting", "stopped", "succeeded"), 0)
+    for c in pod.sidecars:
+        state = by_name.get(c.name, {}).get("state", {})
+        if "running" in state:
+            n["running"] += 1
+        elif "waiting" in state and not _last_terminated(by_name[c.name]):
+            n["waiting"] += 1
+        elif not state:
+            n["unknown"] += 1
+    for c in pod.containers:
+        st = by_name.get(c.name)
+        state = st["state"] if st else {}
+        if "running" in state:
+            n["running"] += 1
+        elif "terminated" in state:
+            n["stopped"] += 1
+            n["succeeded"] += 1 if state["terminated"]["exitCode"] == 0 else 0
+        elif "waiting" in state and st is not None:
+            n["stopped" if _last_terminated(st) else "waiting"] += 1
+        else:
+            n["unknown"] += 1
+    return n
+
+
+def pod_phase(
+    pod: Pod, init_statuses: Sequence[Json], statuses: Sequence[Json], *, terminal: bool
+) -> str:
+    """Upstream's getPhase over API-shaped container statuses."""
+    by_name = {s["name"]: s for s in (*init_statuses, *statuses)}
+    pending_init, failed_init, pending_sidecars = _init_counts(pod, by_name)
+    n = _app_counts(pod, by_name)
+    if failed_init and pod.restart_policy is RestartPolicy.NEVER:
+        return FAILED
+    if pending_init or pending_sidecars or n["waiting"]:
+        return PENDING
+    if n["running"] and not n["unknown"]:
+        return RUNNING
+    if n["running"] or not n["stopped"] or n["unknown"]:
+        return PENDING
+    all_ok = n["stopped"] == n["succeeded"]
+    if terminal:
+        return SUCCEEDED if all_ok else FAILED
+    if pod.restart_policy is RestartPolicy.ALWAYS:
+        return RUNNING
+    if all_ok:
+        return SUCCEEDED
+    return FAILED if pod.restart_policy is RestartPolicy.NEVER else RUNNING
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def _cond(
+    ctype: str, ok: bool, prev: Mapping[str, Json], now_iso: str, reason: str = "", msg: str = ""
+) -> Json:
+    status = "True" if ok else "False"
+    old = prev.get(ctype)
+    since = old.get("lastTransitionTime") if old and old.get("status") == status else None
+    c: Json = {
+        "type": ctype,
+        "status": status,
+        "lastProbeTime": None,
+        "lastTransitionTime": since or now_iso,
+    }
+    if reason:
+        c["reason"] = reason
+    if msg:
+        c["message"] = msg
+    return c
+
+
+def _initialized(
+    pod: Pod, runtime: RuntimePod, init_statuses: Sequence[Json], phase: str
+) -> tuple[bool, str, str]:
+    if not pod.init_containers:
+        return True, "", ""
+    if phase == SUCCEEDED:
+        return True, "PodCompleted", ""
+    if _app_created(pod, runtime):
+        return True, "", ""
+    incomplete = []
+    for c, st in zip(pod.init_containers, init_statuses, strict=True):
+        term = st["state"].get("terminated")
+        if c.is_sidecar:
+            done = bool(st.get("started"))
+        else:
+            done = term is not None and term["exitCode"] == 0
+        if not done:
+            incomplete.append(c.name)
+    if incomplete:
+        return (
+            False,
+            "ContainersNotInitialized",
+            f"containers with incomplete status: {go_list(incomplete)}",
+        )
+    return True, "", ""
+
+
+def _containers_ready(
+    pod: Pod, init_statuses: Sequence[Json], statuses: Sequence[Json], phase: str
+) -> tuple[bool, str, str]:
+    if phase == SUCCEEDED:
+        return False, "PodCompleted", ""
+    if phase == FAILED:
+        return False, "PodFailed", ""
+    sidecars = {c.name for c in pod.sidecars}
+    unready = [s["name"] for s in init_statuses if s["name"] in sidecars and not s["ready"]]
+    unready += [s["name"] for s in statuses if not s["ready"]]
+    if unready:
+        return False, "ContainersNotReady", f"containers with unready status: {go_list(unready)}"
+    return True, "", ""
+
+
+def _gates_message(pod: Pod, prev: Mapping[str, Json]) -> str:
+    msgs = []
+    for gate in pod.readiness_gates:
+        c = prev.get(gate)
+        if c is None:
+            msgs.append(f'corresponding condition of pod readiness gate "{gate}" does not exist.')
+        elif c.get("status") != "True":
+            msgs.append(
+                f'the status of pod readiness gate "{gate}" is not "True", but {c.get("status")}'
+            )
+    return ", ".join(msgs)
+
+
+def pod_conditions(
+    pod: Pod,
+    runtime: RuntimePod,
+    init_statuses: Sequence[Json],
+    statuses: Sequence[Json],
+    *,
+    phase: str,
+    previous: Sequence[Json],
+    now_iso: str,
+) -> list[Json]:
+    """Kubelet-owned conditions with upstream reasons; PodScheduled and conditions owned by
+    others are kept from `previous` (PodScheduled True when absent)."""
+    prev = {c["type"]: c for c in previous if isinstance(c, dict) and "type" in c}
+    sandbox = runtime.latest_sandbox()
+    net_ok = sandbox is not None and sandbox.state is SandboxState.READY
+    init_ok, init_reason, init_msg = _initialized(pod, runtime, init_statuses, phase)
+    cr_ok, cr_reason, cr_msg = _containers_ready(pod, init_statuses, statuses, phase)
+    ready_ok, ready_reason, ready_msg = cr_ok, cr_reason, cr_msg
+    gates = _gates_message(pod, prev) if cr_ok else ""
+    if gates:
+        ready_ok, ready_reason, ready_msg = False, "ReadinessGatesNotReady", gates
+    out = [
+        _cond("PodReadyToStartContainers", net_ok, prev, now_iso),
+        _cond("Initialized", init_ok, prev, now_iso, init_reason, init_msg),
+        _cond("Ready", ready_ok, prev, now_iso, ready_reason, ready_msg),
+        _cond("ContainersReady", cr_ok, prev, now_iso, cr_reason, cr_msg),
+    ]
+    scheduled = prev.get("PodScheduled")
+    out.append(dict(scheduled) if scheduled else _cond("PodScheduled", True, {}, now_iso))
+    out += [dict(c) for t, c in prev.items() if t not in (*OWNED_CONDITIONS, "PodScheduled")]
+    return out
+
+
+# ---------------------------------------------------------------- QoS
+
+
+def _qos_sums(
+    containers: Sequence[Container],
+) -> tuple[dict[str, Fraction], dict[str, Fraction], bool]:
+    requests: dict[str, Fraction] = {}
+    limits: dict[str, Fraction] = {}
+    guaranteed = True
+    for c in containers:
+        lim_raw = dict(c.resources.get("limits") or {})
+        req_raw = {**lim_raw, **dict(c.resources.get("requests") or {})}
+        found = set()
+        for name in ("cpu", "memory"):
+            if name in req_raw and (q := parse_quantity(req_raw[name])) > 0:
+                requests[name] = requests.get(name, Fraction(0)) + q
+            if name in lim_raw and (q := parse_quantity(lim_raw[name])) > 0:
+                limits[name] = limits.get(name, Fraction(0)) + q
+                found.add(name)
+        if found != {"cpu", "memory"}:
+            guaranteed = False
+    return requests, limits, guaranteed
+
+
+def qos_class(pod: Pod) -> str:
+    """Upstream's GetPodQOS: only cpu and memory count, zero values are ignored, requests
+    default to limits; sums over all containers (init included) are compared.
+    BestEffort: no requests or limits at all. Guaranteed: every container has cpu and memory
+    limits, and the summed requests equal the summed limits. Else Burstable."""
+    requests, limits, guaranteed = _qos_sums((*pod.containers, *pod.init_containers))
+    if not requests and not limits:
+        return "BestEffort"
+    if guaranteed and requests == limits:
+        return "Guaranteed"
+    return "Burstable"
+
+
+# ---------------------------------------------------------------- the whole status
+
+
+def _pod_ips(pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: Json) -> list[str]:
+    if pod.host_network:
+        return list(host_ips)
+    sandbox = runtime.latest_sandbox()
+    if sandbox is not None and sandbox.state is SandboxState.READY and sandbox.ip:
+        return [sandbox.ip]
+    return [p["ip"] for p in prev.get("podIPs") or [] if isinstance(p, dict) and "ip" in p]
+
+
+def derive_pod_status(
+    pod: Pod,
+    runtime: RuntimePod,
+    *,
+    previous_status: Mapping[str, Any] | None,
+    waiting_reasons: Mapping[str, Waiting] | None = None,
+    readiness: Mapping[ContainerID, bool] | None = None,
+    now_iso: str,
+    host_ips: Sequence[str] = (),
+    probe_results: ProbeResults | None = None,
+    pod_is_terminal: bool = False,
+    failure: Waiting | None = None,
+    runtime_name: str = "containerd",
+) -> Json:
+    """The node-owned part of status as an API dict. `waiting_reasons` come from the worker
+    (CrashLoopBackOff, ErrImagePull, ImagePullBackOff, CreateContainerConfigError...);
+    `readiness` is the readiness prober's verdict per container ID; `failure` (reason, message)
+    marks the pod Failed with that reason (DeadlineExceeded, Evicted). A terminal phase in
+    `previous_status` is never left."""
+    prev = dict(previous_status or {})
+    probes = probe_results or NO_PROBES
+    inp = _StatusInputs(pod, runtime, waiting_reasons or {}, readiness or {}, probes, runtime_name)
+    inits, apps = _container_statuses(inp)
+    phase = pod_phase(pod, inits, apps, terminal=pod_is_terminal)
+    if failure is not None:
+        phase = FAILED
+    if prev.get("phase") in TERMINAL_PHASES:
+        phase = str(prev["phase"])
+    previous_conditions = prev.get("conditions") or []
+    status: Json = {
+        "phase": phase,
+        "conditions": pod_conditions(
+            pod, runtime, inits, apps, phase=phase, previous=previous_conditions, now_iso=now_iso
+        ),
+        "initContainerStatuses": inits,
+        "containerStatuses": apps,
+        "startTime": prev.get("startTime") or now_iso,
+        "qosClass": qos_class(pod),
+        **_ip_fields(pod, runtime, host_ips, prev),
+    }
+    if failure is not None:
+        status["reason"] = failure.reason
+        status["message"] = failure.message
+    return status
+
+
+def _container_statuses(inp: _StatusInputs) -> tuple[list[Json], list[Json]]:
+    """(initContainerStatuses in spec order, containerStatuses sorted by name, as upstream)."""
+    pod = inp.pod
+    app_default = (
+        POD_INITIALIZING
+        if pod.init_containers and not _init_done(pod, inp.runtime, inp.probes)
+        else CONTAINER_CREATING
+    )
+    inits = [
+        container_status(inp, c, is_init=True, default=POD_INITIALIZING)
+        for c in pod.init_containers
+    ]
+    apps = [container_status(inp, c, is_init=False, default=app_default) for c in pod.containers]
+    apps.sort(key=lambda s: str(s["name"]))
+    return inits, apps
+
+
+def _ip_fields(pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: Json) -> Json:
+    out: Json = {}
+    if host_ips:
+        out["hostIP"] = host_ips[0]
+        out["hostIPs"] = [{"ip": ip} for ip in host_ips]
+    ips = _pod_ips(pod, runtime, host_ips, prev)
+    if ips:
+        out["podIP"] = ips[0]
+        out["podIPs"] = [{"ip": ip} for ip in ips]
+    return out

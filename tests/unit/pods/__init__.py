@@ -1,0 +1,1 @@
+"""Unit tests of the pure pod lifecycle core: model, planner, back-off, status derivation."""
