@@ -3,3 +3,6 @@ The package root holds only the version.
 """
 
 __version__ = "0.1.0"
+
+KUBERNETES_VERSION = "v1.36.3"
+"""The Kubernetes release whose node API pykubelet speaks (and the harness builds)."""

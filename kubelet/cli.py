@@ -13,6 +13,9 @@ from pathlib import Path
 from kubelet import __version__
 from kubelet.cluster.process import ComponentFailed
 from kubelet.cluster.spec import DEFAULT_CACHE, DEFAULT_DIR, Ports
+from kubelet.config import ConfigError, add_run_flags
+from kubelet.config import load as load_run_config
+from kubelet.node import facts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-") + "-port"
         up.add_argument(flag, dest=f"port_{name}", type=int, default=default, metavar="PORT")
     up.add_argument("--bridge", default="pykbr0", help="bridge of the provisional pod network")
+    up.add_argument("--node-name", default=facts.hostname(), help="name of the node agent")
+    run = sub.add_parser("run", help="run the node agent")
+    add_run_flags(run)
     down = sub.add_parser("down", help="stop the local cluster and remove what `up` made")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="cluster directory")
     return p
@@ -36,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbosity >= 6 else logging.WARNING)
     logging.basicConfig(
         level=logging.DEBUG if args.verbosity >= 4 else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -43,13 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"pykubelet {__version__}")
         return 0
+    if args.command == "run":
+        return _run(args)
     from kubelet.cluster import up as cluster
 
     try:
         if args.command == "up":
             binaries = cluster.find_binaries(args.cache, build=not args.no_build)
             ports = Ports(**{n: getattr(args, f"port_{n}") for n in dataclasses.asdict(Ports())})
-            spec = cluster.make_spec(args.dir.resolve(), binaries, ports=ports, bridge=args.bridge)
+            spec = cluster.make_spec(
+                args.dir.resolve(),
+                binaries,
+                ports=ports,
+                bridge=args.bridge,
+                node_names=(args.node_name,),
+            )
             cluster.up(spec)
             print(f"export KUBECONFIG={spec.admin_kubeconfig}")
         elif args.command == "down":
@@ -57,6 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     except ComponentFailed as e:
         print(f"pykubelet {args.command}: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kubelet.agent import Agent
+
+    try:
+        config = load_run_config(args)
+    except ConfigError as e:
+        print(f"pykubelet run: {e}", file=sys.stderr)
+        return 2
+    asyncio.run(Agent(config).run())
     return 0
 
 

@@ -1,0 +1,159 @@
+"""The composition root of `pykubelet run`: builds the managers from the configuration, wires them
+together and runs their loops as supervised tasks. No manager's logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from cri import api
+from cri.client import RuntimeClient
+from cri.errors import CRIError
+from kubelet import KUBERNETES_VERSION, __version__, supervise
+from kubelet.apiserver import ApiClient
+from kubelet.config import RunConfig
+from kubelet.node import facts as machine
+from kubelet.node.heartbeat import NodeHeartbeat
+from kubelet.node.status import Health, NodeIdentity
+
+log = logging.getLogger(__name__)
+
+
+def detect_node_ips() -> tuple[str, ...]:
+    """The documented rule when --node-ip is not given: the hostname's non-loopback IPv4
+    address if it resolves to one, else the first global-scope IPv4 address of the host."""
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            ip = str(info[4][0])
+            if not ip.startswith("127."):
+                return (ip,)
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True
+    ).stdout
+    for line in out.splitlines():
+        return (line.split()[3].split("/")[0],)
+    return ("127.0.0.1",)
+
+
+@dataclass
+class RuntimeHealth:
+    """The runtime's own view of itself, refreshed by a loop (CRI Status)."""
+
+    runtime_ready: bool = False
+    runtime_message: str = "container runtime status check may not have completed yet"
+    network_ready: bool = False
+    network_message: str = "container runtime network status not reported yet"
+    checked_at: float = field(default_factory=time.monotonic)
+
+    def apply(self, resp: api.StatusResponse) -> None:
+        conds = {c.type: c for c in resp.status.conditions}
+        rt, net = conds.get("RuntimeReady"), conds.get("NetworkReady")
+        self.runtime_ready = bool(rt and rt.status)
+        self.runtime_message = "" if self.runtime_ready else _cond_message(rt, "RuntimeReady")
+        self.network_ready = bool(net and net.status)
+        self.network_message = "" if self.network_ready else _cond_message(net, "NetworkReady")
+        self.checked_at = time.monotonic()
+
+
+def _cond_message(cond: api.RuntimeCondition | None, name: str) -> str:
+    if cond is None:
+        return f"{name} condition missing"
+    return f"{name}=false reason:{cond.reason} message:{cond.message}"
+
+
+class Agent:
+    """One node agent: the apiserver client, the runtime client and the managers' loops."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.runtime_health = RuntimeHealth()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def health(self) -> Health:
+        rh = self.runtime_health
+        return Health(
+            runtime_ready=rh.runtime_ready,
+            runtime_message=rh.runtime_message,
+            network_ready=rh.network_ready,
+            network_message=rh.network_message,
+        )
+
+    async def _runtime_status_loop(self, runtime: RuntimeClient) -> None:
+        while True:
+            try:
+                self.runtime_health.apply(await runtime.status(deadline=5))
+            except CRIError as e:
+                self.runtime_health.runtime_ready = False
+                self.runtime_health.runtime_message = str(e)
+            await asyncio.sleep(5)
+
+    async def run(self) -> None:
+        cfg, kc = self.config, self.config.kubelet
+        if cfg.kubeconfig is None:
+            raise SystemExit(
+                "pykubelet run: --kubeconfig is required (standalone mode is not supported yet)"
+            )
+        client = ApiClient.from_kubeconfig(cfg.kubeconfig)
+        runtime = RuntimeClient(kc.container_runtime_endpoint)
+        version = await self._runtime_version(runtime)
+        ident = NodeIdentity(
+            name=cfg.node_name,
+            internal_ips=cfg.node_ips or detect_node_ips(),
+            kubelet_version=f"{KUBERNETES_VERSION}+pykubelet.{__version__}",
+            runtime_version=version,
+            port=kc.port,
+            labels=dict(kc.node_labels),
+            taints=tuple(
+                {"key": t.key, "value": t.value, "effect": t.effect}
+                for t in kc.register_with_taints
+            ),
+            pod_cidr=kc.pod_cidr or None,
+        )
+        cfg.root_dir.mkdir(parents=True, exist_ok=True)
+        node = NodeHeartbeat(
+            client=client,
+            ident=ident,
+            facts=lambda: machine.gather(cfg.root_dir),
+            health=self.health,
+            max_pods=kc.max_pods,
+            status_every=kc.node_status_update_frequency.total_seconds(),
+            report_every=kc.node_status_report_frequency.total_seconds(),
+            lease_duration=kc.node_lease_duration_seconds,
+        )
+        try:
+            self.runtime_health.apply(await runtime.status(deadline=5))
+        except CRIError as e:
+            log.warning("first runtime status check failed: %s", e)
+        supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
+        supervise.spawn(self.tasks, "node-status", node.status_loop)
+        supervise.spawn(self.tasks, "node-lease", node.lease_loop)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("pykubelet %s running as node %s", __version__, ident.name)
+        try:
+            await stop.wait()
+        finally:
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await runtime.close()
+            await client.close()
+
+    async def _runtime_version(self, runtime: RuntimeClient) -> str:
+        """containerd://1.6.20 style, waiting for the runtime to answer first."""
+        while True:
+            try:
+                v = await runtime.version(deadline=5)
+                return f"{v.runtime_name}://{v.runtime_version}"
+            except CRIError as e:
+                log.warning("container runtime not answering yet: %s", e)
+                await asyncio.sleep(1)
