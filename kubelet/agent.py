@@ -19,9 +19,17 @@ from cri.errors import CRIError
 from kubelet import KUBERNETES_VERSION, __version__, supervise
 from kubelet.apiserver import ApiClient
 from kubelet.config import RunConfig
+from kubelet.events import EventRecorder
 from kubelet.node import facts as machine
 from kubelet.node.heartbeat import NodeHeartbeat
 from kubelet.node.status import Health, NodeIdentity
+from kubelet.pods.backoff import BackOff
+from kubelet.pods.executor import PodExecutor
+from kubelet.pods.model import PodUID
+from kubelet.pods.source import PodSource
+from kubelet.pods.status_manager import StatusManager
+from kubelet.pods.workers import PodWorkers
+from kubelet.runtime.state import RuntimeCache
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,7 @@ class Agent:
         self.config = config
         self.runtime_health = RuntimeHealth()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.pleg: RuntimeCache | None = None
 
     def health(self) -> Health:
         rh = self.runtime_health
@@ -131,6 +140,7 @@ class Agent:
             self.runtime_health.apply(await runtime.status(deadline=5))
         except CRIError as e:
             log.warning("first runtime status check failed: %s", e)
+        self._start_pods(client, runtime, ident)
         supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
         supervise.spawn(self.tasks, "node-status", node.status_loop)
         supervise.spawn(self.tasks, "node-lease", node.lease_loop)
@@ -147,6 +157,36 @@ class Agent:
             await asyncio.gather(*self.tasks, return_exceptions=True)
             await runtime.close()
             await client.close()
+
+    def _start_pods(self, client: ApiClient, runtime: RuntimeClient, ident: NodeIdentity) -> None:
+        """Wire the pod pipeline: pod source -> workers -> executor/CRI; PLEG; status writer."""
+        recorder = EventRecorder(client, ident.name)
+        status = StatusManager(client)
+        workers: PodWorkers | None = None
+
+        def on_change(uid: PodUID) -> None:
+            if workers is not None:
+                workers.wake(uid)
+
+        cache = RuntimeCache(runtime, on_change=on_change)
+        self.pleg = cache
+        backoff = BackOff()
+        executor = PodExecutor(
+            runtime, recorder, log_root=self.config.kubelet.pod_logs_directory, backoff=backoff
+        )
+        workers = PodWorkers(
+            client=client,
+            cache=cache,
+            executor=executor,
+            status=status,
+            backoff=backoff,
+            host_ips=lambda: ident.internal_ips,
+        )
+        source = PodSource(client, ident.name, workers)
+        supervise.spawn(self.tasks, "events", recorder.run)
+        supervise.spawn(self.tasks, "pod-status", status.run)
+        supervise.spawn(self.tasks, "pleg", cache.relist_loop)
+        supervise.spawn(self.tasks, "pod-source", source.run)
 
     async def _runtime_version(self, runtime: RuntimeClient) -> str:
         """containerd://1.6.20 style, waiting for the runtime to answer first."""

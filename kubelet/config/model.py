@@ -242,6 +242,10 @@ class KubeletConfiguration:
     # --- pods and their sources ---
     static_pod_path: str = field(default="", metadata=spec("staticPodPath", Str()))
     """Directory (or file) of static pod manifests; empty disables static pods."""
+    pod_logs_directory: str = field(
+        default="/var/log/pods", metadata=spec("podLogsDirectory", Str(), omitzero=True)
+    )
+    """Where container logs are written: <dir>/<namespace>_<name>_<uid>/<container>/<n>.log."""
     sync_frequency: timedelta = field(
         default=timedelta(minutes=1), metadata=spec("syncFrequency", Duration(), omitzero=True)
     )

@@ -141,6 +141,7 @@ address: 10.0.0.5
 port: 10260
 readOnlyPort: 10255
 staticPodPath: /etc/kubernetes/manifests
+podLogsDirectory: /srv/pod-logs
 syncFrequency: 1m30s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s

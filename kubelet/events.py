@@ -1,0 +1,133 @@
+"""Events about pods as users read them in `kubectl describe`: upstream reasons, repeats counted.
+Recording never blocks or fails the caller; a background task posts them to the apiserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubelet.apiserver import EVENTS, ApiClient, ApiError, NotFound, PatchType
+
+log = logging.getLogger(__name__)
+
+NORMAL, WARNING = "Normal", "Warning"
+# Reasons (upstream names).
+PULLING, PULLED, FAILED, BACK_OFF = "Pulling", "Pulled", "Failed", "BackOff"
+CREATED, STARTED, KILLING = "Created", "Started", "Killing"
+FAILED_CREATE_SANDBOX = "FailedCreatePodSandBox"
+SANDBOX_CHANGED = "SandboxChanged"
+EXCEEDED_GRACE = "ExceededGracePeriod"
+INSPECT_FAILED = "InspectFailed"
+ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+FAILED_SYNC = "FailedSync"
+
+
+@dataclass(frozen=True)
+class PodEvent:
+    namespace: str
+    pod: str
+    uid: str
+    type: str
+    reason: str
+    message: str
+    field_path: str = ""
+
+
+def container_field_path(name: str, *, init: bool = False) -> str:
+    return f"spec.initContainers{{{name}}}" if init else f"spec.containers{{{name}}}"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_body(ev: PodEvent, *, node: str, name: str, now: str) -> dict[str, Any]:
+    involved: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": ev.namespace,
+        "name": ev.pod,
+        "uid": ev.uid,
+    }
+    if ev.field_path:
+        involved["fieldPath"] = ev.field_path
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": ev.namespace},
+        "involvedObject": involved,
+        "reason": ev.reason,
+        "message": ev.message,
+        "type": ev.type,
+        "source": {"component": "kubelet", "host": node},
+        "reportingComponent": "kubelet",
+        "reportingInstance": node,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+class EventRecorder:
+    """Queues events; repeats of the same event within 10 minutes bump its count."""
+
+    def __init__(self, client: ApiClient, node: str, *, max_queue: int = 1000) -> None:
+        self._client = client
+        self._node = node
+        self._queue: asyncio.Queue[PodEvent] = asyncio.Queue(max_queue)
+        self._seen: dict[PodEvent, tuple[str, int, float]] = {}
+
+    def record(self, ev: PodEvent) -> None:
+        log.info(
+            "event pod=%s/%s uid=%s %s %s: %s",
+            ev.namespace,
+            ev.pod,
+            ev.uid,
+            ev.type,
+            ev.reason,
+            ev.message,
+        )
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(ev)
+
+    async def _post(self, ev: PodEvent) -> None:
+        now, mono = _now(), time.monotonic()
+        seen = self._seen.get(ev)
+        if seen is not None and mono - seen[2] < 600:
+            name, count, _ = seen
+            try:
+                await self._client.patch(
+                    EVENTS,
+                    name,
+                    {"count": count + 1, "lastTimestamp": now},
+                    namespace=ev.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                self._seen[ev] = (name, count + 1, mono)
+                return
+            except NotFound:
+                pass
+        name = f"{ev.pod}.{time.time_ns():x}"
+        await self._client.create(
+            EVENTS, event_body(ev, node=self._node, name=name, now=now), namespace=ev.namespace
+        )
+        self._seen[ev] = (name, 1, mono)
+        if len(self._seen) > 5000:
+            cutoff = mono - 600
+            self._seen = {k: v for k, v in self._seen.items() if v[2] >= cutoff}
+
+    async def run(self) -> None:
+        while True:
+            ev = await self._queue.get()
+            try:
+                await self._post(ev)
+            except ApiError as e:
+                log.warning(
+                    "could not post event %s for pod %s/%s: %s", ev.reason, ev.namespace, ev.pod, e
+                )

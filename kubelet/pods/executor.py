@@ -1,0 +1,232 @@
+"""Carries out one PodActions through CRI: kills in stages, sandbox, image pulls, create and start,
+with the events users look for. Decides nothing itself; failures become waiting reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cri import api
+from cri.client import RuntimeClient
+from cri.errors import CRIError, NotFound
+from kubelet import events as ev
+from kubelet.pods.backoff import BackOff
+from kubelet.pods.model import Pod, PullPolicy, RuntimePod, SandboxID, Waiting
+from kubelet.pods.plan import PodActions
+from kubelet.runtime.criconfig import PodConfigError, container_config, pod_log_directory
+from kubelet.runtime.criconfig import sandbox_config as build_sandbox_config
+
+log = logging.getLogger(__name__)
+
+ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF = "ErrImagePull", "ImagePullBackOff"
+ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+CREATE_CONFIG_ERROR, CREATE_ERROR = "CreateContainerConfigError", "CreateContainerError"
+RUN_ERROR = "RunContainerError"
+MIN_KILL_GRACE = 2
+
+
+@dataclass
+class Outcome:
+    """What one execution left behind for the status: waiting reasons by container name."""
+
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    sandbox_error: str = ""
+
+
+def _container_spec(pod_json: Mapping[str, Any], name: str) -> tuple[Mapping[str, Any], bool]:
+    spec = pod_json.get("spec", {})
+    for c in spec.get("initContainers") or []:
+        if c.get("name") == name:
+            return c, True
+    for c in spec.get("containers") or []:
+        if c.get("name") == name:
+            return c, False
+    raise KeyError(name)
+
+
+class PodExecutor:
+    """Executes plans for every pod of the node; owns the image pull back-off."""
+
+    def __init__(
+        self, runtime: RuntimeClient, recorder: ev.EventRecorder, *, log_root: str, backoff: BackOff
+    ) -> None:
+        self.rt = runtime
+        self.recorder = recorder
+        self.log_root = log_root
+        self.backoff = backoff
+        self.pull_backoff = BackOff()
+        self._pulls: dict[str, asyncio.Lock] = {}
+
+    def _event(self, pod: Pod, type_: str, reason: str, message: str, field_path: str = "") -> None:
+        self.recorder.record(
+            ev.PodEvent(pod.namespace, pod.name, pod.uid, type_, reason, message, field_path)
+        )
+
+    def container_event(self, pod: Pod, name: str, type_: str, reason: str, message: str) -> None:
+        init = any(c.name == name for c in pod.init_containers)
+        self._event(pod, type_, reason, message, ev.container_field_path(name, init=init))
+
+    def sandbox_config(self, pod_json: Mapping[str, Any], attempt: int) -> api.PodSandboxConfig:
+        return build_sandbox_config(
+            pod_json, attempt=attempt, log_dir=pod_log_directory(pod_json, self.log_root), dns=None
+        )
+
+    async def kill(self, pod: Pod, actions: PodActions) -> None:
+        grace = max(MIN_KILL_GRACE, actions.grace_period_seconds)
+        for stage in actions.kill_stages:
+            await asyncio.gather(*(self._kill_one(pod, cid, actions, grace) for cid in stage))
+        for sid in actions.sandbox_ids_to_kill:
+            with contextlib.suppress(NotFound):
+                await self.rt.stop_pod_sandbox(sid)
+
+    async def _kill_one(self, pod: Pod, cid: str, actions: PodActions, grace: int) -> None:
+        info = actions.containers_to_kill.get(cid)  # type: ignore[call-overload]
+        if info is not None:
+            self._event(
+                pod,
+                ev.NORMAL,
+                ev.KILLING,
+                f"Stopping container {info.name}",
+                ev.container_field_path(info.name),
+            )
+        with contextlib.suppress(NotFound):
+            await self.rt.stop_container(cid, grace_seconds=grace)
+
+    async def execute(
+        self, pod_json: Mapping[str, Any], pod: Pod, actions: PodActions, runtime: RuntimePod
+    ) -> Outcome:
+        out = Outcome()
+        if actions.kill_stages or actions.sandbox_ids_to_kill:
+            await self.kill(pod, actions)
+        sandbox = runtime.latest_sandbox()
+        attempt = sandbox.attempt if sandbox else 0
+        sandbox_id: SandboxID | None = sandbox.id if sandbox else None
+        if actions.create_sandbox:
+            attempt = actions.attempt
+            if sandbox is not None:
+                self._event(
+                    pod,
+                    ev.NORMAL,
+                    ev.SANDBOX_CHANGED,
+                    "Pod sandbox changed, it will be killed and re-created.",
+                )
+            try:
+                sandbox_id = SandboxID(
+                    await self.rt.run_pod_sandbox(self.sandbox_config(pod_json, attempt))
+                )
+            except (CRIError, PodConfigError) as e:
+                out.sandbox_error = str(e)
+                self._event(
+                    pod, ev.WARNING, ev.FAILED_CREATE_SANDBOX, f"Failed to create pod sandbox: {e}"
+                )
+                return out
+        if sandbox_id is None:
+            return out
+        starts = [*actions.init_containers_to_start]
+        if actions.next_init_container_to_start:
+            starts.append(actions.next_init_container_to_start)
+        starts += actions.containers_to_start
+        sb_config = self.sandbox_config(pod_json, attempt)
+        for name in starts:
+            waiting = await self._start(pod_json, pod, runtime, sandbox_id, sb_config, name)
+            if waiting is not None:
+                out.waiting[name] = waiting
+            else:
+                actions.record_backoff(name, self.backoff)
+        return out
+
+    async def _start(
+        self,
+        pod_json: Mapping[str, Any],
+        pod: Pod,
+        runtime: RuntimePod,
+        sandbox_id: str,
+        sb_config: api.PodSandboxConfig,
+        name: str,
+    ) -> Waiting | None:
+        spec, is_init = _container_spec(pod_json, name)
+        model = pod.container(name)
+        if model is None:
+            return Waiting(CREATE_CONFIG_ERROR, f"container {name!r} not in the pod spec")
+        fpath = ev.container_field_path(name, init=is_init)
+        pulled = await self.ensure_image(
+            pod, model.image, model.image_pull_policy, sb_config, fpath
+        )
+        if isinstance(pulled, Waiting):
+            return pulled
+        prev = runtime.latest(name)
+        restart_count = prev.restart_count + 1 if prev is not None else 0
+        try:
+            config = container_config(
+                pod_json,
+                spec,
+                attempt=restart_count,
+                restart_count=restart_count,
+                spec_hash=model.hash,
+            )
+        except PodConfigError as e:
+            self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e}", fpath)
+            return Waiting(CREATE_CONFIG_ERROR, str(e))
+        try:
+            cid = await self.rt.create_container(sandbox_id, config, sb_config)
+        except CRIError as e:
+            self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e.message}", fpath)
+            return Waiting(CREATE_ERROR, e.message)
+        self._event(pod, ev.NORMAL, ev.CREATED, f"Created container {name}", fpath)
+        try:
+            await self.rt.start_container(cid)
+        except CRIError as e:
+            self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e.message}", fpath)
+            return Waiting(RUN_ERROR, e.message)
+        self._event(pod, ev.NORMAL, ev.STARTED, f"Started container {name}", fpath)
+        return None
+
+    async def ensure_image(
+        self, pod: Pod, image: str, policy: PullPolicy, sb_config: api.PodSandboxConfig, fpath: str
+    ) -> str | Waiting:
+        """The image's reference once present, or why the container must wait for it."""
+        if policy != PullPolicy.ALWAYS:
+            status = await self.rt.image_status(image)
+            if status.HasField("image"):
+                if policy == PullPolicy.IF_NOT_PRESENT:
+                    self._event(
+                        pod,
+                        ev.NORMAL,
+                        ev.PULLED,
+                        f'Container image "{image}" already present on machine',
+                        fpath,
+                    )
+                return status.image.id
+            if policy == PullPolicy.NEVER:
+                msg = f'Container image "{image}" is not present with pull policy of Never'
+                self._event(pod, ev.WARNING, ev.ERR_IMAGE_NEVER_PULL, msg, fpath)
+                return Waiting(ERR_IMAGE_NEVER_PULL, msg)
+        key = (pod.uid, image)
+        now = time.time()
+        if self.pull_backoff.is_in_backoff(key, now):
+            msg = f'Back-off pulling image "{image}"'
+            self._event(pod, ev.NORMAL, ev.BACK_OFF, msg, fpath)
+            return Waiting(IMAGE_PULL_BACK_OFF, msg)
+        lock = self._pulls.setdefault(image, asyncio.Lock())
+        async with lock:
+            self._event(pod, ev.NORMAL, ev.PULLING, f'Pulling image "{image}"', fpath)
+            t0 = time.monotonic()
+            try:
+                ref = await self.rt.pull_image(image, sandbox_config=sb_config)
+            except CRIError as e:
+                self.pull_backoff.next(key, now)
+                msg = f'Failed to pull image "{image}": {e.message}'
+                self._event(pod, ev.WARNING, ev.FAILED, msg, fpath)
+                return Waiting(ERR_IMAGE_PULL, msg)
+        took = time.monotonic() - t0
+        self._event(
+            pod, ev.NORMAL, ev.PULLED, f'Successfully pulled image "{image}" in {took:.3f}s', fpath
+        )
+        self.pull_backoff.reset(key)
+        return ref

@@ -1,0 +1,104 @@
+"""Pod status writes: one versioned status per pod, coalesced (only the newest is sent), written
+as soon as it changes, and only when a field the node owns changed. Computes no status itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubelet.apiserver import PODS, ApiClient, ApiError, Conflict, NotFound, PatchType
+
+log = logging.getLogger(__name__)
+Json = dict[str, Any]
+
+
+@dataclass
+class _Entry:
+    namespace: str
+    name: str
+    uid: str
+    status: Json
+    version: int = 0
+    written_version: int = 0
+    written: Json | None = None
+
+
+def _comparable(status: Json) -> Json:
+    """Status without the heartbeat-like times that change on every derivation."""
+    conds = [
+        {k: v for k, v in c.items() if k != "lastProbeTime"} for c in status.get("conditions", [])
+    ]
+    return {**status, "conditions": conds}
+
+
+class StatusManager:
+    """Holds the latest status of every pod on the node and a writer loop that sends it."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+        self._entries: dict[str, _Entry] = {}
+        self._dirty: asyncio.Queue[str] = asyncio.Queue()
+
+    def get(self, uid: str) -> Json | None:
+        e = self._entries.get(uid)
+        return e.status if e else None
+
+    def set(self, *, namespace: str, name: str, uid: str, status: Json) -> bool:
+        """Record a new status; returns True when it differs from the last one set."""
+        e = self._entries.get(uid)
+        if e is not None and _comparable(e.status) == _comparable(status):
+            return False
+        if e is None:
+            e = self._entries[uid] = _Entry(namespace, name, uid, status)
+        e.status = status
+        e.version += 1
+        self._dirty.put_nowait(uid)
+        return True
+
+    def forget(self, uid: str) -> None:
+        self._entries.pop(uid, None)
+
+    async def flush(self, uid: str) -> None:
+        """Write `uid`'s newest status now if it has not been written (used before deleting)."""
+        e = self._entries.get(uid)
+        if e is not None and e.written_version < e.version:
+            await self._write(e)
+
+    async def _write(self, e: _Entry) -> None:
+        version, status = e.version, e.status
+        if e.written is not None and _comparable(e.written) == _comparable(status):
+            e.written_version = version
+            return
+        patch = {"metadata": {"uid": e.uid}, "status": status}
+        try:
+            await self._client.patch(
+                PODS,
+                e.name,
+                patch,
+                namespace=e.namespace,
+                subresource="status",
+                patch_type=PatchType.STRATEGIC,
+            )
+        except (NotFound, Conflict):
+            log.info("pod %s/%s uid=%s is gone; dropping its status", e.namespace, e.name, e.uid)
+            self._entries.pop(e.uid, None)
+            return
+        e.written, e.written_version = status, version
+
+    async def run(self) -> None:
+        while True:
+            uid = await self._dirty.get()
+            e = self._entries.get(uid)
+            if e is None or e.written_version >= e.version:
+                continue
+            try:
+                await self._write(e)
+            except ApiError as err:
+                log.warning(
+                    "status of pod %s/%s not written: %s; retrying", e.namespace, e.name, err
+                )
+                await asyncio.sleep(1)
+                self._dirty.put_nowait(uid)

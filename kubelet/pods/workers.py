@@ -1,0 +1,305 @@
+"""Pod workers: one asyncio task per pod UID; the newest spec wins; syncing -> terminating ->
+terminated. Each round plans from the cached runtime state, executes, re-reads, derives status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cri.errors import CRIError
+from kubelet import events as ev
+from kubelet.apiserver import PODS, ApiClient, ApiError, NotFound, Preconditions
+from kubelet.pods.backoff import BackOff
+from kubelet.pods.executor import IMAGE_PULL_BACK_OFF, Outcome, PodExecutor
+from kubelet.pods.model import (
+    ContainerState,
+    Pod,
+    PodSpecError,
+    PodUID,
+    RuntimePod,
+    SandboxState,
+    Waiting,
+    pod_from_api,
+)
+from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, PodActions, compute_pod_actions
+from kubelet.pods.podstatus import derive_pod_status
+from kubelet.pods.status_manager import StatusManager
+from kubelet.runtime.state import RuntimeCache
+
+log = logging.getLogger(__name__)
+Json = dict[str, Any]
+RESYNC_SECONDS = 10.0
+
+
+class Phase(StrEnum):
+    SYNCING = "Syncing"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+
+
+@dataclass
+class _Worker:
+    pod: Json
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    phase: Phase = Phase.SYNCING
+    task: asyncio.Task[None] | None = None
+    removed: bool = False
+    """The pod object is gone from the apiserver: tear down without waiting for it."""
+    timer: asyncio.TimerHandle | None = None
+    """The one pending delayed wake (a back-off ending, a retry)."""
+
+    def wake_in(self, delay: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(delay, self.wake.set)
+
+
+def _iso_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _node_relevant(pod: Json) -> Json:
+    """What a pod update must change to need a sync: not the status the node itself wrote."""
+    return {k: v for k, v in pod.items() if k != "status"} | {
+        "metadata": {
+            k: v
+            for k, v in pod.get("metadata", {}).items()
+            if k not in ("resourceVersion", "managedFields")
+        }
+    }
+
+
+def _parse_time(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    with contextlib.suppress(ValueError):
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def _ref(pod: Json) -> str:
+    m = pod.get("metadata", {})
+    return f"{m.get('namespace')}/{m.get('name')} uid={m.get('uid')}"
+
+
+def _running(runtime: RuntimePod) -> bool:
+    return any(
+        c.state in (ContainerState.RUNNING, ContainerState.CREATED) for c in runtime.containers
+    ) or any(s.state == SandboxState.READY for s in runtime.sandboxes)
+
+
+class PodWorkers:
+    """Owns every pod's worker task; the composition root feeds it pod updates and PLEG wakes."""
+
+    def __init__(
+        self,
+        *,
+        client: ApiClient,
+        cache: RuntimeCache,
+        executor: PodExecutor,
+        status: StatusManager,
+        backoff: BackOff,
+        host_ips: Callable[[], tuple[str, ...]],
+        resync: float = RESYNC_SECONDS,
+    ) -> None:
+        self._client = client
+        self._cache = cache
+        self._exec = executor
+        self._status = status
+        self._backoff = backoff
+        self._host_ips = host_ips
+        self._resync = resync
+        self._workers: dict[PodUID, _Worker] = {}
+        self._done: set[PodUID] = set()
+        """UIDs torn down for good: never started again (a pod UID is never reused)."""
+
+    # ---- inputs ---------------------------------------------------------------------------
+    def update(self, pod: Json) -> None:
+        uid = PodUID(pod["metadata"]["uid"])
+        if uid in self._done:
+            return
+        w = self._workers.get(uid)
+        if w is None:
+            w = self._workers[uid] = _Worker(pod)
+            w.task = asyncio.create_task(self._run(uid, w), name=f"pod-{_ref(pod)}")
+            w.wake.set()
+            return
+        old, w.pod = w.pod, pod
+        if _node_relevant(old) != _node_relevant(pod):
+            w.wake.set()
+
+    def remove(self, uid: PodUID) -> None:
+        w = self._workers.get(uid)
+        if w is not None:
+            w.removed = True
+            w.wake.set()
+
+    def wake(self, uid: PodUID) -> None:
+        w = self._workers.get(uid)
+        if w is not None:
+            w.wake.set()
+
+    def known(self) -> set[PodUID]:
+        return set(self._workers)
+
+    def could_have_running_containers(self, uid: PodUID) -> bool:
+        w = self._workers.get(uid)
+        return w is not None and w.phase != Phase.TERMINATED
+
+    # ---- the worker ----------------------------------------------------------------------
+    async def _run(self, uid: PodUID, w: _Worker) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(w.wake.wait(), timeout=self._resync)
+            w.wake.clear()
+            try:
+                finished = await self._sync(uid, w)
+            except asyncio.CancelledError:
+                raise
+            except (CRIError, ApiError) as e:
+                log.warning("pod %s: sync failed: %s", _ref(w.pod), e)
+                await asyncio.sleep(1)
+                w.wake.set()
+                continue
+            except Exception:
+                log.exception("pod %s: sync crashed", _ref(w.pod))
+                await asyncio.sleep(1)
+                continue
+            if finished:
+                self._workers.pop(uid, None)
+                self._done.add(uid)
+                self._status.forget(uid)
+                return
+
+    def _transition(self, w: _Worker, to: Phase) -> None:
+        if w.phase != to:
+            log.info("pod=%s %s -> %s", _ref(w.pod), w.phase, to)
+            w.phase = to
+
+    async def _sync(self, uid: PodUID, w: _Worker) -> bool:
+        """One round; True when the pod is fully torn down and its worker may end."""
+        pod_json = w.pod
+        try:
+            pod = pod_from_api(pod_json)
+        except PodSpecError as e:
+            log.warning("pod %s: %s", _ref(pod_json), e)
+            return False
+        if w.removed and pod.deletion_timestamp is None:
+            pod = _as_deleted(pod_json)
+        if pod.is_deleted:
+            self._transition(w, Phase.TERMINATING)
+        runtime = await self._cache.refresh(uid)
+        status_json = self._status.get(uid) or pod_json.get("status") or {}
+        actions = compute_pod_actions(
+            pod,
+            runtime,
+            now=time.time(),
+            backoff=self._backoff,
+            start_time=_parse_time(status_json.get("startTime")),
+        )
+        outcome = Outcome()
+        for name, waiting in actions.waiting.items():
+            if waiting.reason == CRASH_LOOP_BACK_OFF:
+                self._exec.container_event(
+                    pod,
+                    name,
+                    ev.WARNING,
+                    ev.BACK_OFF,
+                    f"Back-off restarting failed container {name} in pod "
+                    f"{pod.name}_{pod.namespace}({pod.uid})",
+                )
+        if not actions.is_noop:
+            log.info("pod=%s actions: %s", _ref(pod_json), actions.describe())
+            outcome = await self._exec.execute(pod_json, pod, actions, runtime)
+            runtime = await self._cache.refresh(uid)
+        self._derive(pod, pod_json, runtime, actions, outcome, status_json)
+        if w.phase == Phase.TERMINATING and not _running(runtime):
+            return await self._finish(uid, w, pod_json, runtime)
+        delay = self._retry_delay(pod, runtime, actions, outcome)
+        if delay is not None:
+            w.wake_in(delay)
+        return False
+
+    def _retry_delay(
+        self, pod: Pod, runtime: RuntimePod, actions: PodActions, outcome: Outcome
+    ) -> float | None:
+        """When to sync again: as soon as a back-off ends, else after a failed step, 10 s."""
+        now, delays = time.time(), []
+        for name, waiting in {**actions.waiting, **outcome.waiting}.items():
+            if waiting.reason == CRASH_LOOP_BACK_OFF:
+                last = runtime.latest(name)
+                since = last.finished_at if last is not None else None
+                delays.append(self._backoff.is_in_backoff((pod.uid, name), now, since=since))
+            elif waiting.reason == IMAGE_PULL_BACK_OFF:
+                c = pod.container(name)
+                if c is not None:
+                    delays.append(self._exec.pull_backoff.is_in_backoff((pod.uid, c.image), now))
+            else:
+                delays.append(self._resync)
+        if outcome.sandbox_error:
+            delays.append(self._resync)
+        return min(delays) + 0.05 if delays else None
+
+    def _derive(
+        self,
+        pod: Pod,
+        pod_json: Json,
+        runtime: RuntimePod,
+        actions: PodActions,
+        outcome: Outcome,
+        previous: Json,
+    ) -> None:
+        waiting: dict[str, Waiting] = {**actions.waiting, **outcome.waiting}
+        failure = (
+            Waiting(actions.pod_failed_reason, actions.pod_failed_message)
+            if actions.pod_failed and actions.pod_failed_reason == "DeadlineExceeded"
+            else None
+        )
+        status = derive_pod_status(
+            pod,
+            runtime,
+            previous_status=previous,
+            waiting_reasons=waiting,
+            now_iso=_iso_now(),
+            host_ips=self._host_ips(),
+            failure=failure,
+        )
+        self._status.set(namespace=pod.namespace, name=pod.name, uid=pod.uid, status=status)
+
+    async def _finish(self, uid: PodUID, w: _Worker, pod_json: Json, runtime: RuntimePod) -> bool:
+        """Nothing runs any more: write the last status, delete the object, free the runtime."""
+        self._transition(w, Phase.TERMINATED)
+        meta = pod_json["metadata"]
+        await self._status.flush(uid)
+        if not w.removed:
+            with contextlib.suppress(NotFound):
+                await self._client.delete(
+                    PODS,
+                    meta["name"],
+                    namespace=meta["namespace"],
+                    grace_period_seconds=0,
+                    preconditions=Preconditions(uid=uid),
+                )
+        for sandbox in runtime.sandboxes:
+            with contextlib.suppress(CRIError):
+                await self._exec.rt.remove_pod_sandbox(sandbox.id)
+        log.info("pod=%s torn down", _ref(pod_json))
+        return True
+
+
+def _as_deleted(pod_json: Json) -> Pod:
+    """The pod as if deleted now with grace 0: its object vanished (force delete)."""
+    meta = {
+        **pod_json["metadata"],
+        "deletionTimestamp": _iso_now(),
+        "deletionGracePeriodSeconds": 0,
+    }
+    return pod_from_api({**pod_json, "metadata": meta})
