@@ -172,7 +172,11 @@ class Agent:
         self.pleg = cache
         backoff = BackOff()
         executor = PodExecutor(
-            runtime, recorder, log_root=self.config.kubelet.pod_logs_directory, backoff=backoff
+            runtime,
+            recorder,
+            log_root=self.config.kubelet.pod_logs_directory,
+            pods_dir=self.config.root_dir / "pods",
+            backoff=backoff,
         )
         workers = PodWorkers(
             client=client,

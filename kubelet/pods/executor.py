@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cri import api
@@ -17,7 +18,7 @@ from cri.client import RuntimeClient
 from cri.errors import CRIError, NotFound
 from kubelet import events as ev
 from kubelet.pods.backoff import BackOff
-from kubelet.pods.model import Pod, PullPolicy, RuntimePod, SandboxID, Waiting
+from kubelet.pods.model import Container, Pod, PullPolicy, RuntimePod, SandboxID, Waiting
 from kubelet.pods.plan import PodActions
 from kubelet.runtime.criconfig import PodConfigError, container_config, pod_log_directory
 from kubelet.runtime.criconfig import sandbox_config as build_sandbox_config
@@ -54,9 +55,16 @@ class PodExecutor:
     """Executes plans for every pod of the node; owns the image pull back-off."""
 
     def __init__(
-        self, runtime: RuntimeClient, recorder: ev.EventRecorder, *, log_root: str, backoff: BackOff
+        self,
+        runtime: RuntimeClient,
+        recorder: ev.EventRecorder,
+        *,
+        log_root: str,
+        pods_dir: Path,
+        backoff: BackOff,
     ) -> None:
         self.rt = runtime
+        self.pods_dir = pods_dir
         self.recorder = recorder
         self.log_root = log_root
         self.backoff = backoff
@@ -169,8 +177,9 @@ class PodExecutor:
                 attempt=restart_count,
                 restart_count=restart_count,
                 spec_hash=model.hash,
+                mounts=self._termination_log(pod, model, restart_count),
             )
-        except PodConfigError as e:
+        except (PodConfigError, OSError) as e:
             self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e}", fpath)
             return Waiting(CREATE_CONFIG_ERROR, str(e))
         try:
@@ -186,6 +195,17 @@ class PodExecutor:
             return Waiting(RUN_ERROR, e.message)
         self._event(pod, ev.NORMAL, ev.STARTED, f"Started container {name}", fpath)
         return None
+
+    def _termination_log(self, pod: Pod, c: Container, restart_count: int) -> list[api.Mount]:
+        """A fresh host file bind-mounted at terminationMessagePath (read back when it exits)."""
+        if not c.termination_message_path:
+            return []
+        directory = self.pods_dir / pod.uid / "containers" / c.name
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"termination-log-{restart_count}"
+        path.write_bytes(b"")
+        path.chmod(0o666)
+        return [api.Mount(container_path=c.termination_message_path, host_path=str(path))]
 
     async def ensure_image(
         self, pod: Pod, image: str, policy: PullPolicy, sb_config: api.PodSandboxConfig, fpath: str

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -291,6 +292,7 @@ class PodWorkers:
         for sandbox in runtime.sandboxes:
             with contextlib.suppress(CRIError):
                 await self._exec.rt.remove_pod_sandbox(sandbox.id)
+        shutil.rmtree(self._exec.pods_dir / uid, ignore_errors=True)
         log.info("pod=%s torn down", _ref(pod_json))
         return True
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from kubelet.cluster import process
 from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec
 
@@ -129,3 +131,22 @@ def events(spec: ClusterSpec, ns: str, name: str) -> list[Json]:
         spec, f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3D{name}"
     )["items"]
     return items
+
+
+@contextmanager
+def agent_namespace(spec: ClusterSpec) -> Iterator[str]:
+    """The node agent running on the session cluster and a fresh namespace; both cleaned up."""
+    cluster.start_node(spec, NODE)
+    namespace = new_namespace(spec)
+    try:
+        yield namespace
+    finally:
+        cluster.api(
+            spec, f"/api/v1/namespaces/{namespace}/pods?gracePeriodSeconds=0", method="DELETE"
+        )
+        wait_for(
+            lambda: not api_json(spec, f"/api/v1/namespaces/{namespace}/pods")["items"],
+            30,
+            "pods gone",
+        )
+        process.stop(cluster.agent_daemon(spec, NODE))
