@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kubelet import __version__
 from kubelet.cluster.process import ComponentFailed
-from kubelet.cluster.spec import DEFAULT_CACHE, DEFAULT_DIR, Ports
+from kubelet.cluster.spec import DEFAULT_CACHE, DEFAULT_DIR, ClusterSpec, Ports
 from kubelet.config import ConfigError, add_run_flags
 from kubelet.config import load as load_run_config
 from kubelet.node import facts
@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-") + "-port"
         up.add_argument(flag, dest=f"port_{name}", type=int, default=default, metavar="PORT")
     up.add_argument("--bridge", default="pykbr0", help="bridge of the provisional pod network")
+    up.add_argument(
+        "--cluster-cidr",
+        default=ClusterSpec.cluster_cidr,
+        help="pod network of the cluster (nodes get /24s of it)",
+    )
     up.add_argument("--node-name", default=facts.hostname(), help="name of the node agent")
     run = sub.add_parser("run", help="run the node agent")
     add_run_flags(run)
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 ports=ports,
                 bridge=args.bridge,
                 node_names=(args.node_name,),
+                cluster_cidr=args.cluster_cidr,
             )
             cluster.up(spec)
             print(f"export KUBECONFIG={spec.admin_kubeconfig}")

@@ -93,6 +93,7 @@ def make_spec(
     ports: Ports | None = None,
     node_names: tuple[str, ...] = (),
     bridge: str = "pykbr0",
+    cluster_cidr: str = ClusterSpec.cluster_cidr,
 ) -> ClusterSpec:
     fallback = not binaries.etcd.exists()
     if fallback:
@@ -105,6 +106,7 @@ def make_spec(
         node_names=node_names,
         etcd_is_fallback=fallback,
         bridge=bridge,
+        cluster_cidr=cluster_cidr,
     )
 
 

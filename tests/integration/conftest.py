@@ -55,6 +55,7 @@ def cluster_spec(
         ports=ports,
         node_names=(NODE,),
         bridge="pyktest0",
+        cluster_cidr="10.90.0.0/16",
     )
     try:
         cluster.up(spec, with_nodes=False)
