@@ -678,7 +678,7 @@ def markdown(results: Json) -> str:
         )
     lines += [
         "",
-        "| resources, (b) with 30 pods | pykubelet | Go kubelet | py/Go |",
+        f"| resources, (b) with {results['parameters']['paced']} pods | pykubelet | Go kubelet | py/Go |",
         "|---|---:|---:|---:|",
     ]
 
