@@ -20,6 +20,16 @@ from kubelet import events as ev
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.model import Container, Pod, PullPolicy, RuntimePod, SandboxID, Waiting
 from kubelet.pods.plan import PodActions
+from kubelet.pods.seams import (
+    ContainerConfigError,
+    Environment,
+    Hooks,
+    NoHooks,
+    NoVolumes,
+    PlainEnvironment,
+    Volumes,
+    VolumeSetupError,
+)
 from kubelet.runtime.criconfig import PodConfigError, container_config, pod_log_directory
 from kubelet.runtime.criconfig import sandbox_config as build_sandbox_config
 
@@ -29,6 +39,9 @@ ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF = "ErrImagePull", "ImagePullBackOff"
 ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
 CREATE_CONFIG_ERROR, CREATE_ERROR = "CreateContainerConfigError", "CreateContainerError"
 RUN_ERROR = "RunContainerError"
+POST_START_ERROR = "PostStartHookError"
+CONTAINER_CREATING = "ContainerCreating"
+FAILED_MOUNT, FAILED_POST_START = "FailedMount", "FailedPostStartHook"
 MIN_KILL_GRACE = 2
 
 
@@ -62,9 +75,15 @@ class PodExecutor:
         log_root: str,
         pods_dir: Path,
         backoff: BackOff,
+        volumes: Volumes | None = None,
+        env: Environment | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.rt = runtime
         self.pods_dir = pods_dir
+        self.volumes: Volumes = volumes or NoVolumes()
+        self.env: Environment = env or PlainEnvironment()
+        self.hooks: Hooks = hooks or NoHooks()
         self.recorder = recorder
         self.log_root = log_root
         self.backoff = backoff
@@ -85,15 +104,19 @@ class PodExecutor:
             pod_json, attempt=attempt, log_dir=pod_log_directory(pod_json, self.log_root), dns=None
         )
 
-    async def kill(self, pod: Pod, actions: PodActions) -> None:
+    async def kill(self, pod_json: Mapping[str, Any], pod: Pod, actions: PodActions) -> None:
         grace = max(MIN_KILL_GRACE, actions.grace_period_seconds)
         for stage in actions.kill_stages:
-            await asyncio.gather(*(self._kill_one(pod, cid, actions, grace) for cid in stage))
+            await asyncio.gather(
+                *(self._kill_one(pod_json, pod, cid, actions, grace) for cid in stage)
+            )
         for sid in actions.sandbox_ids_to_kill:
             with contextlib.suppress(NotFound):
                 await self.rt.stop_pod_sandbox(sid)
 
-    async def _kill_one(self, pod: Pod, cid: str, actions: PodActions, grace: int) -> None:
+    async def _kill_one(
+        self, pod_json: Mapping[str, Any], pod: Pod, cid: str, actions: PodActions, grace: int
+    ) -> None:
         info = actions.containers_to_kill.get(cid)  # type: ignore[call-overload]
         if info is not None:
             self._event(
@@ -103,6 +126,11 @@ class PodExecutor:
                 f"Stopping container {info.name}",
                 ev.container_field_path(info.name),
             )
+            with contextlib.suppress(KeyError):
+                spec, _ = _container_spec(pod_json, info.name)
+                started = time.monotonic()
+                await self.hooks.pre_stop(pod_json, spec, cid, grace)
+                grace = max(MIN_KILL_GRACE, grace - int(time.monotonic() - started))
         with contextlib.suppress(NotFound):
             await self.rt.stop_container(cid, grace_seconds=grace)
 
@@ -111,7 +139,7 @@ class PodExecutor:
     ) -> Outcome:
         out = Outcome()
         if actions.kill_stages or actions.sandbox_ids_to_kill:
-            await self.kill(pod, actions)
+            await self.kill(pod_json, pod, actions)
         sandbox = runtime.latest_sandbox()
         attempt = sandbox.attempt if sandbox else 0
         sandbox_id: SandboxID | None = sandbox.id if sandbox else None
@@ -141,6 +169,13 @@ class PodExecutor:
             starts.append(actions.next_init_container_to_start)
         starts += actions.containers_to_start
         sb_config = self.sandbox_config(pod_json, attempt)
+        if starts:
+            try:
+                await self.volumes.setup(pod_json)
+            except VolumeSetupError as e:
+                self._event(pod, ev.WARNING, FAILED_MOUNT, str(e))
+                out.waiting = {name: Waiting(CONTAINER_CREATING, str(e)) for name in starts}
+                return out
         for name in starts:
             waiting = await self._start(pod_json, pod, runtime, sandbox_id, sb_config, name)
             if waiting is not None:
@@ -170,18 +205,9 @@ class PodExecutor:
             return pulled
         prev = runtime.latest(name)
         restart_count = prev.restart_count + 1 if prev is not None else 0
-        try:
-            config = container_config(
-                pod_json,
-                spec,
-                attempt=restart_count,
-                restart_count=restart_count,
-                spec_hash=model.hash,
-                mounts=self._termination_log(pod, model, restart_count),
-            )
-        except (PodConfigError, OSError) as e:
-            self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e}", fpath)
-            return Waiting(CREATE_CONFIG_ERROR, str(e))
+        config = await self._config(pod_json, pod, spec, model, restart_count, fpath)
+        if isinstance(config, Waiting):
+            return config
         try:
             cid = await self.rt.create_container(sandbox_id, config, sb_config)
         except CRIError as e:
@@ -194,7 +220,40 @@ class PodExecutor:
             self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e.message}", fpath)
             return Waiting(RUN_ERROR, e.message)
         self._event(pod, ev.NORMAL, ev.STARTED, f"Started container {name}", fpath)
+        hook_error = await self.hooks.post_start(pod_json, spec, cid)
+        if hook_error is not None:
+            self._event(pod, ev.WARNING, FAILED_POST_START, hook_error, fpath)
+            with contextlib.suppress(NotFound):
+                await self.rt.stop_container(cid, grace_seconds=pod.grace_period_seconds())
+            return Waiting(POST_START_ERROR, hook_error)
         return None
+
+    async def _config(
+        self,
+        pod_json: Mapping[str, Any],
+        pod: Pod,
+        spec: Mapping[str, Any],
+        model: Container,
+        restart_count: int,
+        fpath: str,
+    ) -> api.ContainerConfig | Waiting:
+        """The CreateContainer config with env, mounts and the termination-log file."""
+        try:
+            resolved = await self.env.resolve(pod_json, spec)
+            mounts = self.volumes.mounts(pod_json, spec)
+            mounts += self._termination_log(pod, model, restart_count)
+            return container_config(
+                pod_json,
+                resolved.container,
+                attempt=restart_count,
+                restart_count=restart_count,
+                env=resolved.env,
+                spec_hash=model.hash,
+                mounts=mounts,
+            )
+        except (ContainerConfigError, PodConfigError, OSError) as e:
+            self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e}", fpath)
+            return Waiting(CREATE_CONFIG_ERROR, str(e))
 
     def _termination_log(self, pod: Pod, c: Container, restart_count: int) -> list[api.Mount]:
         """A fresh host file bind-mounted at terminationMessagePath (read back when it exits)."""

@@ -32,6 +32,7 @@ from kubelet.pods.model import (
 )
 from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, PodActions, compute_pod_actions
 from kubelet.pods.podstatus import derive_pod_status
+from kubelet.pods.seams import NoProbes, Probes
 from kubelet.pods.status_manager import StatusManager
 from kubelet.runtime.state import RuntimeCache
 
@@ -110,7 +111,9 @@ class PodWorkers:
         backoff: BackOff,
         host_ips: Callable[[], tuple[str, ...]],
         resync: float = RESYNC_SECONDS,
+        probes: Probes | None = None,
     ) -> None:
+        self._probes: Probes = probes or NoProbes()
         self._client = client
         self._cache = cache
         self._exec = executor
@@ -199,11 +202,13 @@ class PodWorkers:
             self._transition(w, Phase.TERMINATING)
         runtime = await self._cache.refresh(uid)
         status_json = self._status.get(uid) or pod_json.get("status") or {}
+        probe_results, _ = self._probes.results(uid)
         actions = compute_pod_actions(
             pod,
             runtime,
             now=time.time(),
             backoff=self._backoff,
+            probe_results=probe_results,
             start_time=_parse_time(status_json.get("startTime")),
         )
         outcome = Outcome()
@@ -221,6 +226,7 @@ class PodWorkers:
             log.info("pod=%s actions: %s", _ref(pod_json), actions.describe())
             outcome = await self._exec.execute(pod_json, pod, actions, runtime)
             runtime = await self._cache.refresh(uid)
+        self._probes.sync(pod, pod_json, runtime)
         self._derive(pod, pod_json, runtime, actions, outcome, status_json)
         if w.phase == Phase.TERMINATING and not _running(runtime):
             return await self._finish(uid, w, pod_json, runtime)
@@ -264,11 +270,14 @@ class PodWorkers:
             if actions.pod_failed and actions.pod_failed_reason == "DeadlineExceeded"
             else None
         )
+        probe_results, readiness = self._probes.results(pod.uid)
         status = derive_pod_status(
             pod,
             runtime,
             previous_status=previous,
             waiting_reasons=waiting,
+            readiness=readiness,
+            probe_results=probe_results,
             now_iso=_iso_now(),
             host_ips=self._host_ips(),
             failure=failure,
@@ -292,6 +301,8 @@ class PodWorkers:
         for sandbox in runtime.sandboxes:
             with contextlib.suppress(CRIError):
                 await self._exec.rt.remove_pod_sandbox(sandbox.id)
+        self._probes.forget(uid)
+        await self._exec.volumes.teardown(uid)
         shutil.rmtree(self._exec.pods_dir / uid, ignore_errors=True)
         log.info("pod=%s torn down", _ref(pod_json))
         return True

@@ -46,7 +46,8 @@ def root_required() -> None:
 def cluster_spec(
     root_required: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ClusterSpec]:
-    """A running cluster: etcd, apiserver, controller-manager, scheduler and containerd."""
+    """A running cluster: etcd, apiserver, controller-manager, scheduler and containerd.
+    Bridge and pod CIDR depend on the pid, so test sessions may run side by side."""
     directory = Path(tmp_path_factory.mktemp("cluster"))
     ports = Ports(*free_ports(5))
     spec = cluster.make_spec(
@@ -54,8 +55,8 @@ def cluster_spec(
         cluster.find_binaries(build=False),
         ports=ports,
         node_names=(NODE,),
-        bridge="pyktest0",
-        cluster_cidr="10.90.0.0/16",
+        bridge=f"pykt{os.getpid() % 100000}",
+        cluster_cidr=f"10.{100 + os.getpid() % 150}.0.0/16",
     )
     try:
         cluster.up(spec, with_nodes=False)
