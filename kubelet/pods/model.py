@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from fractions import Fraction
 from typing import Any, NewType, TypeVar
+
+from kubelet.quantity import parse_quantity
 
 PodUID = NewType("PodUID", str)
 ContainerID = NewType("ContainerID", str)
@@ -261,45 +261,6 @@ class RuntimePod:
 
 
 # ---------------------------------------------------------------- quantities
-
-_QTY = re.compile(
-    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$"
-)
-_SUFFIX = {
-    "": Fraction(1),
-    "n": Fraction(1, 10**9),
-    "u": Fraction(1, 10**6),
-    "m": Fraction(1, 1000),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-    "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20),
-    "Gi": Fraction(2**30),
-    "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50),
-    "Ei": Fraction(2**60),
-}
-
-
-def parse_quantity(value: object) -> Fraction:
-    """A resource quantity ("100m", "1Gi", "1e3", 2) as an exact number; ValueError if bad."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid quantity {value!r}")
-    if isinstance(value, int | float):
-        return Fraction(value)
-    if not isinstance(value, str):
-        raise ValueError(f"invalid quantity {value!r}")
-    m = _QTY.match(value.strip())
-    if m is None:
-        raise ValueError(f"invalid quantity {value!r}")
-    number = Fraction(m.group(1))
-    if m.group(2):
-        return number * Fraction(10) ** int(m.group(2)[1:])
-    return number * _SUFFIX[m.group(3) or ""]
 
 
 def default_pull_policy(image: str) -> PullPolicy:

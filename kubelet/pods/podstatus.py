@@ -21,9 +21,9 @@ from kubelet.pods.model import (
     RuntimePod,
     SandboxState,
     Waiting,
-    parse_quantity,
 )
 from kubelet.pods.plan import should_restart
+from kubelet.quantity import parse_quantity
 
 Json = dict[str, Any]
 

@@ -2,13 +2,11 @@
 Pure functions over plain pod dicts; it must not call the runtime or touch the host.
 """
 
+from kubelet.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.runtime.criconfig import (
     DNSSettings,
     PodConfigError,
-    QuantityError,
     container_config,
-    parse_cpu,
-    parse_memory,
     pod_log_directory,
     sandbox_config,
 )

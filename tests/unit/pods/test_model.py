@@ -19,9 +19,9 @@ from kubelet.pods.model import (
     SandboxID,
     SandboxState,
     default_pull_policy,
-    parse_quantity,
     pod_from_api,
 )
+from kubelet.quantity import parse_quantity
 from tests.unit.pods.fixtures import UID, ctr, exited
 
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubelet.runtime.criconfig import (
-    QuantityError,
-    milli_cpu_to_quota,
-    milli_cpu_to_shares,
-    parse_cpu,
-    parse_memory,
-)
+from kubelet.quantity import QuantityError, parse_cpu, parse_memory
+from kubelet.runtime.criconfig import milli_cpu_to_quota, milli_cpu_to_shares
 
 CPU: list[tuple[object, int]] = [
     ("500m", 500),
