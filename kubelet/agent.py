@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cri import api
 from cri.client import RuntimeClient
@@ -26,7 +27,8 @@ from kubelet.node.status import Health, NodeIdentity
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.executor import PodExecutor
 from kubelet.pods.model import PodUID
-from kubelet.pods.source import PodSource
+from kubelet.pods.source import API_SOURCE, FILE_SOURCE, PodConfig, PodSource
+from kubelet.pods.static import FileSource, MirrorPods
 from kubelet.pods.status_manager import StatusManager
 from kubelet.pods.workers import PodWorkers
 from kubelet.runtime.state import RuntimeCache
@@ -186,11 +188,43 @@ class Agent:
             backoff=backoff,
             host_ips=lambda: ident.internal_ips,
         )
-        source = PodSource(client, ident.name, workers)
+        pod_config = PodConfig(workers)
+        mirrors = self._start_static_pods(client, ident, status, pod_config, workers)
+        source = PodSource(client, ident.name, pod_config.source(API_SOURCE), mirrors)
         supervise.spawn(self.tasks, "events", recorder.run)
         supervise.spawn(self.tasks, "pod-status", status.run)
         supervise.spawn(self.tasks, "pleg", cache.relist_loop)
         supervise.spawn(self.tasks, "pod-source", source.run)
+
+    def _start_static_pods(
+        self,
+        client: ApiClient,
+        ident: NodeIdentity,
+        status: StatusManager,
+        pod_config: PodConfig,
+        workers: PodWorkers,
+    ) -> MirrorPods:
+        """Static pods from staticPodPath (if set) into the pod stream, and their mirror pods."""
+        kc = self.config.kubelet
+        mirrors = MirrorPods(
+            client,
+            ident.name,
+            status,
+            pod_config.source(FILE_SOURCE),
+            static_enabled=bool(kc.static_pod_path),
+        )
+        supervise.spawn(self.tasks, "mirror-pods", mirrors.run)
+        if kc.static_pod_path:
+            files = FileSource(
+                Path(kc.static_pod_path),
+                ident.name,
+                mirrors,
+                check_every=kc.file_check_frequency.total_seconds(),
+                active=lambda uid: uid in workers.known(),
+                on_ready=mirrors.files_ready,
+            )
+            supervise.spawn(self.tasks, "static-pods", files.run)
+        return mirrors
 
     async def _runtime_version(self, runtime: RuntimeClient) -> str:
         """containerd://1.6.20 style, waiting for the runtime to answer first."""

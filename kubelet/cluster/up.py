@@ -266,7 +266,7 @@ def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
     say(f"images imported: {', '.join(a.name for a in archives)}")
 
 
-def agent_config(spec: ClusterSpec) -> str:
+def agent_config(spec: ClusterSpec, static_pod_path: Path | None = None) -> str:
     """The KubeletConfiguration `up` gives its node agent (a file, as a systemd unit would use)."""
     return (
         "apiVersion: kubelet.config.k8s.io/v1beta1\n"
@@ -274,7 +274,7 @@ def agent_config(spec: ClusterSpec) -> str:
         f"containerRuntimeEndpoint: unix://{spec.containerd_socket}\n"
         "cgroupDriver: cgroupfs\n"
         "failCgroupV1: false\n"
-    )
+    ) + (f"staticPodPath: {json.dumps(str(static_pod_path))}\n" if static_pod_path else "")
 
 
 def agent_daemon(spec: ClusterSpec, node: str) -> process.Daemon:
@@ -289,12 +289,19 @@ def node_ready(spec: ClusterSpec, node: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
-def start_node(spec: ClusterSpec, node: str, *, say: Progress = _say, wait: bool = True) -> None:
+def start_node(
+    spec: ClusterSpec,
+    node: str,
+    *,
+    say: Progress = _say,
+    wait: bool = True,
+    static_pod_path: Path | None = None,
+) -> None:
     """Run `pykubelet run` as the cluster's node, as its own process with files on disk."""
     root = spec.directory / "nodes" / node
     root.mkdir(parents=True, exist_ok=True)
     config = root / "kubelet-config.yaml"
-    config.write_text(agent_config(spec))
+    config.write_text(agent_config(spec, static_pod_path))
     d = agent_daemon(spec, node)
     process.start(
         d,

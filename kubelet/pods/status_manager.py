@@ -1,5 +1,5 @@
 """Pod status writes: one versioned status per pod, coalesced (only the newest is sent), written
-as soon as it changes, and only when a field the node owns changed. Computes no status itself.
+as soon as it changes (a static pod's to its mirror pod). Computes no status itself.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class StatusManager:
         self._client = client
         self._entries: dict[str, _Entry] = {}
         self._dirty: asyncio.Queue[str] = asyncio.Queue()
+        self._mirrors: dict[str, str | None] = {}
+        """Static pod UID -> its mirror pod's UID (None: no mirror yet, hold the status)."""
 
     def get(self, uid: str) -> Json | None:
         e = self._entries.get(uid)
@@ -60,6 +62,18 @@ class StatusManager:
 
     def forget(self, uid: str) -> None:
         self._entries.pop(uid, None)
+        self._mirrors.pop(uid, None)
+
+    def set_mirror(self, uid: str, mirror_uid: str | None) -> None:
+        """Write static pod `uid`'s status to the mirror pod `mirror_uid` (same name and
+        namespace); None holds it until a mirror exists. A new mirror gets the whole status."""
+        if uid in self._mirrors and self._mirrors[uid] == mirror_uid:
+            return
+        self._mirrors[uid] = mirror_uid
+        e = self._entries.get(uid)
+        if e is not None and mirror_uid is not None:
+            e.written, e.written_version = None, 0
+            self._dirty.put_nowait(uid)
 
     async def flush(self, uid: str) -> None:
         """Write `uid`'s newest status now if it has not been written (used before deleting)."""
@@ -69,10 +83,13 @@ class StatusManager:
 
     async def _write(self, e: _Entry) -> None:
         version, status = e.version, e.status
+        target = self._mirrors.get(e.uid, e.uid)
+        if target is None:
+            return  # a static pod without a mirror pod yet: set_mirror queues it again
         if e.written is not None and _comparable(e.written) == _comparable(status):
             e.written_version = version
             return
-        patch = {"metadata": {"uid": e.uid}, "status": status}
+        patch = {"metadata": {"uid": target}, "status": status}
         try:
             await self._client.patch(
                 PODS,
@@ -83,6 +100,13 @@ class StatusManager:
                 patch_type=PatchType.STRATEGIC,
             )
         except (NotFound, Conflict):
+            if e.uid in self._mirrors:
+                log.info(
+                    "mirror pod %s/%s uid=%s is gone; holding status", e.namespace, e.name, target
+                )
+                if self._mirrors[e.uid] == target:
+                    self._mirrors[e.uid] = None
+                return
             log.info("pod %s/%s uid=%s is gone; dropping its status", e.namespace, e.name, e.uid)
             self._entries.pop(e.uid, None)
             return

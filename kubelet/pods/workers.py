@@ -33,6 +33,7 @@ from kubelet.pods.model import (
 from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, PodActions, compute_pod_actions
 from kubelet.pods.podstatus import derive_pod_status
 from kubelet.pods.seams import NoProbes, Probes
+from kubelet.pods.static import is_static_pod
 from kubelet.pods.status_manager import StatusManager
 from kubelet.runtime.state import RuntimeCache
 
@@ -128,6 +129,8 @@ class PodWorkers:
     # ---- inputs ---------------------------------------------------------------------------
     def update(self, pod: Json) -> None:
         uid = PodUID(pod["metadata"]["uid"])
+        if uid in self._done and is_static_pod(pod):
+            self._done.discard(uid)  # a static pod comes back with the same UID (as upstream)
         if uid in self._done:
             return
         w = self._workers.get(uid)
