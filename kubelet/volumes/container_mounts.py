@@ -1,0 +1,94 @@
+"""The CRI mounts of one container: volume dirs, read-only kinds, propagation, subPath/subPathExpr
+checked against escapes (symlinks included). Mounts nothing itself: the runtime bind-mounts them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cri import api
+from kubelet.pods.seams import ContainerConfigError
+from kubelet.volumes.paths import (
+    READ_ONLY_KINDS,
+    check_subpath,
+    expand_subpath_expr,
+    plain_env,
+    volume_dir,
+    volume_kind,
+    within,
+)
+
+Json = Mapping[str, Any]
+
+PROPAGATION = {
+    None: api.PROPAGATION_PRIVATE,
+    "None": api.PROPAGATION_PRIVATE,
+    "HostToContainer": api.PROPAGATION_HOST_TO_CONTAINER,
+    "Bidirectional": api.PROPAGATION_BIDIRECTIONAL,
+}
+SUBPATH_DIR_MODE = 0o755
+
+
+def resolve_subpath(base: Path, sub_path: str, *, mount_name: str) -> Path:
+    """`base/sub_path` with every symlink resolved, refused (ContainerConfigError) when it lands
+    outside the volume; a missing directory is created, as upstream does for subPath."""
+    rel = check_subpath(sub_path, mount_name=mount_name)
+    real_base = base.resolve()
+    full = Path(os.path.realpath(real_base / rel))
+    if not within(real_base, full):
+        raise ContainerConfigError(
+            f'subPath "{sub_path}" of volumeMount "{mount_name}" resolves to {full}, '
+            f"outside of its volume"
+        )
+    if not full.exists() and not full.is_symlink():
+        full.mkdir(parents=True, exist_ok=True, mode=SUBPATH_DIR_MODE)
+        again = full.resolve()
+        if not within(real_base, again):
+            raise ContainerConfigError(
+                f'subPath "{sub_path}" of volumeMount "{mount_name}" escapes its volume'
+            )
+        full = again
+    return full
+
+
+def _sub_path(pod: Json, container: Json, vm: Json) -> str:
+    if vm.get("subPathExpr"):
+        expr = str(vm["subPathExpr"])
+        return expand_subpath_expr(expr, plain_env(pod, container))
+    return str(vm.get("subPath") or "")
+
+
+def container_mounts(root_dir: Path, pod: Json, container: Json) -> list[api.Mount]:
+    """One api.Mount per volumeMount, in the spec's order; ContainerConfigError names the mount."""
+    uid = str(pod["metadata"]["uid"])
+    volumes = {str(v["name"]): v for v in pod.get("spec", {}).get("volumes") or []}
+    out: list[api.Mount] = []
+    for vm in container.get("volumeMounts") or []:
+        name = str(vm.get("name", ""))
+        volume = volumes.get(name)
+        if volume is None:
+            raise ContainerConfigError(f'volumeMount "{name}" refers to no volume of the pod')
+        kind = volume_kind(volume)
+        if not kind:
+            raise ContainerConfigError(f'volume "{name}" has a type this node cannot mount')
+        host = volume_dir(root_dir, uid, volume)
+        sub = _sub_path(pod, container, vm)
+        if sub:
+            host = resolve_subpath(host, sub, mount_name=name)
+        propagation = vm.get("mountPropagation")
+        if propagation not in PROPAGATION:
+            raise ContainerConfigError(
+                f'volumeMount "{name}": unknown mountPropagation "{propagation}"'
+            )
+        out.append(
+            api.Mount(
+                container_path=str(vm.get("mountPath", "")),
+                host_path=str(host),
+                readonly=bool(vm.get("readOnly")) or kind in READ_ONLY_KINDS,
+                propagation=PROPAGATION[propagation],
+            )
+        )
+    return out
