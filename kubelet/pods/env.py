@@ -1,0 +1,470 @@
+"""Container environments as upstream builds them: env and envFrom from values, configMaps,
+secrets, the downward API and Service links, then $(VAR) expansion. Must not write anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+from cri import api
+from cri.client import RuntimeClient
+from cri.errors import CRIError
+from kubelet import events as ev
+from kubelet.apiserver import CONFIGMAPS, SECRETS, ApiError, NotFound, Resource
+from kubelet.config.units import parse_quantity
+from kubelet.pods.seams import ContainerConfigError, ResolvedContainer
+from kubelet.runtime import labels
+
+log = logging.getLogger(__name__)
+
+Json = Mapping[str, Any]
+INVALID_ENV_NAMES = "InvalidEnvironmentVariableNames"
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*\Z")
+_QUALIFIED_NAME = re.compile(
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z"
+)
+LIMIT_DEFAULTS = ("cpu", "memory", "ephemeral-storage")
+"""Limits that default to node allocatable for the downward API when a container sets none."""
+
+
+# ---- $(VAR) expansion (upstream third_party/forked/golang/expansion) ------------------------
+def mapping_for(*contexts: Mapping[str, str]) -> Callable[[str], str]:
+    """Look a name up in each context in turn; an unknown name stays as written: $(NAME)."""
+
+    def lookup(name: str) -> str:
+        for ctx in contexts:
+            if name in ctx:
+                return ctx[name]
+        return f"$({name})"
+
+    return lookup
+
+
+def expand(text: str, mapping: Callable[[str], str]) -> str:
+    """Expand $(VAR) references: `$$` is an escaped `$`, an unclosed `$(` and a `$` before
+    anything else are kept as they are."""
+    out: list[str] = []
+    checkpoint, cursor, n = 0, 0, len(text)
+    while cursor < n:
+        if text[cursor] == "$" and cursor + 1 < n:
+            out.append(text[checkpoint:cursor])
+            nxt = text[cursor + 1]
+            advance = 1
+            if nxt == "$":
+                out.append("$")
+            elif nxt == "(":
+                close = text.find(")", cursor + 2)
+                if close < 0:
+                    out.append("$(")
+                else:
+                    out.append(mapping(text[cursor + 2 : close]))
+                    advance = close - cursor
+            else:
+                out.append("$" + nxt)
+            cursor += advance
+            checkpoint = cursor + 1
+        cursor += 1
+    return "".join(out) + text[checkpoint:]
+
+
+def expand_command(container: Json, env: Sequence[tuple[str, str]]) -> Json:
+    """The container with $(VAR) in command and args expanded against its final environment."""
+    lookup = mapping_for(dict(env))
+    out = dict(container)
+    for key in ("command", "args"):
+        if container.get(key):
+            out[key] = [expand(str(part), lookup) for part in container[key]]
+    return out
+
+
+# ---- downward API: fieldRef ------------------------------------------------------------------
+def go_quote(text: str) -> str:
+    """Go's %q for a string (strconv.Quote): printable runes kept, others escaped."""
+    special = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f"}
+    special.update({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"})
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in special:
+            out.append(special[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def format_map(m: Mapping[str, Any]) -> str:
+    """Labels or annotations as the downward API writes them: sorted `k="v"` lines."""
+    return "\n".join(f"{k}={go_quote(str(m[k]))}" for k in sorted(m))
+
+
+def _subscript(path: str) -> tuple[str, str] | None:
+    if not path.endswith("']"):
+        return None
+    head, sep, key = path[:-2].partition("['")
+    return (head, key) if sep and head else None
+
+
+def _metadata_value(pod: Json, path: str) -> str:
+    meta = pod.get("metadata", {})
+    sub = _subscript(path)
+    if sub is not None:
+        head, key = sub
+        if head not in ("metadata.labels", "metadata.annotations"):
+            raise ContainerConfigError(f'fieldPath "{path}" does not support subscript')
+        probe = key.lower() if head == "metadata.annotations" else key
+        if not _QUALIFIED_NAME.match(probe) or len(probe.rpartition("/")[2]) > 63:
+            raise ContainerConfigError(f"invalid key subscript in {path}")
+        return str((meta.get(head.split(".")[1]) or {}).get(key, ""))
+    simple = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
+    if path in simple:
+        return str(meta.get(simple[path], ""))
+    if path in ("metadata.labels", "metadata.annotations"):
+        return format_map(meta.get(path.split(".")[1]) or {})
+    raise ContainerConfigError(f"unsupported fieldPath: {path}")
+
+
+def field_ref_value(
+    pod: Json, path: str, *, pod_ips: Sequence[str], host_ips: Sequence[str]
+) -> str:
+    """One fieldRef's value (upstream podFieldSelectorRuntimeValue)."""
+    spec = pod.get("spec", {})
+    if path == "spec.nodeName":
+        return str(spec.get("nodeName", ""))
+    if path == "spec.serviceAccountName":
+        return str(spec.get("serviceAccountName", ""))
+    if path in ("status.hostIP", "status.hostIPs"):
+        if not host_ips:
+            raise ContainerConfigError("the node has no IP address to report as hostIP")
+        return host_ips[0] if path == "status.hostIP" else ",".join(host_ips)
+    if path == "status.podIP":
+        return pod_ips[0] if pod_ips else ""
+    if path == "status.podIPs":
+        return ",".join(pod_ips)
+    return _metadata_value(pod, path)
+
+
+def status_pod_ips(pod: Json) -> list[str]:
+    """The pod IPs the node already wrote into the pod's status ([] before the first write)."""
+    status = pod.get("status") or {}
+    ips = [str(p["ip"]) for p in status.get("podIPs") or [] if p.get("ip")]
+    if not ips and status.get("podIP"):
+        ips = [str(status["podIP"])]
+    return ips
+
+
+# ---- downward API: resourceFieldRef ----------------------------------------------------------
+def _find_container(pod: Json, name: str) -> Json:
+    spec = pod.get("spec", {})
+    for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        if c.get("name") == name:
+            result: Json = c
+            return result
+    raise ContainerConfigError(f"container {name} not found")
+
+
+def _quantity(text: object, what: str) -> Decimal:
+    try:
+        return parse_quantity(str(text))
+    except ValueError as e:
+        raise ContainerConfigError(f"{what}: {e}") from None
+
+
+def resource_value(
+    container: Json, ref: Json, allocatable: Mapping[str, str], *, pod: Json | None = None
+) -> str:
+    """One resourceFieldRef's value: ceil(quantity / divisor); cpu is compared in millicores.
+    A limit the container does not set is the node's allocatable (cpu, memory, storage)."""
+    if ref.get("containerName") and pod is not None:
+        container = _find_container(pod, str(ref["containerName"]))
+    resource = str(ref.get("resource", ""))
+    kind, _, name = resource.partition(".")
+    if kind not in ("limits", "requests") or not (
+        name in LIMIT_DEFAULTS or name.startswith("hugepages-")
+    ):
+        raise ContainerConfigError(f"unsupported container resource : {resource}")
+    values = (container.get("resources") or {}).get(kind) or {}
+    raw = values.get(name)
+    if raw is None and kind == "limits" and name in LIMIT_DEFAULTS:
+        raw = allocatable.get(name)
+    qty = _quantity(raw if raw is not None else "0", resource)
+    div_text = ref.get("divisor")
+    divisor = _quantity(div_text, "divisor") if div_text not in (None, "", "0") else Decimal(1)
+    if name == "cpu":
+        num, den = math.ceil(qty * 1000), math.ceil(divisor * 1000)
+    else:
+        num, den = math.ceil(qty), math.ceil(divisor)
+    if den <= 0:
+        raise ContainerConfigError(f"invalid divisor {div_text!r} for {resource}")
+    return str(-(-num // den))
+
+
+# ---- envFrom ---------------------------------------------------------------------------------
+def is_env_name(name: str) -> bool:
+    """Upstream IsEnvVarName: letters, digits, `_`, `-` and `.`, not starting with a digit."""
+    return bool(_ENV_NAME.match(name))
+
+
+def env_from_items(data: Mapping[str, str], prefix: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The (prefixed) variables of one envFrom source and the sorted names skipped as invalid."""
+    good: list[tuple[str, str]] = []
+    bad: list[str] = []
+    for key in sorted(data):
+        name = prefix + key
+        if is_env_name(name):
+            good.append((name, data[key]))
+        else:
+            bad.append(name)
+    return good, sorted(bad)
+
+
+def invalid_names_message(bad: Sequence[str], kind: str, namespace: str, name: str) -> str:
+    return (
+        f"Keys [{', '.join(bad)}] from the EnvFrom {kind} {namespace}/{name} were skipped since "
+        "they are considered invalid environment variable names."
+    )
+
+
+def secret_data(secret: Json) -> dict[str, str]:
+    out = {}
+    for k, v in (secret.get("data") or {}).items():
+        out[k] = base64.b64decode(v or "").decode("utf-8", errors="replace")
+    return out
+
+
+# ---- the manager -----------------------------------------------------------------------------
+class ObjectGetter(Protocol):
+    async def get(self, resource: Resource, name: str, *, namespace: str | None = ...) -> Any: ...
+
+
+class ServiceEnv(Protocol):
+    async def wait_synced(self, within: float) -> bool: ...
+
+    def env(self, namespace: str, *, links: bool) -> dict[str, str]: ...
+
+
+_KINDS = {"configmaps": "configmap", "secrets": "secret"}
+
+
+class ObjectCache:
+    """GETs configMaps and secrets for env resolution, each kept a few seconds; a missing object
+    becomes ContainerConfigError with upstream's text (`configmap "cfg" not found`)."""
+
+    def __init__(
+        self,
+        client: ObjectGetter,
+        *,
+        ttl: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[tuple[str, str, str], tuple[float, Json]] = {}
+
+    async def get(self, resource: Resource, namespace: str, name: str) -> Json | None:
+        """The object, or None when it does not exist; other failures raise."""
+        key = (resource.plural, namespace, name)
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        kind = _KINDS.get(resource.plural, resource.plural)
+        try:
+            obj: Json = await self._client.get(resource, name, namespace=namespace)
+        except NotFound:
+            self._cache.pop(key, None)
+            return None
+        except ApiError as e:
+            raise ContainerConfigError(f"failed to get {kind} {namespace}/{name}: {e}") from e
+        if len(self._cache) > 1000:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        self._cache[key] = (now + self._ttl, obj)
+        return obj
+
+
+async def sandbox_ips(runtime: RuntimeClient, pod_uid: str) -> list[str]:
+    """The IPs of the pod's newest ready sandbox, asked of the runtime ([] when it has none)."""
+    f = api.PodSandboxFilter(
+        label_selector={labels.POD_UID: pod_uid},
+        state=api.PodSandboxStateValue(state=api.SANDBOX_READY),
+    )
+    try:
+        sandboxes = await runtime.list_pod_sandbox(filter=f)
+        if not sandboxes:
+            return []
+        newest = max(sandboxes, key=lambda s: s.created_at)
+        net = (await runtime.pod_sandbox_status(newest.id)).status.network
+    except CRIError as e:
+        log.warning("pod uid=%s: could not read the sandbox IPs: %s", pod_uid, e)
+        return []
+    ips = [net.ip] if net.ip else []
+    return ips + [a.ip for a in net.additional_ips if a.ip and a.ip not in ips]
+
+
+def _data(resource: Resource, obj: Json) -> dict[str, str]:
+    if resource is CONFIGMAPS:
+        return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+    return secret_data(obj)
+
+
+class _Context:
+    """One resolve call: the pod, its objects fetched once, pod IPs looked up once."""
+
+    def __init__(self, pod: Json, pod_ips: Sequence[str] | None) -> None:
+        self.pod = pod
+        self.namespace = str(pod.get("metadata", {}).get("namespace", ""))
+        self.objects: dict[tuple[str, str], Json | None] = {}
+        self.pod_ips = list(pod_ips) if pod_ips is not None else None
+
+
+class EnvironmentManager:
+    """Implements seams.Environment: resolves a container's env and expands command/args."""
+
+    def __init__(
+        self,
+        objects: ObjectCache,
+        *,
+        services: ServiceEnv | None,
+        host_ips: Callable[[], Sequence[str]],
+        allocatable: Callable[[], Mapping[str, str]],
+        pod_ips: Callable[[str], Awaitable[list[str]]] | None = None,
+        record: Callable[[ev.PodEvent], None] | None = None,
+        services_wait: float = 10.0,
+    ) -> None:
+        self._objects = objects
+        self._services = services
+        self._host_ips = host_ips
+        self._allocatable = allocatable
+        self._pod_ips = pod_ips
+        self._record = record
+        self._services_wait = services_wait
+
+    async def resolve(
+        self, pod: Json, container: Json, *, pod_ips: Sequence[str] | None = None
+    ) -> ResolvedContainer:
+        """Upstream makeEnvironmentVariables then ExpandContainerCommandAndArgs. `pod_ips` is the
+        sandbox's IPs when the caller knows them; else the pod status, else the runtime."""
+        ctx = _Context(pod, pod_ips)
+        service_vars = await self._service_vars(pod, ctx.namespace)
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            env.update(await self._env_from(ctx, source))
+        lookup = mapping_for(env, service_vars)
+        for item in container.get("env") or []:
+            name = str(item.get("name", ""))
+            value = item.get("value")
+            if value:
+                env[name] = expand(str(value), lookup)
+            elif item.get("valueFrom"):
+                resolved = await self._value_from(ctx, container, item["valueFrom"])
+                if resolved is None:
+                    continue
+                env[name] = resolved
+            else:
+                env[name] = ""
+        final = list(env.items()) + [(k, v) for k, v in service_vars.items() if k not in env]
+        return ResolvedContainer(env=final, container=expand_command(container, final))
+
+    async def _service_vars(self, pod: Json, namespace: str) -> dict[str, str]:
+        if self._services is None:
+            return {}
+        if not await self._services.wait_synced(self._services_wait):
+            raise ContainerConfigError(
+                "services have not yet been read at least once, cannot construct envvars"
+            )
+        links = pod.get("spec", {}).get("enableServiceLinks")
+        return self._services.env(namespace, links=links is not False)
+
+    async def _object(self, ctx: _Context, resource: Resource, name: str) -> Json | None:
+        key = (resource.plural, name)
+        if key not in ctx.objects:
+            ctx.objects[key] = await self._objects.get(resource, ctx.namespace, name)
+        return ctx.objects[key]
+
+    async def _env_from(self, ctx: _Context, source: Json) -> list[tuple[str, str]]:
+        ref = source.get("configMapRef") or source.get("secretRef")
+        if not ref:
+            return []
+        resource = CONFIGMAPS if source.get("configMapRef") else SECRETS
+        kind = _KINDS[resource.plural]
+        name = str(ref.get("name", ""))
+        obj = await self._object(ctx, resource, name)
+        if obj is None:
+            if ref.get("optional"):
+                return []
+            raise ContainerConfigError(f'{kind} "{name}" not found')
+        good, bad = env_from_items(_data(resource, obj), str(source.get("prefix") or ""))
+        if bad:
+            self._invalid_names(ctx, invalid_names_message(bad, kind, ctx.namespace, name))
+        return good
+
+    def _invalid_names(self, ctx: _Context, message: str) -> None:
+        log.warning("pod %s/%s: %s", ctx.namespace, ctx.pod["metadata"].get("name"), message)
+        if self._record is not None:
+            meta = ctx.pod.get("metadata", {})
+            self._record(
+                ev.PodEvent(
+                    ctx.namespace,
+                    str(meta.get("name", "")),
+                    str(meta.get("uid", "")),
+                    ev.WARNING,
+                    INVALID_ENV_NAMES,
+                    message,
+                )
+            )
+
+    async def _value_from(self, ctx: _Context, container: Json, source: Json) -> str | None:
+        """One valueFrom's value; None when an optional source is missing (the var is skipped)."""
+        if source.get("fieldRef"):
+            path = str(source["fieldRef"].get("fieldPath", ""))
+            ips = await self._ips(ctx) if path.startswith("status.podIP") else []
+            return field_ref_value(ctx.pod, path, pod_ips=ips, host_ips=self._host_ips())
+        if source.get("resourceFieldRef"):
+            ref = source["resourceFieldRef"]
+            return resource_value(container, ref, self._allocatable(), pod=ctx.pod)
+        for field, resource in (("configMapKeyRef", CONFIGMAPS), ("secretKeyRef", SECRETS)):
+            if source.get(field):
+                return await self._key_ref(ctx, resource, source[field])
+        return ""
+
+    async def _key_ref(self, ctx: _Context, resource: Resource, ref: Json) -> str | None:
+        kind = _KINDS[resource.plural]
+        name, key = str(ref.get("name", "")), str(ref.get("key", ""))
+        optional = bool(ref.get("optional"))
+        obj = await self._object(ctx, resource, name)
+        if obj is None:
+            if optional:
+                return None
+            raise ContainerConfigError(f'{kind} "{name}" not found')
+        data = _data(resource, obj)
+        if key not in data:
+            if optional:
+                return None
+            title = "ConfigMap" if resource is CONFIGMAPS else "Secret"
+            raise ContainerConfigError(f"couldn't find key {key} in {title} {ctx.namespace}/{name}")
+        return str(data[key])
+
+    async def _ips(self, ctx: _Context) -> list[str]:
+        if ctx.pod_ips is None:
+            ips: list[str] = []
+            if self._pod_ips is not None:  # the sandbox's own IPs: a status may be stale
+                ips = await self._pod_ips(str(ctx.pod.get("metadata", {}).get("uid", "")))
+            ips = ips or status_pod_ips(ctx.pod)
+            if not ips and ctx.pod.get("spec", {}).get("hostNetwork"):
+                ips = list(self._host_ips())
+            ctx.pod_ips = ips
+        return ctx.pod_ips
