@@ -1,0 +1,56 @@
+"""The node's HTTPS API (:10250): built here from the configuration for the composition root.
+Owns nothing but the wiring of its own modules; the agent hands in what the API shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from cri.client import RuntimeClient
+from kubelet.apiserver import ApiClient, JsonObject
+from kubelet.config import RunConfig, to_dict
+from kubelet.server.app import KubeletServer, Routes, Sources, make_app
+from kubelet.server.auth import Authenticator, Authorizer
+from kubelet.server.tls import server_context, serving_files
+
+__all__ = ["KubeletServer", "Sources", "build"]
+
+
+def build(
+    config: RunConfig,
+    *,
+    node: str,
+    node_ips: tuple[str, ...],
+    client: ApiClient,
+    runtime: RuntimeClient,
+    health: Callable[[], tuple[bool, str]],
+    pods: Callable[[], Awaitable[list[JsonObject]]],
+) -> KubeletServer:
+    """The server for `config.kubelet` (address, port, TLS files, authentication, authorization)."""
+    kc = config.kubelet
+    files = serving_files(
+        cert_file=kc.tls_cert_file,
+        key_file=kc.tls_private_key_file,
+        cert_dir=config.cert_dir,
+        node=node,
+        ips=node_ips,
+    )
+    authn = Authenticator(
+        client,
+        webhook=kc.authentication.webhook.enabled,
+        anonymous=kc.authentication.anonymous.enabled,
+        cache_ttl=kc.authentication.webhook.cache_ttl.total_seconds(),
+    )
+    authz = Authorizer(
+        client,
+        mode=kc.authorization.mode,
+        node=node,
+        allowed_ttl=kc.authorization.webhook.cache_authorized_ttl.total_seconds(),
+        denied_ttl=kc.authorization.webhook.cache_unauthorized_ttl.total_seconds(),
+    )
+    sources = Sources(
+        node=node, runtime=runtime, health=health, pods=pods, config=lambda: to_dict(kc)
+    )
+    app = make_app(Routes(sources), authn, authz)
+    tls = server_context(files, kc.authentication.x509.client_ca_file)
+    return KubeletServer(app, address=kc.address, port=kc.port, tls=tls)

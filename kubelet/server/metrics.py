@@ -1,0 +1,67 @@
+"""The agent's Prometheus metrics under upstream kubelet names, in one registry other modules import
+and observe. Declarations and text rendering only: nothing here reads the runtime or the host.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_POD_START_BUCKETS = (0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480)
+_OP_BUCKETS = tuple(0.005 * 2.5**i for i in range(12))
+"""Upstream's ExponentialBuckets(0.005, 2.5, 12) for operation latencies."""
+
+NODE_NAME = Gauge(
+    "kubelet_node_name", "The node's name. The count is always 1.", ["node"], registry=REGISTRY
+)
+RUNNING_PODS = Gauge(
+    "kubelet_running_pods", "Number of pods that have a running pod sandbox", registry=REGISTRY
+)
+RUNNING_CONTAINERS = Gauge(
+    "kubelet_running_containers",
+    "Number of containers currently running",
+    ["container_state"],
+    registry=REGISTRY,
+)
+POD_START_DURATION = Histogram(
+    "kubelet_pod_start_duration_seconds",
+    "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
+    buckets=_POD_START_BUCKETS,
+    registry=REGISTRY,
+)
+POD_START_SLI_DURATION = Histogram(
+    "kubelet_pod_start_sli_duration_seconds",
+    "Duration in seconds to start a pod, excluding time to pull images and run init containers, "
+    "measured from pod creation timestamp to when all its containers are reported as started "
+    "and observed via watch",
+    buckets=_POD_START_BUCKETS,
+    registry=REGISTRY,
+)
+POD_WORKER_DURATION = Histogram(
+    "kubelet_pod_worker_duration_seconds",
+    "Duration in seconds to sync a single pod. Broken down by operation type: create, update, "
+    "or sync",
+    ["operation_type"],
+    buckets=_OP_BUCKETS,
+    registry=REGISTRY,
+)
+RUNTIME_OPERATIONS_DURATION = Histogram(
+    "kubelet_runtime_operations_duration_seconds",
+    "Duration in seconds of runtime operations. Broken down by operation type.",
+    ["operation_type"],
+    buckets=_OP_BUCKETS,
+    registry=REGISTRY,
+)
+PLEG_RELIST_DURATION = Histogram(
+    "kubelet_pleg_relist_duration_seconds",
+    "Duration in seconds for relisting pods in PLEG.",
+    buckets=_OP_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def render() -> bytes:
+    """The registry in the Prometheus text format."""
+    return generate_latest(REGISTRY)
