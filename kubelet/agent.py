@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import socket
 import subprocess
@@ -18,20 +19,28 @@ from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
 from kubelet import KUBERNETES_VERSION, __version__, supervise
-from kubelet.apiserver import ApiClient
+from kubelet.apiserver import NODES, ApiClient, ApiError
 from kubelet.config import RunConfig
 from kubelet.events import EventRecorder
 from kubelet.node import facts as machine
 from kubelet.node.heartbeat import NodeHeartbeat
-from kubelet.node.status import Health, NodeIdentity
+from kubelet.node.status import Health, NodeIdentity, allocatable
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.env import EnvironmentManager, ObjectCache, sandbox_ips
 from kubelet.pods.executor import PodExecutor
+from kubelet.pods.hooks import HooksManager
 from kubelet.pods.model import PodUID
 from kubelet.pods.source import API_SOURCE, FILE_SOURCE, PodConfig, PodSource
 from kubelet.pods.static import FileSource, MirrorPods
 from kubelet.pods.status_manager import StatusManager
 from kubelet.pods.workers import PodWorkers
+from kubelet.prober import ProbeManager
 from kubelet.runtime.state import RuntimeCache
+from kubelet.server import build as build_server
+from kubelet.services import ServiceCache
+from kubelet.volumes import VolumeManager
+from net.daemon import NetworkDaemon
+from net.settings import resolve as resolve_network
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +95,7 @@ class Agent:
         self.runtime_health = RuntimeHealth()
         self.tasks: set[asyncio.Task[None]] = set()
         self.pleg: RuntimeCache | None = None
+        self.workers: PodWorkers | None = None
 
     def health(self) -> Health:
         rh = self.runtime_health
@@ -143,9 +153,11 @@ class Agent:
         except CRIError as e:
             log.warning("first runtime status check failed: %s", e)
         self._start_pods(client, runtime, ident)
+        self._start_server(client, runtime, ident)
         supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
         supervise.spawn(self.tasks, "node-status", node.status_loop)
         supervise.spawn(self.tasks, "node-lease", node.lease_loop)
+        self._start_network(client, node)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -173,12 +185,19 @@ class Agent:
         cache = RuntimeCache(runtime, on_change=on_change)
         self.pleg = cache
         backoff = BackOff()
+        volumes, env, hooks = self._container_managers(client, runtime, ident, recorder)
         executor = PodExecutor(
             runtime,
             recorder,
             log_root=self.config.kubelet.pod_logs_directory,
             pods_dir=self.config.root_dir / "pods",
             backoff=backoff,
+            volumes=volumes,
+            env=env,
+            hooks=hooks,
+        )
+        probes = ProbeManager(
+            runtime=runtime, recorder=recorder, wake=on_change, rand=random.random
         )
         workers = PodWorkers(
             client=client,
@@ -187,6 +206,7 @@ class Agent:
             status=status,
             backoff=backoff,
             host_ips=lambda: ident.internal_ips,
+            probes=probes,
         )
         pod_config = PodConfig(workers)
         mirrors = self._start_static_pods(client, ident, status, pod_config, workers)
@@ -195,6 +215,38 @@ class Agent:
         supervise.spawn(self.tasks, "pod-status", status.run)
         supervise.spawn(self.tasks, "pleg", cache.relist_loop)
         supervise.spawn(self.tasks, "pod-source", source.run)
+        self.workers = workers
+
+    def _container_managers(
+        self,
+        client: ApiClient,
+        runtime: RuntimeClient,
+        ident: NodeIdentity,
+        recorder: EventRecorder,
+    ) -> tuple[VolumeManager, EnvironmentManager, HooksManager]:
+        """What a container needs besides its image: volumes, environment, lifecycle hooks."""
+        volumes = VolumeManager(client, self.config.root_dir)
+        supervise.spawn(self.tasks, "volumes-refresh", volumes.refresh_loop)
+        services = ServiceCache(client)
+        supervise.spawn(self.tasks, "services", services.run)
+
+        async def pod_ips(uid: str) -> list[str]:
+            return await sandbox_ips(runtime, uid)
+
+        def node_allocatable() -> dict[str, str]:
+            facts = machine.gather(self.config.root_dir)
+            return allocatable(facts, self.config.kubelet.max_pods)
+
+        env = EnvironmentManager(
+            ObjectCache(client),
+            services=services,
+            host_ips=lambda: ident.internal_ips,
+            allocatable=node_allocatable,
+            pod_ips=pod_ips,
+            record=recorder.record,
+        )
+        hooks = HooksManager(runtime, pod_ips=pod_ips, record=recorder.record)
+        return volumes, env, hooks
 
     def _start_static_pods(
         self,
@@ -225,6 +277,52 @@ class Agent:
             )
             supervise.spawn(self.tasks, "static-pods", files.run)
         return mirrors
+
+    def _start_network(self, client: ApiClient, node: NodeHeartbeat) -> None:
+        """pykubelet's own pod network (net/): the CNI plugin socket, then the conflist once the
+        Node has a podCIDR. Off unless a CNI conf dir is set (PYKUBELET_CNI_CONF_DIR)."""
+        settings = resolve_network(self.config.root_dir)
+        if settings is None:
+            log.info("no CNI conf dir configured; pod networking is left to the runtime")
+            return
+
+        async def pod_cidr() -> str | None:
+            """The heartbeat's podCIDR, else the Node's (node IPAM sets it after registration)."""
+            if node.pod_cidr or not node.registered.is_set():
+                return node.pod_cidr
+            try:
+                found = await client.get(NODES, node.ident.name)
+            except ApiError as e:
+                log.warning("reading the Node's podCIDR failed: %s", e)
+                return None
+            return str(found.get("spec", {}).get("podCIDR") or "") or None
+
+        daemon = NetworkDaemon(settings)
+        supervise.spawn(self.tasks, "network", lambda: daemon.run(pod_cidr))
+
+    def _start_server(self, client: ApiClient, runtime: RuntimeClient, ident: NodeIdentity) -> None:
+        """The node's HTTPS API (:10250): logs, exec/attach/port-forward, metrics, stats."""
+
+        def health() -> tuple[bool, str]:
+            dead = sorted(t.get_name() for t in self.tasks if t.done())
+            if dead:
+                return False, f"loops not running: {', '.join(dead)}"
+            rh = self.runtime_health
+            return rh.runtime_ready, rh.runtime_message
+
+        async def pods() -> list[dict[str, object]]:
+            return list(self.workers.pods()) if self.workers is not None else []
+
+        server = build_server(
+            self.config,
+            node=ident.name,
+            node_ips=ident.internal_ips,
+            client=client,
+            runtime=runtime,
+            health=health,
+            pods=pods,
+        )
+        supervise.spawn(self.tasks, "node-api", server.run)
 
     async def _runtime_version(self, runtime: RuntimeClient) -> str:
         """containerd://1.6.20 style, waiting for the runtime to answer first."""

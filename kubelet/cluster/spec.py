@@ -37,6 +37,8 @@ class Ports:
     etcd_peer: int = 2380
     controller_manager: int = 10257
     scheduler: int = 10259
+    kubelet: int = 10250
+    """The node agent's :10250 API (one node per cluster shares this port)."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from kubelet.cluster.spec import (
     scheduler_command,
     scheduler_config,
 )
+from net import install
+from net import iptables as net_iptables
 
 log = logging.getLogger(__name__)
 BUILD_SCRIPT = Path(__file__).parent / "gobuild" / "build.sh"
@@ -237,6 +239,50 @@ def provisional_pod_cidr(spec: ClusterSpec) -> str:
     return f"{base}/{spec.node_cidr_mask}"
 
 
+PROVISIONAL_CONFLIST = "10-pykubelet-provisional.conflist"
+
+
+def own_cni(env: dict[str, str] | None = None) -> bool:
+    """pykubelet's own CNI plugin (net/), unless PYKUBELET_CNI=provisional asks for the Debian
+    bridge + host-local + portmap conflist of the foundation issue (the way back)."""
+    return (env if env is not None else _env()).get("PYKUBELET_CNI", "") != "provisional"
+
+
+def cni_bin_dir(spec: ClusterSpec) -> Path:
+    """containerd's CNI bin dir: ours (holding only pykubelet-cni) or Debian's."""
+    return spec.directory / "cni" / "bin" if own_cni() else spec.cni_bin_dir
+
+
+def _write_cni_files(spec: ClusterSpec) -> None:
+    """Our plugin's launcher (the node agent writes the conflist once it has a podCIDR), or
+    the provisional conflist; never both."""
+    provisional = spec.cni_conf_dir / PROVISIONAL_CONFLIST
+    if own_cni():
+        install.install_plugin(cni_bin_dir(spec))
+        provisional.unlink(missing_ok=True)
+        return
+    (spec.cni_conf_dir / install.CONFLIST_NAME).unlink(missing_ok=True)
+    provisional.write_text(
+        containerd.provisional_cni_conflist(
+            pod_cidr=provisional_pod_cidr(spec),
+            bridge=spec.bridge,
+            ipam_data_dir=spec.directory / "cni" / "ipam",
+        )
+    )
+
+
+def agent_network_env(spec: ClusterSpec) -> dict[str, str]:
+    """What the node agent needs to run pykubelet's plugin (see net/settings.py)."""
+    if not own_cni():
+        return {}
+    return {
+        "PYKUBELET_CNI_CONF_DIR": str(spec.cni_conf_dir),
+        "PYKUBELET_CNI_BIN_DIR": str(cni_bin_dir(spec)),
+        "PYKUBELET_CNI_BRIDGE": spec.bridge,
+        "PYKUBELET_CLUSTER_CIDR": spec.cluster_cidr,
+    }
+
+
 def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
     for path in (spec.containerd_root, spec.containerd_state, spec.cni_conf_dir, spec.run):
         path.mkdir(parents=True, exist_ok=True)
@@ -245,18 +291,12 @@ def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
             root=spec.containerd_root,
             state=spec.containerd_state,
             socket=spec.containerd_socket,
-            cni_bin_dir=spec.cni_bin_dir,
+            cni_bin_dir=cni_bin_dir(spec),
             cni_conf_dir=spec.cni_conf_dir,
             sandbox_image=images.PAUSE_IMAGE,
         )
     )
-    (spec.cni_conf_dir / "10-pykubelet-provisional.conflist").write_text(
-        containerd.provisional_cni_conflist(
-            pod_cidr=provisional_pod_cidr(spec),
-            bridge=spec.bridge,
-            ipam_data_dir=spec.directory / "cni" / "ipam",
-        )
-    )
+    _write_cni_files(spec)
     d = daemon(spec, "containerd")
     process.start(d, containerd_command(spec))
     waited = process.wait_ready(d, _ctr_ready(spec), timeout=30)
@@ -267,14 +307,26 @@ def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
 
 
 def agent_config(spec: ClusterSpec, static_pod_path: Path | None = None) -> str:
-    """The KubeletConfiguration `up` gives its node agent (a file, as a systemd unit would use)."""
-    return (
-        "apiVersion: kubelet.config.k8s.io/v1beta1\n"
-        "kind: KubeletConfiguration\n"
-        f"containerRuntimeEndpoint: unix://{spec.containerd_socket}\n"
-        "cgroupDriver: cgroupfs\n"
-        "failCgroupV1: false\n"
-    ) + (f"staticPodPath: {json.dumps(str(static_pod_path))}\n" if static_pod_path else "")
+    """The KubeletConfiguration `up` gives its node agent (a file, as a systemd unit would use):
+    callers of :10250 authenticate with certificates of the cluster's client CA or with tokens
+    (TokenReview), and are authorized by the apiserver (SubjectAccessReview)."""
+    lines = [
+        "apiVersion: kubelet.config.k8s.io/v1beta1",
+        "kind: KubeletConfiguration",
+        f"containerRuntimeEndpoint: unix://{spec.containerd_socket}",
+        "cgroupDriver: cgroupfs",
+        "failCgroupV1: false",
+        f"port: {spec.ports.kubelet}",
+        f"podLogsDirectory: {json.dumps(str(spec.directory / 'pod-logs'))}",
+        "authentication:",
+        "  anonymous: {enabled: false}",
+        "  webhook: {enabled: true}",
+        f"  x509: {{clientCAFile: {json.dumps(str(spec.pki / 'client-ca.crt'))}}}",
+        "authorization: {mode: Webhook}",
+    ]
+    if static_pod_path:
+        lines.append(f"staticPodPath: {json.dumps(str(static_pod_path))}")
+    return "\n".join(lines) + "\n"
 
 
 def agent_daemon(spec: ClusterSpec, node: str) -> process.Daemon:
@@ -315,6 +367,7 @@ def start_node(
             f"--hostname-override={node}",
             f"--root-dir={root / 'root'}",
         ],
+        env=agent_network_env(spec),
     )
     if wait:
         waited = process.wait_ready(d, lambda: node_ready(spec, node), timeout=60)
@@ -421,6 +474,8 @@ def down(directory: Path, *, say: Progress = _say) -> None:
         say(f"unmounted {len(unmounted)} mounts under {spec.directory}")
     if hostops.delete_link(spec.bridge):
         say(f"deleted bridge {spec.bridge}")
+    if net_iptables.remove_network(spec.bridge):
+        say(f"removed iptables chains of {spec.bridge}")
     hostops.release_netns_dir()
     shutil.rmtree(spec.directory, ignore_errors=True)
     say("cluster down")

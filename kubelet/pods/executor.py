@@ -19,7 +19,7 @@ from cri.errors import CRIError, NotFound
 from kubelet import events as ev
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.model import Container, Pod, PullPolicy, RuntimePod, SandboxID, Waiting
-from kubelet.pods.plan import PodActions
+from kubelet.pods.plan import KILL_LIVENESS, KILL_STARTUP, PodActions
 from kubelet.pods.seams import (
     ContainerConfigError,
     Environment,
@@ -123,7 +123,9 @@ class PodExecutor:
                 pod,
                 ev.NORMAL,
                 ev.KILLING,
-                f"Stopping container {info.name}",
+                info.message
+                if info.reason in (KILL_LIVENESS, KILL_STARTUP) and info.message
+                else f"Stopping container {info.name}",
                 ev.container_field_path(info.name),
             )
             with contextlib.suppress(KeyError):
@@ -180,7 +182,8 @@ class PodExecutor:
             waiting = await self._start(pod_json, pod, runtime, sandbox_id, sb_config, name)
             if waiting is not None:
                 out.waiting[name] = waiting
-            else:
+            if waiting is None or waiting.reason == POST_START_ERROR:
+                # it started (and a failed postStart killed it): a restart for the back-off
                 actions.record_backoff(name, self.backoff)
         return out
 
@@ -222,7 +225,8 @@ class PodExecutor:
         self._event(pod, ev.NORMAL, ev.STARTED, f"Started container {name}", fpath)
         hook_error = await self.hooks.post_start(pod_json, spec, cid)
         if hook_error is not None:
-            self._event(pod, ev.WARNING, FAILED_POST_START, hook_error, fpath)
+            # the hook's output may hold secrets: only the status carries it, as upstream
+            self._event(pod, ev.WARNING, FAILED_POST_START, "PostStartHook failed", fpath)
             with contextlib.suppress(NotFound):
                 await self.rt.stop_container(cid, grace_seconds=pod.grace_period_seconds())
             return Waiting(POST_START_ERROR, hook_error)

@@ -157,6 +157,10 @@ class PodWorkers:
     def known(self) -> set[PodUID]:
         return set(self._workers)
 
+    def pods(self) -> list[Json]:
+        """The newest spec of every pod this node runs or is still tearing down."""
+        return [w.pod for w in self._workers.values()]
+
     def could_have_running_containers(self, uid: PodUID) -> bool:
         w = self._workers.get(uid)
         return w is not None and w.phase != Phase.TERMINATED

@@ -49,7 +49,7 @@ def cluster_spec(
     """A running cluster: etcd, apiserver, controller-manager, scheduler and containerd.
     Bridge and pod CIDR depend on the pid, so test sessions may run side by side."""
     directory = Path(tmp_path_factory.mktemp("cluster"))
-    ports = Ports(*free_ports(5))
+    ports = Ports(*free_ports(6))
     spec = cluster.make_spec(
         directory,
         cluster.find_binaries(build=False),

@@ -7,12 +7,28 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.cluster import images
+from kubelet.cluster import images, process
+from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec
+
+from .conftest import NODE
+
+
+@pytest.fixture(scope="module")
+def network(cluster_spec: ClusterSpec) -> Iterator[None]:
+    """The node agent, which serves pykubelet's CNI plugin and writes its conflist."""
+    cluster.start_node(cluster_spec, NODE)
+    try:
+        yield
+    finally:
+        process.stop(cluster.agent_daemon(cluster_spec, NODE))
 
 
 async def test_version_answers_runtime_v1(cluster_spec: ClusterSpec) -> None:
@@ -33,7 +49,7 @@ async def _wait_exited(rt: RuntimeClient, cid: str) -> api.ContainerStatus:
 
 
 async def test_sandbox_with_busybox_runs_logs_and_is_removed(
-    cluster_spec: ClusterSpec, tmp_path: Path
+    cluster_spec: ClusterSpec, tmp_path: Path, network: None
 ) -> None:
     uid = str(uuid.uuid4())
     logs = tmp_path / "pods" / uid
@@ -54,7 +70,7 @@ async def test_sandbox_with_busybox_runs_logs_and_is_removed(
         try:
             status = (await rt.pod_sandbox_status(sandbox)).status
             assert status.state == api.SANDBOX_READY
-            assert status.network.ip, "the provisional CNI gave the sandbox no IP"
+            assert status.network.ip, "the CNI plugin gave the sandbox no IP"
             config = api.ContainerConfig(
                 metadata=api.ContainerMetadata(name="hello", attempt=0),
                 image=api.ImageSpec(image=images.BUSYBOX_IMAGE),

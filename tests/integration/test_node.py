@@ -76,7 +76,9 @@ def test_node_ready_within_10s(cluster_spec: ClusterSpec, agent: process.Daemon)
     info = node["status"]["nodeInfo"]
     assert info["containerRuntimeVersion"].startswith("containerd://1.6")
     assert info["kubeletVersion"].startswith("v1.36.")
-    assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+    assert (
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == cluster_spec.ports.kubelet
+    )
     assert {"cpu", "memory", "pods", "ephemeral-storage"} <= set(node["status"]["capacity"])
 
 

@@ -50,7 +50,7 @@ def _snapshot(directory: Path) -> dict[str, object]:
 def test_up_kubectl_down_leaves_nothing(root_required: None, tmp_path: Path) -> None:
     directory = tmp_path / "usercluster"
     before = _snapshot(directory)
-    api, etcd, peer, cm, sched = free_ports(5)
+    api, etcd, peer, cm, sched, kubelet = free_ports(6)
     cli = [sys.executable, "-m", "kubelet.cli"]
     up = subprocess.run(
         [
@@ -73,6 +73,8 @@ def test_up_kubectl_down_leaves_nothing(root_required: None, tmp_path: Path) -> 
             str(cm),
             "--scheduler-port",
             str(sched),
+            "--kubelet-port",
+            str(kubelet),
         ],
         capture_output=True,
         text=True,
