@@ -43,5 +43,11 @@ node-binaries:
 conformance-binaries:
 	bash $(GOBUILD) e2e
 
+# Pod start latency, pykubelet vs the real Go kubelet (root; ~8 min; see tests/bench/README.md).
+.PHONY: bench
+bench: install node-binaries
+	bash $(GOBUILD) server etcd crictl
+	$(PY) -m tests.bench.bench_pod_start $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -8,6 +8,9 @@ through the apiserver while a watch on their namespace timestamps every change:
   (a) `sequential`: one pod at a time, the next created once the previous is Running and Ready;
   (b) `paced`: pods created at a fixed rate (1/s), then the agent's CPU and RSS with all of them
       running, and again after a steady-state window.
+By default each create is jittered (a: a uniform 0-1 s pause first; b: a uniform instant within its
+1 s slot, same seed for both agents) so that a fixed rhythm cannot line up with an agent's periodic
+loops or with the whole seconds of creationTimestamp; --strict turns that off.
 Two latency definitions are reported per pod:
   client: from just before the client's create call (monotonic clock) to the arrival of the first
           watch event with phase=Running and condition Ready=True;
@@ -27,6 +30,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import socket
 import ssl
@@ -43,7 +47,7 @@ import httpx
 
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.cluster import images, process
+from kubelet.cluster import hostops, images, process
 from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec, Ports
 from tests.bench import gokubelet
@@ -137,6 +141,14 @@ def proc_sample(pid: int) -> ProcSample:
     )
 
 
+def loadavg() -> list[float]:
+    """1, 5 and 15 minute load averages: the machine is shared, so say how busy it was."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
 def cpu_between(a: ProcSample, b: ProcSample) -> Json:
     wall = b.at - a.at
     cpu = b.cpu_s - a.cpu_s
@@ -189,7 +201,7 @@ def parse_time(ts: str | None) -> float | None:
     return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-def pod_body(name: str, node: str) -> Json:
+def pod_body(name: str, node: str, *, token_volume: bool = False) -> Json:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -197,6 +209,9 @@ def pod_body(name: str, node: str) -> Json:
         "spec": {
             "nodeSelector": {"kubernetes.io/hostname": node},
             "restartPolicy": "Always",
+            # Off by default: pykubelet has no volume support yet and would skip the projected
+            # kube-api-access volume (TokenRequest + ConfigMap + tmpfs) the Go kubelet sets up.
+            "automountServiceAccountToken": token_volume,
             # busybox `sleep` as PID 1 ignores SIGTERM: keep the deletes between scenarios short.
             "terminationGracePeriodSeconds": 2,
             "containers": [
@@ -369,6 +384,7 @@ class Bench:
     spec: ClusterSpec
     client: httpx.AsyncClient
     notes: list[str] = field(default_factory=list)
+    token_volume: bool = False
 
     async def new_namespace(self, prefix: str) -> str:
         ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
@@ -390,7 +406,10 @@ class Bench:
         t = watch.expect(name)
         t.create_wall, t.create_mono = time.time(), time.monotonic()
         await api_call(
-            self.client, "POST", f"/api/v1/namespaces/{watch.ns}/pods", pod_body(name, node)
+            self.client,
+            "POST",
+            f"/api/v1/namespaces/{watch.ns}/pods",
+            pod_body(name, node, token_volume=self.token_volume),
         )
         t.created_mono = time.monotonic()
 
@@ -464,20 +483,27 @@ class Bench:
         }
 
 
-async def scenario_sequential(b: Bench, node: str, n: int, per_pod_timeout: float) -> Json:
+async def scenario_sequential(
+    b: Bench, node: str, n: int, per_pod_timeout: float, jitter: random.Random | None
+) -> Json:
+    """One pod at a time; with `jitter`, a uniform 0-1 s pause before each create (see --strict)."""
+    load = loadavg()
     ns = await b.new_namespace("seq")
     watch = PodWatch(b.client, ns)
     await watch.start()
     try:
         for i in range(n):
             name = f"seq-{i:03d}"
+            if jitter is not None:
+                await asyncio.sleep(jitter.random())
             await b.create_pod(watch, name, node)
             await watch.wait_running([name], per_pod_timeout)
     finally:
         await watch.stop()
     timings = [watch.timings[f"seq-{i:03d}"] for i in range(n)]
+    load_after = loadavg()
     cleanup = await b.cleanup(ns)
-    return result_of(ns, timings, cleanup)
+    return {**result_of(ns, timings, cleanup), "loadavg": [load, load_after]}
 
 
 async def scenario_paced(
@@ -488,7 +514,11 @@ async def scenario_paced(
     limit_s: float,
     pid: Callable[[], int],
     steady: float,
+    jitter: random.Random | None,
 ) -> Json:
+    """`n` pods at one per `interval`; with `jitter`, each at a uniform random instant of its
+    slot [i, i+1) * interval (same mean rate), else exactly at its slot's start (see --strict)."""
+    load = loadavg()
     ns = await b.new_namespace("paced")
     watch = PodWatch(b.client, ns)
     await watch.start()
@@ -500,7 +530,8 @@ async def scenario_paced(
     try:
         t0 = time.monotonic()
         for i, name in enumerate(names):
-            delay = t0 + i * interval - time.monotonic()
+            offset = jitter.random() if jitter is not None else 0.0
+            delay = t0 + (i + offset) * interval - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(b.create_pod(watch, name, node)))
@@ -515,8 +546,9 @@ async def scenario_paced(
             task.cancel()
         await watch.stop()
     timings = [watch.timings[name] for name in names]
+    load_after = loadavg()
     cleanup = await b.cleanup(ns)
-    out = result_of(ns, timings, cleanup)
+    out = {**result_of(ns, timings, cleanup), "loadavg": [load, load_after]}
     out["resources"] = {
         "create_to_all_running": cpu_between(before, all_running),
         "steady_state": cpu_between(all_running, after_steady),
@@ -553,10 +585,13 @@ async def run_agent(
 ) -> Json:
     await b.node_schedulable(node)
     out: Json = {"node": node}
+    jitter = None if args.strict else random.Random(args.seed)
     say(f"{node}: warm-up pod (not counted)")
-    out["warmup"] = await scenario_sequential(b, node, 1, args.pod_timeout)
+    out["warmup"] = await scenario_sequential(b, node, 1, args.pod_timeout, None)
     say(f"{node}: (a) {args.sequential} pods one at a time")
-    out["sequential"] = await scenario_sequential(b, node, args.sequential, args.pod_timeout)
+    out["sequential"] = await scenario_sequential(
+        b, node, args.sequential, args.pod_timeout, jitter
+    )
     s = out["sequential"]["client_s"]
     say(f"  p50 {s['p50']:.3f}s p90 {s['p90']:.3f}s p99 {s['p99']:.3f}s (client->Running)")
     say(f"{node}: (b) {args.paced} pods at {1 / args.interval:g}/s")
@@ -568,6 +603,7 @@ async def run_agent(
         args.paced * args.interval + args.pod_timeout,
         pid,
         args.steady,
+        jitter,
     )
     s = out["paced"]["client_s"]
     say(f"  p50 {s['p50']:.3f}s p90 {s['p90']:.3f}s p99 {s['p99']:.3f}s (client->Running)")
@@ -581,6 +617,12 @@ async def cri_floor(spec: ClusterSpec, runs: int) -> Json:
     logs = spec.directory / "cri-floor-logs"
     async with RuntimeClient(f"unix://{spec.containerd_socket}") as rt:
         await rt.wait_ready(30)
+
+        async def network_ready() -> bool:
+            conds = (await rt.status()).status.conditions
+            return any(c.type == "NetworkReady" and c.status for c in conds)
+
+        await wait_until(network_ready, 30, "containerd NetworkReady (a CNI config loaded)")
         for i in range(runs):
             uid = str(uuid.uuid4())
             (logs / uid).mkdir(parents=True)
@@ -678,7 +720,8 @@ def markdown(results: Json) -> str:
         )
     lines += [
         "",
-        f"| resources, (b) with {results['parameters']['paced']} pods | pykubelet | Go kubelet | py/Go |",
+        f"| resources, (b) with {results['parameters']['paced']} pods "
+        "| pykubelet | Go kubelet | py/Go |",
         "|---|---:|---:|---:|",
     ]
 
@@ -726,7 +769,7 @@ async def measure(spec: ClusterSpec, args: argparse.Namespace, results: Json) ->
         results["cri_floor"] = await cri_floor(spec, args.cri_floor)
         say(f"  p50 {results['cri_floor']['total_s']['p50']:.3f}s")
     async with admin_client(spec) as client:
-        b = Bench(spec, client, results["notes"])
+        b = Bench(spec, client, results["notes"], token_volume=args.token_volume)
         if "py" in args.agents:
             say(f"starting pykubelet as {PY_NODE}")
             d = cluster.agent_daemon(spec, PY_NODE)
@@ -740,6 +783,7 @@ async def measure(spec: ClusterSpec, args: argparse.Namespace, results: Json) ->
                 say(f"pykubelet run failed: {e}\n--- {d.log_file} (tail) ---\n{d.tail(60)}")
             finally:
                 process.stop(d)
+                note_mounts(spec, results, "pykubelet")
         if "go" in args.agents:
             say(f"starting the Go kubelet as {GO_NODE}")
             ports = free_ports(2)
@@ -751,6 +795,7 @@ async def measure(spec: ClusterSpec, args: argparse.Namespace, results: Json) ->
                 out = await run_agent(b, GO_NODE, args, live_pid(go.daemon))
                 out["start_to_ready_s"] = round(ready_s, 2)
                 out["kubelet_config"] = go.config()
+                out["kubelet_command"] = go.command(go.root / "kubelet-config.yaml")
                 results["agents"]["go-kubelet"] = out
             except (BenchError, process.ComponentFailed) as e:
                 results["agents"]["go-kubelet"] = {"error": str(e), "log_tail": go.daemon.tail(60)}
@@ -760,16 +805,22 @@ async def measure(spec: ClusterSpec, args: argparse.Namespace, results: Json) ->
                 changed = tunables.restore()
                 if changed:
                     results["notes"].append(f"restored sysctls the Go kubelet changed: {changed}")
+                note_mounts(spec, results, "the Go kubelet")
+
+
+def note_mounts(spec: ClusterSpec, results: Json, agent: str) -> None:
+    left = hostops.mounts_under(spec.directory)
+    if left:
+        results["notes"].append(f"mounts under the cluster dir after {agent} stopped: {left}")
+        say(results["notes"][-1])
 
 
 def host_facts() -> Json:
-    with contextlib.suppress(OSError):
-        load = Path("/proc/loadavg").read_text().split()[:3]
     return {
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "loadavg_at_start": load,
+        "loadavg_at_start": loadavg(),
     }
 
 
@@ -781,7 +832,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between (b) creates")
     p.add_argument("--steady", type=float, default=60.0, help="steady-state window, seconds")
     p.add_argument("--pod-timeout", type=float, default=120.0, help="max wait per pod, seconds")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="no jitter: (a) creates the next pod as soon as the previous is Ready, (b) exactly "
+        "every --interval s; a fixed rhythm can line up with an agent's periodic loops and with "
+        "the whole seconds of creationTimestamp, so results shift from run to run",
+    )
+    p.add_argument("--seed", type=int, default=1, help="seed of the jitter (same for both agents)")
     p.add_argument("--cri-floor", type=int, default=5, help="bare CRI runs (0: skip)")
+    p.add_argument(
+        "--token-volume",
+        action="store_true",
+        help="let pods mount the service-account token volume (pykubelet does not support it yet)",
+    )
     p.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
     p.add_argument(
         "--logs", type=Path, default=None, help="copy the cluster's logs here before teardown"
@@ -802,11 +866,15 @@ def main(argv: list[str] | None = None) -> int:
     if "go" in args.agents and not binaries.k8s("kubelet").exists():
         say("the Go kubelet is not built: run `bash kubelet/cluster/gobuild/build.sh node`")
         return 2
+    # Both agents on the same pod network: the harness's provisional conflist (Debian bridge +
+    # host-local + portmap). pykubelet's own CNI plugin needs the pykubelet agent running, so the
+    # Go kubelet could not start pods with it.
+    os.environ["PYKUBELET_CNI"] = "provisional"
     directory = Path(tempfile.mkdtemp(prefix="pykbench-"))
     spec = cluster.make_spec(
         directory,
         binaries,
-        ports=Ports(*free_ports(5)),
+        ports=Ports(*free_ports(6)),
         node_names=(PY_NODE, GO_NODE),
         bridge="pykbench0",
     )
@@ -822,6 +890,11 @@ def main(argv: list[str] | None = None) -> int:
             "steady_s": args.steady,
             "image": BUSYBOX,
             "agents": sorted(args.agents),
+            "automount_service_account_token": args.token_volume,
+            "termination_grace_period_s": 2,
+            "cni": "provisional conflist (bridge + host-local + portmap), both agents",
+            "jitter": not args.strict,
+            "seed": args.seed,
         },
         "agents": {},
         "notes": [],
@@ -831,8 +904,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster.up(spec, with_nodes=False, say=lambda m: say(f"  {m}"))
         asyncio.run(measure(spec, args, results))
-    except (BenchError, process.ComponentFailed) as e:
-        say(f"benchmark failed: {e}")
+    except Exception as e:
+        say(f"benchmark failed: {e!r}")
         results["error"] = str(e)
         code = 1
     finally:

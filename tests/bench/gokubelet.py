@@ -16,11 +16,20 @@ What it takes to run it on the build machines (see /work/shared/ENVIRONMENT.md),
   config keeps it from trying (it only logged the failure, but the log stays clean).
 - Its own --root-dir, --cert-dir (self-signed serving cert), podLogsDirectory and volumePluginDir
   live under the cluster directory; its API server listens on 127.0.0.1 on free ports.
+- Harmless errors it logs here, left as they are: "Failed to set rlimit on max file handles:
+  operation not permitted" (no CAP_SYS_RESOURCE), "RuntimeConfig ... Unimplemented" (containerd
+  1.6), "Failed to ensure process in container with oom score: failed to find pid namespace of
+  init process".
+- It bind-mounts its --root-dir onto itself (to make it rshared) and leaves that mount when it
+  stops; `cluster.down` unmounts everything under the cluster directory.
+- It removes the sandboxes of deleted pods only in its container GC pass (once a minute), so
+  "gone from CRI" takes up to ~60 s after the pods are gone from the API (pykubelet: ~0.1 s).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,11 +51,14 @@ SYSCTLS = (
 
 
 def node_ip() -> str:
-    """The address pykubelet would report (its documented detection rule), else loopback."""
-    try:
-        from kubelet.agent import detect_node_ips
+    """The address pykubelet would report (its documented detection rule), else loopback.
 
-        return detect_node_ips()[0]
+    Imported at run time (importlib): the agent module pulls in the whole node agent, which is
+    type-checked by the project's own `mypy` run, not by the benchmark's.
+    """
+    try:
+        agent = importlib.import_module("kubelet.agent")
+        return str(agent.detect_node_ips()[0])
     except Exception:
         return "127.0.0.1"
 
@@ -136,13 +148,16 @@ class GoKubelet:
 
 
 # ---- cgroup root ---------------------------------------------------------------------------
-def v1_hierarchies() -> list[Path]:
-    """Mount points of the cgroup v1 hierarchies (one per controller set, plus name=systemd)."""
+def v1_hierarchies(*, with_unified: bool = False) -> list[Path]:
+    """Mount points of the cgroup v1 hierarchies (one per controller set, plus name=systemd);
+    with `with_unified`, also the cgroup2 mount of a hybrid host (/sys/fs/cgroup/unified here),
+    in which the kubelet's libcontainer mirrors the tree it makes."""
+    types = ("cgroup", "cgroup2") if with_unified else ("cgroup",)
     out = []
     with open("/proc/self/mounts") as f:
         for line in f:
             parts = line.split()
-            if len(parts) > 2 and parts[2] == "cgroup":
+            if len(parts) > 2 and parts[2] in types:
                 out.append(Path(parts[1]))
     return out
 
@@ -159,7 +174,7 @@ def make_cgroup_root() -> None:
 def remove_cgroup_root() -> list[str]:
     """rmdir the whole /pykbench-go tree, deepest first; returns what could not be removed."""
     left = []
-    for h in v1_hierarchies():
+    for h in v1_hierarchies(with_unified=True):
         root = h / CGROUP_ROOT
         if not root.is_dir():
             continue
