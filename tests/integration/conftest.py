@@ -63,3 +63,12 @@ def cluster_spec(
         yield spec
     finally:
         cluster.down(directory)
+
+
+@pytest.fixture(scope="module")
+def ns(cluster_spec: ClusterSpec) -> Iterator[str]:
+    """Per test module: the node agent running on the session cluster, and a fresh namespace."""
+    from .podutil import agent_namespace
+
+    with agent_namespace(cluster_spec) as namespace:
+        yield namespace

@@ -7,9 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from kubelet.cluster import process
 from kubelet.cluster import up as cluster
@@ -18,7 +15,6 @@ from kubelet.cluster.spec import ClusterSpec, apiserver_command, containerd_comm
 from .conftest import NODE
 from .podutil import (
     Json,
-    agent_namespace,
     container,
     create_pod,
     cstatus,
@@ -27,12 +23,6 @@ from .podutil import (
     wait_for,
     wait_pod,
 )
-
-
-@pytest.fixture(scope="module")
-def ns(cluster_spec: ClusterSpec) -> Iterator[str]:
-    with agent_namespace(cluster_spec) as namespace:
-        yield namespace
 
 
 def _ready(spec: ClusterSpec) -> tuple[str, str]:

@@ -33,7 +33,6 @@ from net.service import NetworkService
 from .conftest import NODE, free_ports
 from .podutil import (
     Json,
-    agent_namespace,
     api_json,
     container,
     create_pod,
@@ -45,12 +44,6 @@ from .podutil import (
 )
 
 HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"
-
-
-@pytest.fixture(scope="module")
-def ns(cluster_spec: ClusterSpec) -> Iterator[str]:
-    with agent_namespace(cluster_spec) as namespace:
-        yield namespace
 
 
 def _running(pod: Json) -> bool:

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from kubelet.cluster.spec import ClusterSpec
 
-from .podutil import agent_namespace, container, create_pod, cstatus, pod_body, wait_pod
-
-
-@pytest.fixture(scope="module")
-def ns(cluster_spec: ClusterSpec) -> Iterator[str]:
-    with agent_namespace(cluster_spec) as namespace:
-        yield namespace
+from .podutil import container, create_pod, cstatus, pod_body, wait_pod
 
 
 def _terminated(pod: dict[str, object], name: str = "c") -> dict[str, object]:

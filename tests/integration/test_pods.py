@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from cri import api
 from cri.client import RuntimeClient
@@ -27,28 +25,11 @@ from .podutil import (
     cstatus,
     events,
     get_pod,
-    new_namespace,
     pod_body,
     wait_for,
     wait_pod,
     waiting_reason,
 )
-
-
-@pytest.fixture(scope="module")
-def ns(cluster_spec: ClusterSpec) -> Iterator[str]:
-    cluster.start_node(cluster_spec, NODE)
-    namespace = new_namespace(cluster_spec)
-    try:
-        yield namespace
-    finally:
-        cluster.api(
-            cluster_spec,
-            f"/api/v1/namespaces/{namespace}/pods?gracePeriodSeconds=0",
-            method="DELETE",
-        )
-        time.sleep(2)
-        process.stop(cluster.agent_daemon(cluster_spec, NODE))
 
 
 def _phase(pod: Json) -> str:

@@ -3,17 +3,14 @@ restarts, an exec probe over its timeout, and a startup probe holding liveness b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import (
-    agent_namespace,
     container,
     create_pod,
     cstatus,
@@ -26,12 +23,6 @@ from .podutil import (
 
 Json = dict[str, Any]
 HTTPD = "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"
-
-
-@pytest.fixture(scope="module")
-def ns(cluster_spec: ClusterSpec) -> Iterator[str]:
-    with agent_namespace(cluster_spec) as namespace:
-        yield namespace
 
 
 def _diagnose(spec: ClusterSpec, ns: str, name: str) -> str:

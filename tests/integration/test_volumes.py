@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kubelet.cluster import process
 from kubelet.cluster import up as cluster
@@ -18,7 +15,6 @@ from kubelet.cluster.spec import ClusterSpec
 from .conftest import NODE
 from .podutil import (
     Json,
-    agent_namespace,
     api_json,
     container,
     create_pod,
@@ -32,12 +28,6 @@ from .podutil import (
 )
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-@pytest.fixture(scope="module")
-def ns(cluster_spec: ClusterSpec) -> Iterator[str]:
-    with agent_namespace(cluster_spec) as namespace:
-        yield namespace
 
 
 def _terminated(pod: Json, name: str = "c") -> Json:
