@@ -54,7 +54,6 @@ _UPSTREAM_ONLY = frozenset(
         "configMapAndSecretChangeDetectionStrategy",
         "systemCgroups",
         "kubeletCgroups",
-        "allowedUnsafeSysctls",
         "volumePluginDir",
         "kernelMemcgNotification",
         "logging",

@@ -96,6 +96,17 @@ def _check_cluster_domain(text: str) -> None:
         check_dns_subdomain(text.removesuffix("."))
 
 
+_NAMESPACED_SYSCTLS = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.", "net.")
+
+
+def _check_sysctl_pattern(text: str) -> None:
+    """allowedUnsafeSysctls entries: a name or prefix + '*' in a namespaced group, as upstream
+    (a node-wide sysctl would change the host for every pod)."""
+    name = text.replace("/", ".") if "." not in text.split("/")[0] else text
+    if not name.removesuffix("*").startswith(_NAMESPACED_SYSCTLS):
+        raise ValueError(f'the sysctls "{text}" are not known to be namespaced')
+
+
 class _TaintCodec:
     """core/v1 Taint in YAML: {key, value, effect}; timeAdded is the controller's, refused."""
 
@@ -258,6 +269,10 @@ class KubeletConfiguration:
     """Most pods this node runs."""
     pod_pids_limit: int = field(default=-1, metadata=spec("podPidsLimit", Int(-1)))
     """Most processes per pod; -1 means no limit."""
+    allowed_unsafe_sysctls: tuple[str, ...] = field(
+        default=(), metadata=spec("allowedUnsafeSysctls", ListOf(Str(_check_sysctl_pattern)))
+    )
+    """Unsafe sysctls (names, or prefixes ending in '*') pods may set beyond the safe set."""
     pod_cidr: str = field(default="", metadata=spec("podCIDR", Str(_unless_empty(check_cidr))))
     """Pod IP range in standalone mode; with an apiserver the Node's spec.podCIDR wins."""
     resolv_conf: str = field(default="/etc/resolv.conf", metadata=spec("resolvConf", Str()))

@@ -24,6 +24,35 @@ SHARES_PER_CPU = 1024
 QUOTA_PERIOD_US = 100000
 MIN_QUOTA_US = 1000
 
+# Upstream's pkg/kubelet/qos policy.
+QOS_GUARANTEED, QOS_BURSTABLE, QOS_BEST_EFFORT = "Guaranteed", "Burstable", "BestEffort"
+GUARANTEED_OOM_SCORE_ADJ = -997
+BEST_EFFORT_OOM_SCORE_ADJ = 1000
+NODE_CRITICAL_PRIORITY_CLASS = "system-node-critical"
+
+# Upstream's pkg/securitycontext defaults for procMount Default (Unmasked sends none).
+DEFAULT_MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+DEFAULT_READONLY_PATHS = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
 _INT64_MAX = 2**63 - 1
 _PROTOCOLS = {"TCP": api.TCP, "UDP": api.UDP, "SCTP": api.SCTP}
 _SECCOMP_TYPES = {
@@ -340,12 +369,93 @@ def sandbox_config(
 # ---------------------------------------------------------------------------- container
 
 
+def _qos_sums(spec: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int], bool]:
+    """Summed positive cpu/memory requests and limits over init and regular containers, and
+    whether every container has both cpu and memory limits (upstream's ComputePodQOS; requests
+    default to limits as the apiserver's defaulting makes them)."""
+    requests: dict[str, int] = {}
+    limits: dict[str, int] = {}
+    all_limited = True
+    for c in (*_list(spec, "containers"), *_list(spec, "initContainers")):
+        res = _obj(c, "resources")
+        found = set()
+        own_requests = {**_obj(res, "limits"), **_obj(res, "requests")}
+        for into, values in ((requests, own_requests), (limits, _obj(res, "limits"))):
+            for name, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
+                if name not in values:
+                    continue
+                try:
+                    n = parse(values[name])
+                except QuantityError:
+                    continue
+                if n > 0:
+                    into[name] = into.get(name, 0) + n
+                    if into is limits:
+                        found.add(name)
+        all_limited = all_limited and found == {"cpu", "memory"}
+    return requests, limits, all_limited
+
+
+def pod_qos(pod: Mapping[str, Any]) -> str:
+    """Guaranteed, Burstable or BestEffort, computed from the spec as upstream's GetPodQOS."""
+    requests, limits, all_limited = _qos_sums(_obj(pod, "spec"))
+    if not requests and not limits:
+        return QOS_BEST_EFFORT
+    same = all(limits.get(k) == v for k, v in requests.items())
+    if all_limited and same and len(requests) == len(limits):
+        return QOS_GUARANTEED
+    return QOS_BURSTABLE
+
+
+def _memory_request(c: Mapping[str, Any]) -> int:
+    try:
+        return parse_memory(_obj(_obj(c, "resources"), "requests").get("memory") or 0)
+    except QuantityError:
+        return 0
+
+
+def oom_score_adj(
+    pod: Mapping[str, Any], container: Mapping[str, Any], memory_capacity: int
+) -> int:
+    """Upstream's GetContainerOOMScoreAdjust: node-critical and Guaranteed -997, BestEffort
+    1000, Burstable 1000 - 1000*memoryRequest/capacity kept within [3, 999] (the code's floor is
+    1000 + -997 = 3; the docs say 2). A sidecar gets no higher a score than the regular
+    container with the smallest memory request, so it is not OOM-killed before them."""
+    spec = _obj(pod, "spec")
+    if spec.get("priorityClassName") == NODE_CRITICAL_PRIORITY_CLASS:
+        return GUARANTEED_OOM_SCORE_ADJ
+    qos = pod_qos(pod)
+    if qos == QOS_GUARANTEED:
+        return GUARANTEED_OOM_SCORE_ADJ
+    if qos == QOS_BEST_EFFORT:
+        return BEST_EFFORT_OOM_SCORE_ADJ
+    capacity = max(1, memory_capacity)
+    score = 1000 - (1000 * _memory_request(container)) // capacity
+    is_sidecar = container.get("restartPolicy") == "Always" and any(
+        c is container or c.get("name") == container.get("name")
+        for c in _list(spec, "initContainers")
+    )
+    regular = _list(spec, "containers")
+    if is_sidecar and regular:
+        least = min(_memory_request(c) for c in regular)
+        score = min(score, 1000 - (1000 * least) // capacity)
+    if score < 1000 + GUARANTEED_OOM_SCORE_ADJ:
+        return 1000 + GUARANTEED_OOM_SCORE_ADJ
+    if score == BEST_EFFORT_OOM_SCORE_ADJ:
+        return score - 1
+    return score
+
+
 def container_resources(
-    pod: Mapping[str, Any], container: Mapping[str, Any]
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    *,
+    memory_capacity: int | None = None,
 ) -> api.LinuxContainerResources:
     """cpu_shares from requests.cpu (or limits.cpu when no request, as upstream), CFS quota and
-    period from limits.cpu, memory limit from limits.memory. oom_score_adj stays 0 (the QoS
-    module owns it); hugepages are not handled yet."""
+    period from limits.cpu, memory limit from limits.memory, oom_score_adj from the pod's QoS
+    class (needs the node's memory capacity in bytes; None leaves it 0). containerd runs with
+    restrict_oom_score_adj, so it raises a negative value to its own. No hugepages yet."""
     r = _Reader(pod, str(container.get("name", "")))
     res = _obj(container, "resources")
     requests, limits = _obj(res, "requests"), _obj(res, "limits")
@@ -362,6 +472,8 @@ def container_resources(
         out.memory_limit_in_bytes = r.memory(limits["memory"], "resources.limits.memory")
     if "memory" in requests:
         r.memory(requests["memory"], "resources.requests.memory")  # validated, not sent
+    if memory_capacity is not None:
+        out.oom_score_adj = oom_score_adj(pod, container, memory_capacity)
     return out
 
 
@@ -390,24 +502,86 @@ def _capabilities(r: _Reader, sc: Mapping[str, Any]) -> api.Capability | None:
     )
 
 
+_APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
+_APPARMOR_TYPES = {
+    "RuntimeDefault": api.SecurityProfile.RuntimeDefault,
+    "Unconfined": api.SecurityProfile.Unconfined,
+    "Localhost": api.SecurityProfile.Localhost,
+}
+
+
+def _apparmor_field(r: _Reader, profile: Mapping[str, Any], path: str) -> api.SecurityProfile:
+    kind = profile.get("type")
+    if kind not in _APPARMOR_TYPES:
+        raise r.fail(f"{path}appArmorProfile.type", f"unknown type {kind!r}")
+    ref = ""
+    if kind == "Localhost":
+        local = profile.get("localhostProfile")
+        if not isinstance(local, str) or not local:
+            raise r.fail(f"{path}appArmorProfile.localhostProfile", "required for Localhost")
+        ref = local
+    return api.SecurityProfile(profile_type=_APPARMOR_TYPES[kind], localhost_ref=ref)
+
+
+def apparmor_profile(
+    pod: Mapping[str, Any], container: Mapping[str, Any]
+) -> api.SecurityProfile | None:
+    """The container's AppArmor profile as upstream picks it: the container's appArmorProfile,
+    else the pod's, else the deprecated per-container annotation (runtime/default, unconfined,
+    localhost/<name>); None lets the runtime apply its default."""
+    name = str(container.get("name", ""))
+    r = _Reader(pod, name)
+    own = _obj(_obj(container, "securityContext"), "appArmorProfile")
+    if own:
+        return _apparmor_field(r, own, "securityContext.")
+    pod_level = _obj(_obj(_obj(pod, "spec"), "securityContext"), "appArmorProfile")
+    if pod_level:
+        return _apparmor_field(r, pod_level, "spec.securityContext.")
+    value = _obj(_obj(pod, "metadata"), "annotations").get(_APPARMOR_ANNOTATION + name)
+    if not isinstance(value, str) or not value:
+        return None
+    if value == "runtime/default":
+        return api.SecurityProfile(profile_type=api.SecurityProfile.RuntimeDefault)
+    if value == "unconfined":
+        return api.SecurityProfile(profile_type=api.SecurityProfile.Unconfined)
+    if value.startswith("localhost/") and len(value) > len("localhost/"):
+        return api.SecurityProfile(
+            profile_type=api.SecurityProfile.Localhost, localhost_ref=value[len("localhost/") :]
+        )
+    raise r.fail(f"metadata.annotations[{_APPARMOR_ANNOTATION}{name}]", f"invalid {value!r}")
+
+
+def _proc_paths(r: _Reader, sc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(masked, readonly) paths: upstream's defaults, none for procMount Unmasked; privileged
+    containers get none either (the runtime would drop them anyway)."""
+    proc_mount = sc.get("procMount") or "Default"
+    if proc_mount not in ("Default", "Unmasked"):
+        raise r.fail("securityContext.procMount", f"unknown value {proc_mount!r}")
+    if proc_mount == "Unmasked" or sc.get("privileged") is True:
+        return [], []
+    return list(DEFAULT_MASKED_PATHS), list(DEFAULT_READONLY_PATHS)
+
+
 def container_security_context(
     pod: Mapping[str, Any], container: Mapping[str, Any]
 ) -> api.LinuxContainerSecurityContext:
     """The container's effective security context with the pod's groups and namespaces.
 
     no_new_privs is set only when allowPrivilegeEscalation is explicitly false (privileged
-    containers never get it). runAsNonRoot with an explicit runAsUser 0 is refused; checking
-    the image's user when runAsUser is unset needs the image config and happens elsewhere.
-    Seccomp falls back to Unconfined (upstream's default with seccompDefault off).
+    containers never get it). runAsNonRoot with an explicit runAsUser 0 is refused with
+    upstream's message; checking the image's user when runAsUser is unset needs the image
+    and happens in the executor. Seccomp falls back to Unconfined (upstream's default with
+    seccompDefault off); AppArmor to the runtime's default.
     """
     r = _Reader(pod, str(container.get("name", "")))
     sc = effective_security_context(pod, container)
     path = "securityContext."
     run_as_user = r.int_or_none(sc, "runAsUser", path)
     if sc.get("runAsNonRoot") is True and run_as_user == 0:
-        raise r.fail("securityContext.runAsUser", "0 (root) breaks runAsNonRoot")
+        raise r.fail("securityContext.runAsUser", "container's runAsUser breaks non-root policy")
     privileged = sc.get("privileged") is True
     ape = sc.get("allowPrivilegeEscalation")
+    masked, readonly = _proc_paths(r, sc)
     return api.LinuxContainerSecurityContext(
         capabilities=_capabilities(r, sc),
         privileged=privileged,
@@ -418,7 +592,10 @@ def container_security_context(
         readonly_rootfs=sc.get("readOnlyRootFilesystem") is True,
         supplemental_groups=_pod_groups(r, _obj(_obj(pod, "spec"), "securityContext")),
         no_new_privs=ape is False and not privileged,
+        masked_paths=masked,
+        readonly_paths=readonly,
         seccomp=_seccomp(r, _obj(sc, "seccompProfile"), path, api.SecurityProfile.Unconfined),
+        apparmor=apparmor_profile(pod, container),
     )
 
 
@@ -444,6 +621,7 @@ def container_config(
     mounts: Sequence[api.Mount] | None = None,
     image_ref: str | None = None,
     spec_hash: str | None = None,
+    memory_capacity: int | None = None,
 ) -> api.ContainerConfig:
     """The CreateContainer config for one container of `pod`.
 
@@ -452,6 +630,7 @@ def container_config(
     env=None sends the spec's literal values only. image_ref (the pulled image's ID) goes in
     ImageSpec.image with the spec's name as user_specified_image, as upstream does; without it
     the spec's name is sent. spec_hash overrides labels.container_hash for the hash annotation.
+    memory_capacity (the node's, bytes) enables the QoS oom_score_adj.
     log_path is <name>/<restart_count>.log, relative to the sandbox's log_directory.
     """
     name = container.get("name")
@@ -479,7 +658,7 @@ def container_config(
         stdin_once=container.get("stdinOnce") is True,
         tty=container.get("tty") is True,
         linux=api.LinuxContainerConfig(
-            resources=container_resources(pod, container),
+            resources=container_resources(pod, container, memory_capacity=memory_capacity),
             security_context=container_security_context(pod, container),
         ),
     )

@@ -158,6 +158,7 @@ failCgroupV1: true
 runtimeRequestTimeout: 500ms
 maxPods: 50
 podPidsLimit: 4096
+allowedUnsafeSysctls: ["net.core.somaxconn", "kernel.msg*"]
 podCIDR: 10.244.1.0/24
 resolvConf: /run/systemd/resolve/resolv.conf
 clusterDNS: [10.96.0.10, "fd00::a"]
@@ -223,6 +224,7 @@ def test_full_file_decodes_every_field(tmp_path: Path) -> None:
     assert c.serialize_image_pulls is False and c.max_parallel_image_pulls == 3
     assert c.healthz_port == 0 and c.fail_cgroup_v1 is True
     assert c.node_labels["node.kubernetes.io/role"] == "edge"
+    assert c.allowed_unsafe_sysctls == ("net.core.somaxconn", "kernel.msg*")
     # every field was set away from its default
     defaults = KubeletConfiguration()
     got, base = to_dict(c), to_dict(defaults)
@@ -311,6 +313,10 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> 
         ({"registerNode": "yes"}, "KubeletConfiguration.registerNode: expected a boolean"),
         ({"maxPods": True}, "KubeletConfiguration.maxPods: expected an integer, got boolean"),
         ({"podPidsLimit": -2}, "KubeletConfiguration.podPidsLimit: invalid value -2"),
+        (
+            {"allowedUnsafeSysctls": ["vm.swappiness"]},
+            'KubeletConfiguration.allowedUnsafeSysctls[0]: the sysctls "vm.swappiness" are not',
+        ),
         ({"containerLogMaxFiles": 1}, "KubeletConfiguration.containerLogMaxFiles: invalid value 1"),
         (
             {"containerLogMaxSize": "ten megs"},

@@ -1,0 +1,195 @@
+"""Node-side pod admission (spec.os, sysctls), the runAsNonRoot image-user check, and the
+RuntimeClass -> CRI handler lookup, with upstream's reasons and messages.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubelet.apiserver import ApiClient, ApiError, NotFound
+from kubelet.apiserver.requests import RUNTIMECLASSES
+from kubelet.runtime.criconfig import effective_security_context
+
+Json = Mapping[str, Any]
+
+POD_OS_NOT_SUPPORTED = "PodOSNotSupported"
+SYSCTL_FORBIDDEN = "SysctlForbidden"
+NODE_OS = "linux"
+
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    }
+)
+"""Upstream's safe set (pkg/kubelet/sysctl/safe_sysctls.go), always allowed."""
+
+_IPC_SYSCTLS = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why the node refuses a pod: the status reason and upstream's (unprefixed) message."""
+
+    reason: str
+    message: str
+
+
+def _normalize_sysctl(name: str) -> str:
+    """Upstream accepts '/' as separator (net/ipv4/...): use dots, as the kubelet does."""
+    if "/" not in name:
+        return name
+    if "." not in name.split("/")[0]:
+        return name.replace("/", ".")
+    return name
+
+
+def _sysctl_namespace(name: str) -> str:
+    if name.startswith(_IPC_SYSCTLS):
+        return "ipc"
+    if name.startswith("net."):
+        return "net"
+    return ""
+
+
+def _allowed(name: str, unsafe: Sequence[str]) -> bool:
+    if name in SAFE_SYSCTLS:
+        return True
+    for pattern in unsafe:
+        if pattern.endswith("*") and fnmatch.fnmatchcase(name, pattern):
+            return True
+        if pattern == name:
+            return True
+    return False
+
+
+def _sysctl_error(name: str, spec: Json, unsafe: Sequence[str]) -> str | None:
+    if not _allowed(name, unsafe):
+        return f'"{name}" not allowlisted'
+    ns = _sysctl_namespace(name)
+    if ns == "ipc" and spec.get("hostIPC"):
+        return f'"{name}" not allowed with host ipc enabled'
+    if ns == "net" and spec.get("hostNetwork"):
+        return f'"{name}" not allowed with host net enabled'
+    return None
+
+
+def check_sysctls(pod: Json, allowed_unsafe_sysctls: Sequence[str] = ()) -> Rejection | None:
+    """Upstream's sysctl allowlist admission: the safe set plus allowedUnsafeSysctls (exact
+    names or prefixes ending in '*'); net.* and IPC sysctls are refused with hostNetwork and
+    hostIPC respectively, since they would change the node's own settings."""
+    spec = pod.get("spec") or {}
+    sysctls = (spec.get("securityContext") or {}).get("sysctls") or []
+    for s in sysctls:
+        name = _normalize_sysctl(str(s.get("name") or "")) if isinstance(s, Mapping) else ""
+        error = _sysctl_error(name, spec, allowed_unsafe_sysctls)
+        if error is not None:
+            return Rejection(SYSCTL_FORBIDDEN, f"forbidden sysctl: {error}")
+    return None
+
+
+def check_os(pod: Json, node_os: str = NODE_OS) -> Rejection | None:
+    """spec.os.name, when set, must be the node's OS (rejectPodAdmissionBasedOnOSField)."""
+    os_name = ((pod.get("spec") or {}).get("os") or {}).get("name")
+    if os_name and os_name != node_os:
+        return Rejection(
+            POD_OS_NOT_SUPPORTED, "Failed to admit pod as the OS field doesn't match node OS"
+        )
+    return None
+
+
+def admit(pod: Json, *, allowed_unsafe_sysctls: Sequence[str] = ()) -> Rejection | None:
+    """None when the node accepts the pod, else the first rejection (OS first, as upstream)."""
+    return check_os(pod) or check_sysctls(pod, allowed_unsafe_sysctls)
+
+
+def rejected_status(rejection: Rejection, qos_class: str) -> dict[str, Any]:
+    """The status upstream's rejectPod writes: Failed, the reason, 'Pod was rejected: ...'."""
+    return {
+        "phase": "Failed",
+        "reason": rejection.reason,
+        "message": f"Pod was rejected: {rejection.message}",
+        "qosClass": qos_class,
+    }
+
+
+def format_pod(pod: Json) -> str:
+    """Upstream's format.Pod: name_namespace(uid)."""
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('name', '')}_{meta.get('namespace') or 'default'}({meta.get('uid', '')})"
+
+
+def needs_image_user(pod: Json, container: Json) -> bool:
+    """True when runAsNonRoot must be checked against the image's user (no runAsUser set)."""
+    sc = effective_security_context(pod, container)
+    return sc.get("runAsNonRoot") is True and sc.get("runAsUser") is None
+
+
+def verify_run_as_non_root(
+    pod: Json, container: Json, uid: int | None, username: str
+) -> str | None:
+    """Upstream's verifyRunAsNonRoot: the error message, or None when the container may run.
+
+    uid/username are the image's user as CRI ImageStatus reports it; an image with neither
+    runs as root (uid 0), as upstream's getImageUser treats it."""
+    sc = effective_security_context(pod, container)
+    if sc.get("runAsNonRoot") is not True:
+        return None
+    where = f'(pod: "{format_pod(pod)}", container: {container.get("name", "")})'
+    run_as_user = sc.get("runAsUser")
+    if run_as_user is not None:
+        if run_as_user == 0:
+            return f"container's runAsUser breaks non-root policy {where}"
+        return None
+    if uid is None and not username:
+        uid = 0
+    if uid == 0:
+        return f"container has runAsNonRoot and image will run as root {where}"
+    if uid is None:
+        return (
+            f"container has runAsNonRoot and image has non-numeric user ({username}), "
+            f"cannot verify user is non-root {where}"
+        )
+    return None
+
+
+class RuntimeClassError(Exception):
+    """The RuntimeClass of a pod could not be resolved: its sandbox cannot be created."""
+
+
+class RuntimeClassNotFound(RuntimeClassError):
+    """spec.runtimeClassName names a RuntimeClass the apiserver does not have."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f'RuntimeClass "{name}" not found')
+
+
+class RuntimeClasses:
+    """Looks RuntimeClasses (node.k8s.io/v1) up in the apiserver at sandbox creation."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+
+    async def handler(self, name: str) -> str:
+        """The CRI runtime handler of RuntimeClass `name`; '' for no name (the default)."""
+        if not name:
+            return ""
+        try:
+            rc = await self._client.get(RUNTIMECLASSES, name)
+        except NotFound:
+            raise RuntimeClassNotFound(name) from None
+        except ApiError as e:
+            raise RuntimeClassError(f"failed to lookup RuntimeClass {name}: {e}") from e
+        return str(rc.get("handler") or "")
