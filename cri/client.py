@@ -5,7 +5,8 @@ Owns channels, deadlines, error translation and readiness; it must not know Kube
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypeVar
@@ -18,10 +19,12 @@ from cri._gen import api_pb2_grpc
 from cri.channel import MAX_MESSAGE_BYTES, Connection, channel_options, grpc_target
 from cri.errors import DeadlineExceeded, Unavailable, from_rpc_error
 
-__all__ = ["MAX_MESSAGE_BYTES", "RuntimeClient", "Timeouts", "grpc_target"]
+__all__ = ["MAX_MESSAGE_BYTES", "Observe", "RuntimeClient", "Timeouts", "grpc_target"]
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
+Observe = Callable[[str, float, bool], None]
+"""Called after every CRI call with (method, seconds taken, succeeded); must not raise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,10 @@ class RuntimeClient:
         timeouts: Timeouts | None = None,
         reconnect_backoff_initial: float = 0.1,
         reconnect_backoff_max: float = 2.0,
+        observe: Observe | None = None,
     ) -> None:
+        self.observe = observe
+        """Optional metrics hook (the agent passes one; cri/ knows no metrics library)."""
         self.target = grpc_target(endpoint)
         self.image_target = grpc_target(image_endpoint) if image_endpoint else self.target
         self.timeouts = timeouts or Timeouts()
@@ -109,10 +115,16 @@ class RuntimeClient:
     ) -> _Resp:
         if deadline is None:
             deadline = default if default is not None else self.timeouts.default
+        start = time.monotonic()
         try:
-            return await rpc(request, timeout=deadline)
+            response = await rpc(request, timeout=deadline)
         except grpc.aio.AioRpcError as err:
+            if self.observe is not None:
+                self.observe(method, time.monotonic() - start, False)
             raise from_rpc_error(err, method=method, object_kind=kind, object_id=obj) from err
+        if self.observe is not None:
+            self.observe(method, time.monotonic() - start, True)
+        return response
 
     # -- readiness ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from kubelet.pods.model import (
     SandboxState,
 )
 from kubelet.runtime import labels
+from kubelet.server.metrics import PLEG_RELIST_DURATION
 
 log = logging.getLogger(__name__)
 NS = 1e9
@@ -213,6 +214,14 @@ class RuntimeCache:
 
     async def relist(self) -> None:
         """List everything; store each pod's state and wake workers of pods that changed."""
+        start = time.monotonic()
+        try:
+            await self._relist()
+        finally:
+            # Upstream observes every relist, failed ones included.
+            PLEG_RELIST_DURATION.observe(time.monotonic() - start)
+
+    async def _relist(self) -> None:
         sandboxes = await self._rt.list_pod_sandbox()
         containers = await self._rt.list_containers()
         live = {c.id for c in containers}

@@ -110,6 +110,17 @@ async def follow(
         await asyncio.sleep(POLL_SECONDS)
 
 
+async def _open_log(path: str, attempts: int = 10) -> LogFile:
+    """The live log file; briefly retried, as a rotation renames it before the runtime reopens
+    it (kubelet.logrotate), a window of milliseconds in which the path does not exist."""
+    for _ in range(attempts - 1):
+        try:
+            return LogFile(path)
+        except FileNotFoundError:
+            await asyncio.sleep(POLL_SECONDS)
+    return LogFile(path)
+
+
 def _exited(runtime: RuntimeClient, container_id: str) -> Callable[[], Awaitable[bool]]:
     exited_state = api.ContainerState.Value("CONTAINER_EXITED")
 
@@ -135,7 +146,7 @@ async def container_logs(
     if not status.log_path:
         raise HTTPError(400, f'container "{container}" in pod "{pod.display}" has no log file')
     try:
-        log = LogFile(status.log_path)
+        log = await _open_log(status.log_path)
     except OSError as e:
         raise HTTPError(
             404, f'container "{container}" in pod "{pod.display}": log file: {e.strerror}'

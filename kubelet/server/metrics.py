@@ -4,7 +4,9 @@ and observe. Declarations and text rendering only: nothing here reads the runtim
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,12 +56,45 @@ RUNTIME_OPERATIONS_DURATION = Histogram(
     buckets=_OP_BUCKETS,
     registry=REGISTRY,
 )
+RUNTIME_OPERATIONS = Counter(
+    "kubelet_runtime_operations",
+    "Cumulative number of runtime operations by operation type.",
+    ["operation_type"],
+    registry=REGISTRY,
+)
+RUNTIME_OPERATIONS_ERRORS = Counter(
+    "kubelet_runtime_operations_errors",
+    "Cumulative number of runtime operation errors by operation type.",
+    ["operation_type"],
+    registry=REGISTRY,
+)
 PLEG_RELIST_DURATION = Histogram(
     "kubelet_pleg_relist_duration_seconds",
     "Duration in seconds for relisting pods in PLEG.",
     buckets=_OP_BUCKETS,
     registry=REGISTRY,
 )
+
+
+_OPERATION_NAMES = {"UpdateContainerResources": "update_container"}
+"""CRI methods whose upstream operation_type is not simply their snake_case name."""
+
+
+def operation_type(method: str) -> str:
+    """Upstream's operation_type label for a CRI method: "ListPodSandbox" -> "list_podsandbox"."""
+    name = _OPERATION_NAMES.get(method)
+    if name is None:
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower().replace("pod_sandbox", "podsandbox")
+    return name
+
+
+def observe_runtime_operation(method: str, seconds: float, ok: bool) -> None:
+    """The CRI client's hook (cri.client.RuntimeClient `observe`): one finished call."""
+    op = operation_type(method)
+    RUNTIME_OPERATIONS.labels(operation_type=op).inc()
+    RUNTIME_OPERATIONS_DURATION.labels(operation_type=op).observe(seconds)
+    if not ok:
+        RUNTIME_OPERATIONS_ERRORS.labels(operation_type=op).inc()
 
 
 def render() -> bytes:
