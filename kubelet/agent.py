@@ -22,11 +22,16 @@ from kubelet import KUBERNETES_VERSION, __version__, supervise
 from kubelet.apiserver import NODES, ApiClient, ApiError
 from kubelet.config import RunConfig
 from kubelet.events import EventRecorder
+from kubelet.logrotate import LogRotator
+from kubelet.logrotate import Policy as LogPolicy
 from kubelet.node import facts as machine
 from kubelet.node.heartbeat import NodeHeartbeat
 from kubelet.node.status import Health, NodeIdentity, allocatable
+from kubelet.pods.admission import RuntimeClasses
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.dns import DNSConfigurer
 from kubelet.pods.env import EnvironmentManager, ObjectCache, sandbox_ips
+from kubelet.pods.etchosts import EtcHosts
 from kubelet.pods.executor import PodExecutor
 from kubelet.pods.hooks import HooksManager
 from kubelet.pods.model import PodUID
@@ -35,8 +40,10 @@ from kubelet.pods.static import FileSource, MirrorPods
 from kubelet.pods.status_manager import StatusManager
 from kubelet.pods.workers import PodWorkers
 from kubelet.prober import ProbeManager
+from kubelet.quantity import parse_quantity
 from kubelet.runtime.state import RuntimeCache
 from kubelet.server import build as build_server
+from kubelet.server.metrics import observe_runtime_operation
 from kubelet.services import ServiceCache
 from kubelet.volumes import VolumeManager
 from net.daemon import NetworkDaemon
@@ -122,7 +129,7 @@ class Agent:
                 "pykubelet run: --kubeconfig is required (standalone mode is not supported yet)"
             )
         client = ApiClient.from_kubeconfig(cfg.kubeconfig)
-        runtime = RuntimeClient(kc.container_runtime_endpoint)
+        runtime = RuntimeClient(kc.container_runtime_endpoint, observe=observe_runtime_operation)
         version = await self._runtime_version(runtime)
         ident = NodeIdentity(
             name=cfg.node_name,
@@ -154,6 +161,7 @@ class Agent:
             log.warning("first runtime status check failed: %s", e)
         self._start_pods(client, runtime, ident)
         self._start_server(client, runtime, ident)
+        self._start_log_rotation(runtime)
         supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
         supervise.spawn(self.tasks, "node-status", node.status_loop)
         supervise.spawn(self.tasks, "node-lease", node.lease_loop)
@@ -195,6 +203,14 @@ class Agent:
             volumes=volumes,
             env=env,
             hooks=hooks,
+            dns=DNSConfigurer(
+                resolv_conf=self.config.kubelet.resolv_conf,
+                cluster_dns=self.config.kubelet.cluster_dns,
+                cluster_domain=self.config.kubelet.cluster_domain,
+                node_ips=lambda: ident.internal_ips,
+            ),
+            etc_hosts=EtcHosts(runtime, self.config.root_dir / "pods"),
+            runtime_classes=RuntimeClasses(client).handler,
         )
         probes = ProbeManager(
             runtime=runtime, recorder=recorder, wake=on_change, rand=random.random
@@ -207,6 +223,7 @@ class Agent:
             backoff=backoff,
             host_ips=lambda: ident.internal_ips,
             probes=probes,
+            allowed_unsafe_sysctls=self.config.kubelet.allowed_unsafe_sysctls,
         )
         pod_config = PodConfig(workers)
         mirrors = self._start_static_pods(client, ident, status, pod_config, workers)
@@ -323,6 +340,16 @@ class Agent:
             pods=pods,
         )
         supervise.spawn(self.tasks, "node-api", server.run)
+
+    def _start_log_rotation(self, runtime: RuntimeClient) -> None:
+        """Container log rotation (containerLogMaxSize / containerLogMaxFiles)."""
+        kc = self.config.kubelet
+        policy = LogPolicy(
+            max_bytes=int(parse_quantity(kc.container_log_max_size or "0")),
+            max_files=kc.container_log_max_files,
+        )
+        rotator = LogRotator(runtime, policy)
+        supervise.spawn(self.tasks, "log-rotation", rotator.run)
 
     async def _runtime_version(self, runtime: RuntimeClient) -> str:
         """containerd://1.6.20 style, waiting for the runtime to answer first."""

@@ -306,7 +306,7 @@ def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
     say(f"images imported: {', '.join(a.name for a in archives)}")
 
 
-def agent_config(spec: ClusterSpec, static_pod_path: Path | None = None) -> str:
+def agent_config(spec: ClusterSpec, static_pod_path: Path | None = None, extra: str = "") -> str:
     """The KubeletConfiguration `up` gives its node agent (a file, as a systemd unit would use):
     callers of :10250 authenticate with certificates of the cluster's client CA or with tokens
     (TokenReview), and are authorized by the apiserver (SubjectAccessReview)."""
@@ -326,6 +326,8 @@ def agent_config(spec: ClusterSpec, static_pod_path: Path | None = None) -> str:
     ]
     if static_pod_path:
         lines.append(f"staticPodPath: {json.dumps(str(static_pod_path))}")
+    if extra:
+        lines.append(extra.strip("\n"))  # more top-level YAML lines (tests: small log limits)
     return "\n".join(lines) + "\n"
 
 
@@ -348,12 +350,14 @@ def start_node(
     say: Progress = _say,
     wait: bool = True,
     static_pod_path: Path | None = None,
+    extra: str = "",
 ) -> None:
-    """Run `pykubelet run` as the cluster's node, as its own process with files on disk."""
+    """Run `pykubelet run` as the cluster's node, as its own process with files on disk;
+    `extra` is appended to its KubeletConfiguration (top-level YAML lines)."""
     root = spec.directory / "nodes" / node
     root.mkdir(parents=True, exist_ok=True)
     config = root / "kubelet-config.yaml"
-    config.write_text(agent_config(spec, static_pod_path))
+    config.write_text(agent_config(spec, static_pod_path, extra))
     d = agent_daemon(spec, node)
     process.start(
         d,

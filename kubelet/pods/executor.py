@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,11 @@ from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError, NotFound
 from kubelet import events as ev
+from kubelet.node.facts import mem_total_bytes
+from kubelet.pods.admission import RuntimeClassError, needs_image_user, verify_run_as_non_root
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.dns import DNSConfigurer
+from kubelet.pods.etchosts import EtcHosts
 from kubelet.pods.model import Container, Pod, PullPolicy, RuntimePod, SandboxID, Waiting
 from kubelet.pods.plan import KILL_LIVENESS, KILL_STARTUP, PodActions
 from kubelet.pods.seams import (
@@ -43,6 +47,17 @@ POST_START_ERROR = "PostStartHookError"
 CONTAINER_CREATING = "ContainerCreating"
 FAILED_MOUNT, FAILED_POST_START = "FailedMount", "FailedPostStartHook"
 MIN_KILL_GRACE = 2
+
+RuntimeClassLookup = Callable[[str], Awaitable[str]]
+"""RuntimeClass name -> CRI handler; raises RuntimeClassError (admission.RuntimeClasses)."""
+
+
+def _node_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            return mem_total_bytes(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -78,6 +93,10 @@ class PodExecutor:
         volumes: Volumes | None = None,
         env: Environment | None = None,
         hooks: Hooks | None = None,
+        runtime_classes: RuntimeClassLookup | None = None,
+        memory_capacity: int | None = None,
+        dns: DNSConfigurer | None = None,
+        etc_hosts: EtcHosts | None = None,
     ) -> None:
         self.rt = runtime
         self.pods_dir = pods_dir
@@ -89,6 +108,14 @@ class PodExecutor:
         self.backoff = backoff
         self.pull_backoff = BackOff()
         self._pulls: dict[str, asyncio.Lock] = {}
+        self.runtime_classes: RuntimeClassLookup | None = runtime_classes
+        """Without it a pod naming a RuntimeClass gets the default handler."""
+        self.memory_capacity = memory_capacity if memory_capacity is not None else _node_memory()
+        """The node's memory in bytes, for the Burstable oom_score_adj."""
+        self.dns = dns
+        """Sandbox resolv.conf and hostname; without it the runtime's defaults (no events)."""
+        self.etc_hosts = etc_hosts
+        """The managed /etc/hosts mount; without it containers keep the image's."""
 
     def _event(self, pod: Pod, type_: str, reason: str, message: str, field_path: str = "") -> None:
         self.recorder.record(
@@ -99,10 +126,34 @@ class PodExecutor:
         init = any(c.name == name for c in pod.init_containers)
         self._event(pod, type_, reason, message, ev.container_field_path(name, init=init))
 
-    def sandbox_config(self, pod_json: Mapping[str, Any], attempt: int) -> api.PodSandboxConfig:
-        return build_sandbox_config(
-            pod_json, attempt=attempt, log_dir=pod_log_directory(pod_json, self.log_root), dns=None
+    def sandbox_config(
+        self, pod_json: Mapping[str, Any], attempt: int, pod: Pod | None = None
+    ) -> api.PodSandboxConfig:
+        """The sandbox config; `pod` is given when the sandbox is being created: then DNS warnings
+        (MissingClusterDNS, DNSConfigForming) become events and DNS errors are raised."""
+        dns = None
+        if self.dns is not None:
+            try:
+                result = self.dns.pod_dns(pod_json)
+            except PodConfigError as e:
+                if pod is not None:
+                    raise
+                log.warning("%s (sandbox config for image pulls and containers)", e)
+            else:
+                dns = result.settings
+                for w in result.warnings:
+                    if pod is not None:
+                        self._event(pod, ev.WARNING, w.reason, w.message)
+        config = build_sandbox_config(
+            pod_json, attempt=attempt, log_dir=pod_log_directory(pod_json, self.log_root), dns=dns
         )
+        if self.dns is not None and config.hostname:  # not for hostNetwork pods
+            try:
+                config.hostname = self.dns.hostname(pod_json).kernel
+            except PodConfigError:
+                if pod is not None:
+                    raise
+        return config
 
     async def kill(self, pod_json: Mapping[str, Any], pod: Pod, actions: PodActions) -> None:
         grace = max(MIN_KILL_GRACE, actions.grace_period_seconds)
@@ -155,10 +206,13 @@ class PodExecutor:
                     "Pod sandbox changed, it will be killed and re-created.",
                 )
             try:
+                handler = await self._runtime_handler(pod_json)
                 sandbox_id = SandboxID(
-                    await self.rt.run_pod_sandbox(self.sandbox_config(pod_json, attempt))
+                    await self.rt.run_pod_sandbox(
+                        self.sandbox_config(pod_json, attempt, pod), runtime_handler=handler
+                    )
                 )
-            except (CRIError, PodConfigError) as e:
+            except (CRIError, PodConfigError, RuntimeClassError) as e:
                 out.sandbox_error = str(e)
                 self._event(
                     pod, ev.WARNING, ev.FAILED_CREATE_SANDBOX, f"Failed to create pod sandbox: {e}"
@@ -187,6 +241,31 @@ class PodExecutor:
                 actions.record_backoff(name, self.backoff)
         return out
 
+    async def _runtime_handler(self, pod_json: Mapping[str, Any]) -> str:
+        """The CRI handler of spec.runtimeClassName ('' without one); raises RuntimeClassError."""
+        name = str((pod_json.get("spec") or {}).get("runtimeClassName") or "")
+        if not name or self.runtime_classes is None:
+            return ""
+        return await self.runtime_classes(name)
+
+    async def _check_non_root(
+        self, pod_json: Mapping[str, Any], pod: Pod, spec: Mapping[str, Any], image: str, fpath: str
+    ) -> Waiting | None:
+        """runAsNonRoot without runAsUser: refuse the container when the image runs as root."""
+        if not needs_image_user(pod_json, spec):
+            return None
+        try:
+            status = await self.rt.image_status(image)
+        except CRIError as e:
+            return Waiting(CREATE_CONFIG_ERROR, e.message)
+        img = status.image
+        uid = img.uid.value if img.HasField("uid") else None
+        error = verify_run_as_non_root(pod_json, spec, uid, img.username)
+        if error is None:
+            return None
+        self._event(pod, ev.WARNING, ev.FAILED, f"Error: {error}", fpath)
+        return Waiting(CREATE_CONFIG_ERROR, error)
+
     async def _start(
         self,
         pod_json: Mapping[str, Any],
@@ -206,9 +285,14 @@ class PodExecutor:
         )
         if isinstance(pulled, Waiting):
             return pulled
+        refused = await self._check_non_root(pod_json, pod, spec, pulled, fpath)
+        if refused is not None:
+            return refused
         prev = runtime.latest(name)
         restart_count = prev.restart_count + 1 if prev is not None else 0
-        config = await self._config(pod_json, pod, spec, model, restart_count, fpath)
+        config = await self._config(
+            pod_json, pod, spec, model, restart_count, fpath, sandbox_id=sandbox_id
+        )
         if isinstance(config, Waiting):
             return config
         try:
@@ -240,12 +324,16 @@ class PodExecutor:
         model: Container,
         restart_count: int,
         fpath: str,
+        sandbox_id: str = "",
     ) -> api.ContainerConfig | Waiting:
-        """The CreateContainer config with env, mounts and the termination-log file."""
+        """The CreateContainer config with env, mounts, the termination-log file and /etc/hosts."""
         try:
             resolved = await self.env.resolve(pod_json, spec)
             mounts = self.volumes.mounts(pod_json, spec)
             mounts += self._termination_log(pod, model, restart_count)
+            if self.etc_hosts is not None and self.dns is not None:
+                host = self.dns.hostname(pod_json)
+                mounts += await self.etc_hosts.mount(pod_json, spec, sandbox_id, host)
             return container_config(
                 pod_json,
                 resolved.container,
@@ -254,6 +342,7 @@ class PodExecutor:
                 env=resolved.env,
                 spec_hash=model.hash,
                 mounts=mounts,
+                memory_capacity=self.memory_capacity,
             )
         except (ContainerConfigError, PodConfigError, OSError) as e:
             self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e}", fpath)

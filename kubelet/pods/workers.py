@@ -10,7 +10,7 @@ import datetime
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from cri.errors import CRIError
 from kubelet import events as ev
 from kubelet.apiserver import PODS, ApiClient, ApiError, NotFound, Preconditions
+from kubelet.pods.admission import Rejection, admit, rejected_status
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.executor import IMAGE_PULL_BACK_OFF, Outcome, PodExecutor
 from kubelet.pods.model import (
@@ -31,11 +32,12 @@ from kubelet.pods.model import (
     pod_from_api,
 )
 from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, PodActions, compute_pod_actions
-from kubelet.pods.podstatus import derive_pod_status
+from kubelet.pods.podstatus import derive_pod_status, qos_class
 from kubelet.pods.seams import NoProbes, Probes
 from kubelet.pods.static import is_static_pod
 from kubelet.pods.status_manager import StatusManager
 from kubelet.runtime.state import RuntimeCache
+from kubelet.server.metrics import POD_START_DURATION, POD_START_SLI_DURATION, POD_WORKER_DURATION
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
@@ -58,6 +60,13 @@ class _Worker:
     """The pod object is gone from the apiserver: tear down without waiting for it."""
     timer: asyncio.TimerHandle | None = None
     """The one pending delayed wake (a back-off ending, a retry)."""
+    admitted: bool = False
+    """Node admission (spec.os, sysctls) passed, or the pod already ran: never checked again."""
+    first_seen: float = field(default_factory=time.monotonic)
+    """When this agent first saw the pod (kubelet_pod_start_duration_seconds starts here)."""
+    sync_type: str = "create"
+    """kubelet_pod_worker_duration_seconds' operation_type of the next round: create/update/sync."""
+    start_observed: bool = False
 
     def wake_in(self, delay: float) -> None:
         if self.timer is not None:
@@ -113,6 +122,7 @@ class PodWorkers:
         host_ips: Callable[[], tuple[str, ...]],
         resync: float = RESYNC_SECONDS,
         probes: Probes | None = None,
+        allowed_unsafe_sysctls: Sequence[str] = (),
     ) -> None:
         self._probes: Probes = probes or NoProbes()
         self._client = client
@@ -125,6 +135,7 @@ class PodWorkers:
         self._workers: dict[PodUID, _Worker] = {}
         self._done: set[PodUID] = set()
         """UIDs torn down for good: never started again (a pod UID is never reused)."""
+        self._unsafe_sysctls = tuple(allowed_unsafe_sysctls)
 
     # ---- inputs ---------------------------------------------------------------------------
     def update(self, pod: Json) -> None:
@@ -141,6 +152,8 @@ class PodWorkers:
             return
         old, w.pod = w.pod, pod
         if _node_relevant(old) != _node_relevant(pod):
+            if w.sync_type == "sync":
+                w.sync_type = "update"
             w.wake.set()
 
     def remove(self, uid: PodUID) -> None:
@@ -172,7 +185,7 @@ class PodWorkers:
                 await asyncio.wait_for(w.wake.wait(), timeout=self._resync)
             w.wake.clear()
             try:
-                finished = await self._sync(uid, w)
+                finished = await self._timed_sync(uid, w)
             except asyncio.CancelledError:
                 raise
             except (CRIError, ApiError) as e:
@@ -195,6 +208,35 @@ class PodWorkers:
             log.info("pod=%s %s -> %s", _ref(w.pod), w.phase, to)
             w.phase = to
 
+    async def _timed_sync(self, uid: PodUID, w: _Worker) -> bool:
+        """_sync, observed as kubelet_pod_worker_duration_seconds{operation_type}."""
+        op = "kill" if w.removed or w.phase != Phase.SYNCING else w.sync_type
+        start = time.monotonic()
+        try:
+            return await self._sync(uid, w)
+        finally:
+            POD_WORKER_DURATION.labels(operation_type=op).observe(time.monotonic() - start)
+            if op != "kill":
+                w.sync_type = "sync"
+
+    def _observe_start(self, w: _Worker, pod: Pod, runtime: RuntimePod, previous: Json) -> None:
+        """The first time all of the pod's containers run: pod start duration (since this agent
+        saw it) and the SLI duration (since its creation). Pods that already ran before (a
+        restarted agent adopting them) are not counted, as upstream counts only Pending pods."""
+        if w.start_observed or w.phase != Phase.SYNCING or not pod.containers:
+            return
+        for c in pod.containers:
+            rc = runtime.latest(c.name)
+            if rc is None or rc.state != ContainerState.RUNNING:
+                return
+        w.start_observed = True
+        if previous.get("phase", "Pending") != "Pending":
+            return
+        POD_START_DURATION.observe(time.monotonic() - w.first_seen)
+        created = _parse_time(w.pod.get("metadata", {}).get("creationTimestamp"))
+        if created is not None:
+            POD_START_SLI_DURATION.observe(max(0.0, time.time() - created))
+
     async def _sync(self, uid: PodUID, w: _Worker) -> bool:
         """One round; True when the pod is fully torn down and its worker may end."""
         pod_json = w.pod
@@ -208,6 +250,11 @@ class PodWorkers:
         if pod.is_deleted:
             self._transition(w, Phase.TERMINATING)
         runtime = await self._cache.refresh(uid)
+        if not w.admitted:
+            rejection = self._admit(pod, pod_json, runtime)
+            if rejection is not None:
+                return await self._reject(w, pod, rejection)
+            w.admitted = True
         status_json = self._status.get(uid) or pod_json.get("status") or {}
         probe_results, _ = self._probes.results(uid)
         actions = compute_pod_actions(
@@ -235,12 +282,34 @@ class PodWorkers:
             runtime = await self._cache.refresh(uid)
         self._probes.sync(pod, pod_json, runtime)
         self._derive(pod, pod_json, runtime, actions, outcome, status_json)
+        self._observe_start(w, pod, runtime, status_json)
         if w.phase == Phase.TERMINATING and not _running(runtime):
             return await self._finish(uid, w, pod_json, runtime)
         delay = self._retry_delay(pod, runtime, actions, outcome)
         if delay is not None:
             w.wake_in(delay)
         return False
+
+    # ---- admission (security context work) ----------------------------------------------
+    def _admit(self, pod: Pod, pod_json: Json, runtime: RuntimePod) -> Rejection | None:
+        """Admission of a pod that never ran here (nothing in the runtime, not deleted)."""
+        if pod.is_deleted or runtime.sandboxes or runtime.containers:
+            return None
+        return admit(pod_json, allowed_unsafe_sysctls=self._unsafe_sysctls)
+
+    async def _reject(self, w: _Worker, pod: Pod, rejection: Rejection) -> bool:
+        """Upstream's rejectPod: an event, a Failed status, and nothing ever runs."""
+        log.info("pod=%s rejected: %s: %s", _ref(w.pod), rejection.reason, rejection.message)
+        self._exec.recorder.record(
+            ev.PodEvent(
+                pod.namespace, pod.name, pod.uid, ev.WARNING, rejection.reason, rejection.message
+            )
+        )
+        status = rejected_status(rejection, qos_class(pod))
+        self._status.set(namespace=pod.namespace, name=pod.name, uid=pod.uid, status=status)
+        await self._status.flush(pod.uid)
+        self._transition(w, Phase.TERMINATED)
+        return True
 
     def _retry_delay(
         self, pod: Pod, runtime: RuntimePod, actions: PodActions, outcome: Outcome

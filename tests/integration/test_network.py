@@ -184,8 +184,9 @@ def test_bad_network_config_fails_the_sandbox_with_an_event(
 
         event = wait_for(failed, 60, "FailedCreatePodSandBox event")
         assert "podCIDR" in event["message"] or "invalid" in event["message"], event
-        assert _host_veths() == before_links
-        assert _allocated_ips(cluster_spec) == before_ips
+        # nothing new (earlier tests' pods may still be going away meanwhile)
+        assert _host_veths() <= before_links
+        assert _allocated_ips(cluster_spec) <= before_ips
     finally:
         conf.write_text(good)
         _delete_pod(cluster_spec, ns, "broken")
