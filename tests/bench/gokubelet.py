@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubelet.cluster import process
+from kubelet.cluster import hostops, process
 from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec
 
@@ -226,3 +226,10 @@ def running(kubelet: GoKubelet) -> Iterator[float]:
         kubelet.stop()
         tunables.restore()
         remove_cgroup_root()
+        remove_kubelet_chains()
+
+
+def remove_kubelet_chains() -> int:
+    """The iptables chains the Go kubelet makes at start (KUBE-FIREWALL, KUBE-KUBELET-CANARY,
+    KUBE-IPTABLES-HINT); no kube-proxy runs in the bench, so every KUBE-* chain is its."""
+    return sum(hostops.delete_chains(table, "KUBE-") for table in ("filter", "nat", "mangle"))
