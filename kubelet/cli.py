@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     add_run_flags(run)
     down = sub.add_parser("down", help="stop the local cluster and remove what `up` made")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="cluster directory")
+    from net.cli import add_parsers as add_net_parsers
+
+    add_net_parsers(sub)
     return p
 
 
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return _run(args)
+    func = getattr(args, "func", None)
+    if func is not None:
+        code: int = func(args)
+        return code
     from kubelet.cluster import up as cluster
 
     try:

@@ -1,0 +1,1 @@
+"""Networking debug views behind `pykubelet net ...`."""
