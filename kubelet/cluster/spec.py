@@ -39,6 +39,10 @@ class Ports:
     scheduler: int = 10259
     kubelet: int = 10250
     """The node agent's :10250 API (one node per cluster shares this port)."""
+    proxy_healthz: int = 10256
+    """`pykubelet proxy` /healthz (per netns: simulated nodes each have their own)."""
+    proxy_metrics: int = 10249
+    """`pykubelet proxy` /metrics and /debug/* on 127.0.0.1 of the node's netns."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,121 @@
+"""`pykubelet proxy` as a process of a local cluster: its command line, its start (optionally
+inside a node's netns) and its readiness. Uses process.py; knows nothing of rules.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kubelet.cluster import process
+from kubelet.cluster.nsforward import _setns
+from kubelet.cluster.spec import ClusterSpec
+
+ROOT_NETNS_MARK = "proxy-rootns"
+"""A file in the run dir saying a proxy ran in the root netns, so `down` removes KUBE-* chains
+there (never otherwise: other sessions' proxies may own them)."""
+
+
+def proxy_daemon(spec: ClusterSpec, node: str) -> process.Daemon:
+    return process.Daemon(name=f"pykubelet-proxy-{node}", run_dir=spec.run, log_dir=spec.logs)
+
+
+def proxy_command(
+    spec: ClusterSpec,
+    node: str,
+    *,
+    node_routes: str = "none",
+    mode: str = "iptables",
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """`pykubelet proxy` for `node` with the cluster's kube-proxy kubeconfig."""
+    p = spec.ports
+    return [
+        sys.executable,
+        "-m",
+        "kubelet.cli",
+        "proxy",
+        f"--kubeconfig={spec.kubeconfig('kube-proxy')}",
+        f"--hostname-override={node}",
+        f"--cluster-cidr={spec.cluster_cidr}",
+        f"--proxy-mode={mode}",
+        f"--healthz-bind-address=0.0.0.0:{p.proxy_healthz}",
+        f"--metrics-bind-address=127.0.0.1:{p.proxy_metrics}",
+        f"--node-routes={node_routes}",
+        *extra_args,
+    ]
+
+
+def get_in_netns(netns: str | None, url: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
+    """HTTP GET from inside the named netns (from a short-lived thread that enters it)."""
+    result: list[tuple[int, bytes]] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            if netns is not None:
+                with open(f"/run/netns/{netns}", "rb") as f:
+                    _setns(f.fileno())
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as r:
+                    result.append((r.status, r.read()))
+            except urllib.error.HTTPError as e:
+                result.append((e.code, e.read()))
+        except BaseException as e:  # handed to the caller's thread
+            failure.append(e)
+
+    t = threading.Thread(target=work, name="proxyproc-netns-get")
+    t.start()
+    t.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def healthz(spec: ClusterSpec, netns: str | None) -> tuple[int, dict[str, object]]:
+    status, body = get_in_netns(netns, f"http://127.0.0.1:{spec.ports.proxy_healthz}/healthz")
+    return status, json.loads(body)
+
+
+def start_proxy(
+    spec: ClusterSpec,
+    node: str,
+    *,
+    netns: str | None = None,
+    node_routes: str = "none",
+    mode: str = "iptables",
+    extra_args: Sequence[str] = (),
+    wait: bool = True,
+    timeout: float = 30.0,
+    say: Callable[[str], None] | None = None,
+) -> process.Daemon:
+    """Start the proxy of `node` (inside the named netns `netns`, else in this one) and, with
+    `wait`, return once its first sync is applied (/healthz 200). Idempotent when running.
+    In a netns the apiserver port must already be forwarded into it (nsforward)."""
+    d = proxy_daemon(spec, node)
+    if netns is None:
+        spec.run.mkdir(parents=True, exist_ok=True)
+        (spec.run / ROOT_NETNS_MARK).touch()
+    process.start(
+        d,
+        proxy_command(spec, node, node_routes=node_routes, mode=mode, extra_args=extra_args),
+        netns=netns,
+    )
+    if wait:
+        waited = process.wait_ready(d, lambda: healthz(spec, netns)[0] == 200, timeout=timeout)
+        if say is not None:
+            say(f"proxy of {node} synced ({waited:.1f}s)")
+    return d
+
+
+def stop_proxy(spec: ClusterSpec, node: str) -> bool:
+    """Stop the proxy; its rules stay (as upstream: a restart must not drop traffic)."""
+    return process.stop(proxy_daemon(spec, node))
+
+
+def ran_in_root_netns(run_dir: Path) -> bool:
+    return (run_dir / ROOT_NETNS_MARK).exists()
