@@ -1,0 +1,515 @@
+"""The iptables rule model of the Service proxy: ClusterState + ProxyConfig -> RuleSet (data).
+Mirrors upstream kube-proxy's iptables chain layout; per-Service fragments allow incremental builds.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shlex
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from net.proxy.model import (
+    ClusterState,
+    Endpoint,
+    ProxyConfig,
+    Service,
+    ServiceKey,
+    ServicePort,
+    port_name_string,
+)
+
+FILTER, NAT = "filter", "nat"
+SERVICES = "KUBE-SERVICES"
+EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+NODEPORTS = "KUBE-NODEPORTS"
+FORWARD = "KUBE-FORWARD"
+PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+POSTROUTING = "KUBE-POSTROUTING"
+MARK_MASQ = "KUBE-MARK-MASQ"
+
+# Shared chains we own, in upstream's declaration order.
+SHARED_CHAINS: Mapping[str, tuple[str, ...]] = {
+    FILTER: (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL),
+    NAT: (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ),
+}
+# Per-Service chain prefixes (anything with these prefixes is ours to delete when stale).
+SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
+
+_NODEPORTS_COMMENT = (
+    '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+)
+
+# (table, builtin chain, rule): upstream's iptablesJumpChains, each ensured with Prepend.
+BUILTIN_JUMPS: tuple[tuple[str, str, str], ...] = tuple(
+    (table, src, f'{extra}-m comment --comment "{comment}" -j {dst}')
+    for table, dst, src, comment, extra in (
+        (
+            FILTER,
+            EXTERNAL_SERVICES,
+            "INPUT",
+            "kubernetes externally-visible service portals",
+            "-m conntrack --ctstate NEW ",
+        ),
+        (
+            FILTER,
+            EXTERNAL_SERVICES,
+            "FORWARD",
+            "kubernetes externally-visible service portals",
+            "-m conntrack --ctstate NEW ",
+        ),
+        (FILTER, NODEPORTS, "INPUT", "kubernetes health check service ports", ""),
+        (FILTER, SERVICES, "FORWARD", "kubernetes service portals", "-m conntrack --ctstate NEW "),
+        (FILTER, SERVICES, "OUTPUT", "kubernetes service portals", "-m conntrack --ctstate NEW "),
+        (FILTER, FORWARD, "FORWARD", "kubernetes forwarding rules", ""),
+        (
+            FILTER,
+            PROXY_FIREWALL,
+            "INPUT",
+            "kubernetes load balancer firewall",
+            "-m conntrack --ctstate NEW ",
+        ),
+        (
+            FILTER,
+            PROXY_FIREWALL,
+            "OUTPUT",
+            "kubernetes load balancer firewall",
+            "-m conntrack --ctstate NEW ",
+        ),
+        (
+            FILTER,
+            PROXY_FIREWALL,
+            "FORWARD",
+            "kubernetes load balancer firewall",
+            "-m conntrack --ctstate NEW ",
+        ),
+        (NAT, SERVICES, "OUTPUT", "kubernetes service portals", ""),
+        (NAT, SERVICES, "PREROUTING", "kubernetes service portals", ""),
+        (NAT, POSTROUTING, "POSTROUTING", "kubernetes postrouting rules", ""),
+    )
+)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Everything one Service contributes: the chains it owns and its lines in shared chains."""
+
+    service: Service
+    endpoints: tuple[Endpoint, ...]
+    chains: Mapping[tuple[str, str], tuple[str, ...]]  # (table, chain) -> lines
+    jumps: tuple[tuple[str, str, str], ...]  # (table, shared chain, line), in order
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    tables: Mapping[str, Mapping[str, tuple[str, ...]]]
+    owners: Mapping[str, ServiceKey | None]
+    fragments: Mapping[ServiceKey, Fragment] = field(default_factory=dict)
+    config: ProxyConfig | None = None
+    order: tuple[ServiceKey, ...] = ()
+    jumps: tuple[tuple[str, str, str], ...] = BUILTIN_JUMPS
+
+    def chain_table(self, chain: str) -> str | None:
+        """The table holding a Service-owned chain (shared chains exist in several)."""
+        for table in (NAT, FILTER):
+            if chain in self.tables.get(table, {}):
+                return table
+        return None
+
+    @property
+    def rule_count(self) -> int:
+        return sum(len(lines) for chains in self.tables.values() for lines in chains.values())
+
+
+@lru_cache(maxsize=65536)
+def chain_hash(text: str) -> str:
+    """Upstream portProtoHash: base32(sha256(text))[:16]."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+
+
+@lru_cache(maxsize=1024)
+def probability(n: int) -> str:
+    """Upstream computeProbability: 1/n with ten decimals."""
+    return f"{1.0 / n:0.10f}"
+
+
+def comment(text: str) -> str:
+    return f'"{text}"' if " " in text else text
+
+
+def is_service_chain(chain: str) -> bool:
+    return chain.startswith(SERVICE_CHAIN_PREFIXES)
+
+
+def ensure_jump_args(ruleset: RuleSet) -> list[list[str]]:
+    """iptables argv (without the binary) checking each builtin jump: ["-t", T, "-C", CHAIN,
+    ...]; replace "-C" by "-I" to prepend a missing one (run after the first full restore)."""
+    return [["-t", t, "-C", c, *shlex.split(rule)] for t, c, rule in ruleset.jumps]
+
+
+def _categorize(
+    svc: Service, port: ServicePort, eps: list[Endpoint], node: str
+) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint], bool]:
+    """Upstream CategorizeEndpoints (no topology hints): cluster, local, reachable, any."""
+    external = bool(port.node_port or svc.external_ips or svc.lb_ips)
+    ext_local = external and svc.external_local
+    uses_cluster = not svc.internal_local or (external and not ext_local)
+    uses_local = svc.internal_local or ext_local
+    cluster: list[Endpoint] = []
+    has_any = False
+    if uses_cluster:
+        cluster = [e for e in eps if e.ready]
+        if not cluster:
+            cluster = [e for e in eps if e.serving and e.terminating]
+        has_any = bool(cluster)
+    if not uses_local:
+        return cluster, [], cluster, has_any
+    local_ready = local_terminating = False
+    for e in eps:
+        if e.ready:
+            has_any = True
+            local_ready = local_ready or e.node_name == node
+        elif e.serving and e.terminating:
+            has_any = True
+            local_terminating = local_terminating or e.node_name == node
+    local: list[Endpoint] = []
+    if local_ready:
+        local = [e for e in eps if e.node_name == node and e.ready]
+    elif local_terminating:
+        local = [e for e in eps if e.node_name == node and e.serving and e.terminating]
+    if not uses_cluster:
+        return [], local, local, has_any
+    if local_ready or not local:
+        return cluster, local, cluster, has_any
+    seen = {e.address: e for e in cluster}
+    for e in local:
+        seen.setdefault(e.address, e)
+    return cluster, local, list(seen.values()), has_any
+
+
+def _endpoint_jumps(
+    chain: str, pn: str, svc: Service, eps: list[Endpoint], sep: Mapping[str, str]
+) -> list[str]:
+    lines: list[str] = []
+    if svc.affinity_timeout is not None:
+        for e in eps:
+            c = sep[e.address]
+            lines.append(
+                f'-m comment --comment "{pn} -> {e.address}" -m recent --name {c} '
+                f"--rcheck --seconds {svc.affinity_timeout} --reap -j {c}"
+            )
+    n = len(eps)
+    for i, e in enumerate(eps):
+        stat = (
+            f"-m statistic --mode random --probability {probability(n - i)} " if i < n - 1 else ""
+        )
+        lines.append(f'-m comment --comment "{pn} -> {e.address}" {stat}-j {sep[e.address]}')
+    del chain
+    return lines
+
+
+def _port_rules(
+    svc: Service,
+    port: ServicePort,
+    all_eps: tuple[Endpoint, ...],
+    config: ProxyConfig,
+    chains: dict[tuple[str, str], list[str]],
+    jumps: list[tuple[str, str, str]],
+) -> None:
+    pn = port_name_string(svc, port)
+    proto = port.protocol.lower()
+    h = chain_hash(pn + proto)
+    svc_chain, svl_chain = "KUBE-SVC-" + h, "KUBE-SVL-" + h
+    ext_chain, fw_chain = "KUBE-EXT-" + h, "KUBE-FW-" + h
+    eps = [e for e in all_eps if e.port_name == port.name and e.protocol == port.protocol]
+    cluster, local, reachable, has_any = _categorize(svc, port, eps, config.node_name)
+    external = bool(port.node_port or svc.external_ips or svc.lb_ips)
+    ext_local = external and svc.external_local
+
+    uses_cluster_chain = bool(cluster)
+    uses_local_chain = bool(local) and (svc.internal_local or ext_local)
+    internal_chain = svl_chain if svc.internal_local else svc_chain
+    has_internal = has_any and (bool(local) if svc.internal_local else True)
+    external_policy_chain = svl_chain if ext_local else svc_chain
+    has_external = has_any and (bool(local) if ext_local else True)
+    uses_ext_chain = has_any and external
+    uses_fw = has_any and bool(svc.lb_ips) and bool(svc.lb_source_ranges)
+    lb_chain = fw_chain if uses_fw else ext_chain
+
+    match = f"-m {proto} -p {proto}"
+    if not has_any:
+        int_target = ext_target = "REJECT"
+        int_comment = ext_comment = f'"{pn} has no endpoints"'
+    else:
+        int_target = ext_target = "DROP"
+        int_comment = ext_comment = f'"{pn} has no local endpoints"'
+
+    def jump(table: str, chain: str, line: str) -> None:
+        jumps.append((table, chain, line))
+
+    vip = f"-d {svc.cluster_ip} --dport {port.port}"
+    if has_internal:
+        jump(
+            NAT,
+            SERVICES,
+            f'-m comment --comment "{pn} cluster IP" {match} {vip} -j {internal_chain}',
+        )
+    else:
+        jump(FILTER, SERVICES, f"-m comment --comment {int_comment} {match} {vip} -j {int_target}")
+    for ip in svc.external_ips:
+        dst = f"-d {ip} --dport {port.port}"
+        if has_any:
+            jump(
+                NAT,
+                SERVICES,
+                f'-m comment --comment "{pn} external IP" {match} {dst} -j {ext_chain}',
+            )
+        if not has_external:
+            jump(
+                FILTER,
+                EXTERNAL_SERVICES,
+                f"-m comment --comment {ext_comment} {match} {dst} -j {ext_target}",
+            )
+    for ip in svc.lb_ips:
+        dst = f"-d {ip} --dport {port.port}"
+        if has_any:
+            jump(
+                NAT,
+                SERVICES,
+                f'-m comment --comment "{pn} loadbalancer IP" {match} {dst} -j {lb_chain}',
+            )
+        if uses_fw:
+            jump(
+                FILTER,
+                PROXY_FIREWALL,
+                f'-m comment --comment "{pn} traffic not accepted by {fw_chain}" '
+                f"{match} {dst} -j DROP",
+            )
+    if not has_external:
+        for ip in svc.lb_ips:
+            jump(
+                FILTER,
+                EXTERNAL_SERVICES,
+                f"-m comment --comment {ext_comment} {match} -d {ip} --dport {port.port} "
+                f"-j {ext_target}",
+            )
+    if port.node_port:
+        if has_any:
+            jump(
+                NAT,
+                NODEPORTS,
+                f"-m comment --comment {comment(pn)} {match} --dport {port.node_port} "
+                f"-j {ext_chain}",
+            )
+        if not has_external:
+            jump(
+                FILTER,
+                EXTERNAL_SERVICES,
+                f"-m comment --comment {ext_comment} -m addrtype --dst-type LOCAL {match} "
+                f"--dport {port.node_port} -j {ext_target}",
+            )
+    if svc.health_check_node_port:
+        jump(
+            FILTER,
+            NODEPORTS,
+            f'-m comment --comment "{pn} health check node port" -m tcp -p tcp '
+            f"--dport {svc.health_check_node_port} -j ACCEPT",
+        )
+
+    def add(chain: str, line: str) -> None:
+        chains.setdefault((NAT, chain), []).append(line)
+
+    if has_internal:
+        args = f'-m comment --comment "{pn} cluster IP" {match} {vip}'
+        if config.masquerade_all:
+            add(internal_chain, f"{args} -j {MARK_MASQ}")
+        elif config.cluster_cidr:
+            add(internal_chain, f"{args} ! -s {config.cluster_cidr} -j {MARK_MASQ}")
+    if uses_ext_chain:
+        chains.setdefault((NAT, ext_chain), [])
+        if not ext_local:
+            add(
+                ext_chain,
+                f'-m comment --comment "masquerade traffic for {pn} external destinations" '
+                f"-j {MARK_MASQ}",
+            )
+        else:
+            if config.cluster_cidr:
+                add(
+                    ext_chain,
+                    f'-m comment --comment "pod traffic for {pn} external destinations" '
+                    f"-s {config.cluster_cidr} -j {svc_chain}",
+                )
+            add(
+                ext_chain,
+                f'-m comment --comment "masquerade LOCAL traffic for {pn} external destinations" '
+                f"-m addrtype --src-type LOCAL -j {MARK_MASQ}",
+            )
+            add(
+                ext_chain,
+                f'-m comment --comment "route LOCAL traffic for {pn} external destinations" '
+                f"-m addrtype --src-type LOCAL -j {svc_chain}",
+            )
+        if has_external:
+            add(ext_chain, f"-j {external_policy_chain}")
+    if uses_fw:
+        fw_args = f'-m comment --comment "{pn} loadbalancer IP"'
+        for cidr in svc.lb_source_ranges:
+            add(fw_chain, f"{fw_args} -s {cidr} -j {ext_chain}")
+        add(
+            fw_chain,
+            f'-m comment --comment "other traffic to {pn} will be dropped by KUBE-PROXY-FIREWALL"',
+        )
+    sep = {e.address: "KUBE-SEP-" + chain_hash(pn + proto + e.address) for e in reachable + local}
+    if uses_cluster_chain:
+        chains.setdefault((NAT, svc_chain), []).extend(
+            _endpoint_jumps(svc_chain, pn, svc, cluster, sep)
+        )
+    if uses_local_chain:
+        chains.setdefault((NAT, svl_chain), []).extend(
+            _endpoint_jumps(svl_chain, pn, svc, local, sep)
+        )
+    for e in reachable:
+        c = sep[e.address]
+        recent = f"-m recent --name {c} --set " if svc.affinity_timeout is not None else ""
+        chains[(NAT, c)] = [
+            f"-m comment --comment {comment(pn)} -s {e.ip} -j {MARK_MASQ}",
+            f"-m comment --comment {comment(pn)} {recent}{match} "
+            f"-j DNAT --to-destination {e.address}",
+        ]
+
+
+def fragment(svc: Service, endpoints: tuple[Endpoint, ...], config: ProxyConfig) -> Fragment:
+    """The rules of one Service (all its ports)."""
+    chains: dict[tuple[str, str], list[str]] = {}
+    jumps: list[tuple[str, str, str]] = []
+    for port in svc.ports:
+        _port_rules(svc, port, endpoints, config, chains, jumps)
+    return Fragment(svc, endpoints, {k: tuple(v) for k, v in chains.items()}, tuple(jumps))
+
+
+def _nodeport_destinations(config: ProxyConfig) -> list[str]:
+    import ipaddress
+
+    nets = []
+    for cidr in config.nodeport_addresses:
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
+    if not nets or any(n.prefixlen == 0 for n in nets):
+        return ["-m addrtype --dst-type LOCAL"]
+    out = []
+    for ip in config.node_ips:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            continue
+        if addr.version == 4 and any(addr in n for n in nets if n.version == 4):
+            out.append(f"-d {ip}")
+    return out
+
+
+def static_chains(config: ProxyConfig) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
+    """Head and tail lines of each shared chain (Service lines go in between)."""
+    mark = config.masquerade_mark
+    heads: dict[tuple[str, str], tuple[list[str], list[str]]] = {
+        (t, c): ([], []) for t, chains in SHARED_CHAINS.items() for c in chains
+    }
+    heads[(NAT, POSTROUTING)][0].extend(
+        [
+            f"-m mark ! --mark {mark}/{mark} -j RETURN",
+            f"-j MARK --xor-mark {mark}",
+            '-m comment --comment "kubernetes service traffic requiring SNAT" '
+            "-j MASQUERADE --random-fully",
+        ]
+    )
+    heads[(NAT, MARK_MASQ)][0].append(f"-j MARK --or-mark {mark}")
+    heads[(FILTER, FORWARD)][0].extend(
+        [
+            "-m conntrack --ctstate INVALID -j DROP",
+            '-m comment --comment "kubernetes forwarding rules" '
+            f"-m mark --mark {mark}/{mark} -j ACCEPT",
+            '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack '
+            "--ctstate RELATED,ESTABLISHED -j ACCEPT",
+        ]
+    )
+    heads[(NAT, SERVICES)][1].extend(
+        f"-m comment --comment {_NODEPORTS_COMMENT} {dst} -j {NODEPORTS}"
+        for dst in _nodeport_destinations(config)
+    )
+    return heads
+
+
+def build(
+    state: ClusterState,
+    config: ProxyConfig,
+    previous: RuleSet | None = None,
+    changed: Collection[ServiceKey] | None = None,
+) -> RuleSet:
+    """The desired rules. With `previous` (built with the same config), fragments of Services
+    whose Service and endpoints are unchanged are reused; with `changed` too, only those keys
+    are recomputed and every other Service is assumed unchanged."""
+    reuse = previous is not None and previous.config == config
+    prev_frags: Mapping[ServiceKey, Fragment] = previous.fragments if previous and reuse else {}
+    services = state.services
+    frags: dict[ServiceKey, Fragment] = {}
+    empty: tuple[Endpoint, ...] = ()
+    if reuse and changed is not None:
+        assert previous is not None
+        frags = dict(prev_frags)
+        for key in changed:
+            frags.pop(key, None)
+        for key in changed:
+            svc = services.get(key)
+            if svc is not None:
+                frags[key] = fragment(svc, tuple(state.endpoints.get(key, empty)), config)
+        for key in [k for k in frags if k not in services]:
+            del frags[key]
+    else:
+        for key, svc in services.items():
+            eps = tuple(state.endpoints.get(key, empty))
+            old = prev_frags.get(key)
+            if (
+                old is not None
+                and (old.service is svc or old.service == svc)
+                and (old.endpoints is eps or old.endpoints == eps)
+            ):
+                frags[key] = old
+            else:
+                frags[key] = fragment(svc, eps, config)
+    if (
+        previous is not None
+        and reuse
+        and len(previous.order) == len(frags)
+        and all(k in frags for k in previous.order)
+    ):
+        order = previous.order
+    else:
+        order = tuple(sorted(frags))
+    return assemble(frags, order, config)
+
+
+def assemble(
+    frags: Mapping[ServiceKey, Fragment], order: tuple[ServiceKey, ...], config: ProxyConfig
+) -> RuleSet:
+    """Tables and owners from per-Service fragments, in `order`."""
+    heads = static_chains(config)
+    middle: dict[tuple[str, str], list[str]] = {k: [] for k in heads}
+    tables: dict[str, dict[str, tuple[str, ...]]] = {FILTER: {}, NAT: {}}
+    owners: dict[str, ServiceKey | None] = {}
+    for chains in SHARED_CHAINS.values():
+        for c in chains:
+            owners[c] = None
+    for key in order:
+        frag = frags[key]
+        for t, c, line in frag.jumps:
+            middle[(t, c)].append(line)
+        for (t, c), lines in frag.chains.items():
+            tables[t][c] = lines
+            owners[c] = key
+    for (t, c), (head, tail) in heads.items():
+        tables[t][c] = (*head, *middle[(t, c)], *tail)
+    return RuleSet(tables, owners, dict(frags), config, order)
