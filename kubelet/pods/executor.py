@@ -18,6 +18,7 @@ from cri.client import RuntimeClient
 from cri.errors import CRIError, NotFound
 from kubelet import events as ev
 from kubelet.node.facts import mem_total_bytes
+from kubelet.pods import ephemeral
 from kubelet.pods.admission import RuntimeClassError, needs_image_user, verify_run_as_non_root
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.dns import DNSConfigurer
@@ -50,6 +51,9 @@ MIN_KILL_GRACE = 2
 
 RuntimeClassLookup = Callable[[str], Awaitable[str]]
 """RuntimeClass name -> CRI handler; raises RuntimeClassError (admission.RuntimeClasses)."""
+PodCgroupParent = Callable[[Mapping[str, Any], bool], str]
+"""(pod, create) -> the pod cgroup's name for the sandbox's cgroup parent; with create=True the
+cgroup is made or updated first (OSError when that fails). cgroups.manager.CgroupManager."""
 
 
 def _node_memory() -> int | None:
@@ -73,7 +77,7 @@ def _container_spec(pod_json: Mapping[str, Any], name: str) -> tuple[Mapping[str
     for c in spec.get("initContainers") or []:
         if c.get("name") == name:
             return c, True
-    for c in spec.get("containers") or []:
+    for c in (*(spec.get("containers") or []), *(spec.get("ephemeralContainers") or [])):
         if c.get("name") == name:
             return c, False
     raise KeyError(name)
@@ -97,6 +101,7 @@ class PodExecutor:
         memory_capacity: int | None = None,
         dns: DNSConfigurer | None = None,
         etc_hosts: EtcHosts | None = None,
+        cgroup_parent: PodCgroupParent | None = None,
     ) -> None:
         self.rt = runtime
         self.pods_dir = pods_dir
@@ -116,6 +121,8 @@ class PodExecutor:
         """Sandbox resolv.conf and hostname; without it the runtime's defaults (no events)."""
         self.etc_hosts = etc_hosts
         """The managed /etc/hosts mount; without it containers keep the image's."""
+        self.cgroup_parent = cgroup_parent
+        """The pod cgroup as sandbox cgroup parent; without it the runtime's default."""
 
     def _event(self, pod: Pod, type_: str, reason: str, message: str, field_path: str = "") -> None:
         self.recorder.record(
@@ -144,8 +151,13 @@ class PodExecutor:
                 for w in result.warnings:
                     if pod is not None:
                         self._event(pod, ev.WARNING, w.reason, w.message)
+        parent = "" if self.cgroup_parent is None else self.cgroup_parent(pod_json, pod is not None)
         config = build_sandbox_config(
-            pod_json, attempt=attempt, log_dir=pod_log_directory(pod_json, self.log_root), dns=dns
+            pod_json,
+            attempt=attempt,
+            log_dir=pod_log_directory(pod_json, self.log_root),
+            dns=dns,
+            cgroup_parent=parent,
         )
         if self.dns is not None and config.hostname:  # not for hostNetwork pods
             try:
@@ -212,7 +224,7 @@ class PodExecutor:
                         self.sandbox_config(pod_json, attempt, pod), runtime_handler=handler
                     )
                 )
-            except (CRIError, PodConfigError, RuntimeClassError) as e:
+            except (CRIError, PodConfigError, RuntimeClassError, OSError) as e:
                 out.sandbox_error = str(e)
                 self._event(
                     pod, ev.WARNING, ev.FAILED_CREATE_SANDBOX, f"Failed to create pod sandbox: {e}"
@@ -223,6 +235,7 @@ class PodExecutor:
         starts = [*actions.init_containers_to_start]
         if actions.next_init_container_to_start:
             starts.append(actions.next_init_container_to_start)
+        starts += actions.ephemeral_containers_to_start
         starts += actions.containers_to_start
         sb_config = self.sandbox_config(pod_json, attempt)
         if starts:
@@ -279,7 +292,12 @@ class PodExecutor:
         model = pod.container(name)
         if model is None:
             return Waiting(CREATE_CONFIG_ERROR, f"container {name!r} not in the pod spec")
-        fpath = ev.container_field_path(name, init=is_init)
+        is_ephemeral = model in pod.ephemeral_containers
+        fpath = (
+            ephemeral.field_path(name)
+            if is_ephemeral
+            else ev.container_field_path(name, init=is_init)
+        )
         pulled = await self.ensure_image(
             pod, model.image, model.image_pull_policy, sb_config, fpath
         )
@@ -295,6 +313,13 @@ class PodExecutor:
         )
         if isinstance(config, Waiting):
             return config
+        if model.target_container_name:
+            target = ephemeral.target_container_id(runtime, model.target_container_name)
+            if target is None:
+                msg = ephemeral.target_error(model.target_container_name)
+                self._event(pod, ev.WARNING, ev.FAILED, f"Error: {msg}", fpath)
+                return Waiting(CREATE_CONFIG_ERROR, msg)
+            ephemeral.join_target_pid(config, target)
         try:
             cid = await self.rt.create_container(sandbox_id, config, sb_config)
         except CRIError as e:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NewType, TypeVar
 
@@ -95,6 +95,8 @@ class Container:
     liveness_probe: Mapping[str, Any] | None = None
     readiness_probe: Mapping[str, Any] | None = None
     startup_probe: Mapping[str, Any] | None = None
+    target_container_name: str = ""
+    """Only for ephemeral containers: the container whose PID namespace it joins."""
     hash: str = ""
     """Spec hash compared with the runtime's; computed from the fields above when left empty."""
 
@@ -146,6 +148,8 @@ class Pod:
     annotations: Mapping[str, str] = field(default_factory=dict)
     readiness_gates: tuple[str, ...] = ()
     """Condition types from spec.readinessGates."""
+    ephemeral_containers: tuple[Container, ...] = ()
+    """spec.ephemeralContainers (kubectl debug): started once, never restarted."""
 
     @property
     def ref(self) -> str:
@@ -160,7 +164,7 @@ class Pod:
         return tuple(c for c in self.init_containers if c.is_sidecar)
 
     def container(self, name: str) -> Container | None:
-        for c in (*self.init_containers, *self.containers):
+        for c in (*self.init_containers, *self.containers, *self.ephemeral_containers):
             if c.name == name:
                 return c
         return None
@@ -432,6 +436,27 @@ def _containers(r: _Reader, spec: Mapping[str, Any], key: str) -> tuple[Containe
     return out
 
 
+def _ephemeral_containers(r: _Reader, spec: Mapping[str, Any]) -> tuple[Container, ...]:
+    """spec.ephemeralContainers; probes, ports and resources (which the apiserver refuses on
+    them) are dropped, targetContainerName is kept."""
+    out = []
+    for i, c in enumerate(r.items(spec, "ephemeralContainers", "spec")):
+        path = f"spec.ephemeralContainers[{i}]"
+        base = _container(r, c, path, init=False)
+        out.append(
+            replace(
+                base,
+                ports=(),
+                resources={},
+                liveness_probe=None,
+                readiness_probe=None,
+                startup_probe=None,
+                target_container_name=r.text(c, "targetContainerName", path, ""),
+            )
+        )
+    return tuple(out)
+
+
 def _check_unique(r: _Reader, containers: Sequence[Container]) -> None:
     seen: set[str] = set()
     for c in containers:
@@ -462,7 +487,8 @@ class PodSpecView:
         if not containers:
             raise r.fail("spec.containers", "must have at least one container")
         inits = _containers(r, spec, "initContainers")
-        _check_unique(r, (*inits, *containers))
+        ephemeral = _ephemeral_containers(r, spec)
+        _check_unique(r, (*inits, *containers, *ephemeral))
         grace = r.opt_int(spec, "terminationGracePeriodSeconds", "spec")
         gates = r.items(spec, "readinessGates", "spec")
         return Pod(
@@ -492,6 +518,7 @@ class PodSpecView:
                 for i, g in enumerate(gates)
                 if isinstance(g, dict)
             ),
+            ephemeral_containers=ephemeral,
         )
 
 

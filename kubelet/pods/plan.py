@@ -44,6 +44,11 @@ Rules, in the order they apply (each one is tested in tests/unit/pods/test_plan.
    pod=NS/NAME(UID)". For every restart that goes ahead, `backoff_steps[name]` tells the worker
    what to record with `backoff.next(key, since)` once it has started the container
    (`PodActions.record_backoff`). The planner itself never mutates the BackOff.
+9. Ephemeral containers (spec.ephemeralContainers, added by `kubectl debug`) start in a pod whose
+   sandbox is in place, even before initialization is done, when the runtime has no instance of
+   them in any sandbox; so they are never restarted, never started in a new sandbox (rule 3), and
+   not started while the pod is terminating (rules 1, 2 and 7 start nothing). They do not count
+   as active for rule 7; the executor starts them after init containers, before regular ones.
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ class PodActions:
     init_containers_to_start: list[str] = field(default_factory=list)
     """Sidecars (restartable init containers) to start, in spec order."""
     containers_to_start: list[str] = field(default_factory=list)
+    ephemeral_containers_to_start: list[str] = field(default_factory=list)
     containers_to_kill: dict[ContainerID, KillInfo] = field(default_factory=dict)
     kill_stages: list[list[ContainerID]] = field(default_factory=list)
     """containers_to_kill grouped: kill a stage fully (in parallel) before the next one."""
@@ -131,6 +137,7 @@ class PodActions:
             or self.next_init_container_to_start
             or self.init_containers_to_start
             or self.containers_to_start
+            or self.ephemeral_containers_to_start
         )
 
     def record_backoff(self, name: str, backoff: BackOff) -> None:
@@ -157,6 +164,8 @@ class PodActions:
             parts.append(f"start_sidecars=[{' '.join(self.init_containers_to_start)}]")
         if self.next_init_container_to_start:
             parts.append(f"start_init={self.next_init_container_to_start}")
+        if self.ephemeral_containers_to_start:
+            parts.append(f"start_ephemeral=[{' '.join(self.ephemeral_containers_to_start)}]")
         if self.containers_to_start:
             parts.append(f"start=[{' '.join(self.containers_to_start)}]")
         if self.waiting:
@@ -243,6 +252,7 @@ def compute_pod_actions(
     if problem is not None or sandbox is None:
         return _plan_new_sandbox(ctx, problem or "no sandbox")
     acts.attempt = sandbox.attempt
+    _plan_ephemeral(ctx)
     if not _plan_init(ctx):
         if acts.pod_failed:
             return _terminate(pod, runtime, acts, acts.pod_failed_message)
@@ -280,6 +290,7 @@ def _terminate(pod: Pod, runtime: RuntimePod, acts: PodActions, why: str) -> Pod
     acts.next_init_container_to_start = None
     acts.init_containers_to_start = []
     acts.containers_to_start = []
+    acts.ephemeral_containers_to_start = []
     acts.backoff_steps = {}
     acts.waiting = {}
     _kill_all(pod, runtime, acts, why)
@@ -388,6 +399,13 @@ def _running_problem(ctx: _Ctx, c: Container, st: RuntimeContainer) -> tuple[str
     if st.id in ctx.probes.startup_failed:
         return KILL_STARTUP, f"Container {c.name} failed startup probe"
     return None
+
+
+def _plan_ephemeral(ctx: _Ctx) -> None:
+    """Rule 9: an ephemeral container with no instance anywhere starts; never again after."""
+    for c in ctx.pod.ephemeral_containers:
+        if ctx.runtime.latest(c.name) is None:
+            ctx.acts.ephemeral_containers_to_start.append(c.name)
 
 
 def _regular_created(ctx: _Ctx) -> bool:

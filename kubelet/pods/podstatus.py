@@ -153,9 +153,24 @@ def _takes_waiting(pod: Pod, c: Container, cur: RuntimeContainer | None, is_init
     """A worker's waiting reason shows only on a container that will be (re)started."""
     if cur is None:
         return not pod.is_deleted
+    if c in pod.ephemeral_containers:
+        return False  # never restarted
     if is_init and not c.is_sidecar and cur.state is ContainerState.EXITED and cur.exit_code == 0:
         return False
     return should_restart(pod, c, cur)
+
+
+def ephemeral_container_statuses(inp: _StatusInputs) -> list[Json]:
+    """ephemeralContainerStatuses sorted by name, as upstream: never ready (no probes, not part
+    of readiness) and without `started`, which upstream sets on regular containers only."""
+    out = []
+    for c in inp.pod.ephemeral_containers:
+        st = container_status(inp, c, is_init=False, default=CONTAINER_CREATING)
+        st.pop("started", None)
+        st["ready"] = False
+        out.append(st)
+    out.sort(key=lambda s: str(s["name"]))
+    return out
 
 
 def _app_created(pod: Pod, runtime: RuntimePod) -> bool:
@@ -459,6 +474,8 @@ def derive_pod_status(
         "qosClass": qos_class(pod),
         **_ip_fields(pod, runtime, host_ips, prev),
     }
+    if pod.ephemeral_containers:
+        status["ephemeralContainerStatuses"] = ephemeral_container_statuses(inp)
     if failure is not None:
         status["reason"] = failure.reason
         status["message"] = failure.message
