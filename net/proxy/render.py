@@ -48,7 +48,9 @@ def _changed_keys(desired: RuleSet, applied: RuleSet | None) -> list[ServiceKey]
     if applied is None:
         return sorted(desired.fragments)
     old = applied.fragments
-    keys = [k for k, f in desired.fragments.items() if not _same(old.get(k), f)]
+    get = old.get
+    keys = [k for k, f in desired.fragments.items() if get(k) is not f]
+    keys = [k for k in keys if not _same(get(k), desired.fragments[k])]
     keys.extend(k for k in old if k not in desired.fragments)
     return sorted(keys)
 
