@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes binaries, crictl and etcd from the Go module proxy into a cache outside
 # the checkout, keyed by version; a binary already in the cache is reused, never rebuilt.
-# Usage: build.sh [server|etcd|crictl|node|e2e]...   (default: server etcd crictl)
+# Usage: build.sh [server|etcd|crictl|node|e2e|paths]...   (default: server etcd crictl)
+# e2e: e2e.test, agnhost and ginkgo (conformance only).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,13 +48,29 @@ build_k8s() {  # build_k8s CGO TAGS PKG...
      -ldflags "$(k8s_ldflags)" -o "$out/" "${missing[@]}")
 }
 
+# e2e.test (the test binary of package test/e2e, manifests embedded), agnhost (the multi-call binary
+# of the e2e test images) and the ginkgo CLI that runs e2e.test with parallel workers, all from the
+# same module graph as the control plane. Conformance only; never part of `make test`.
 build_e2e() {
   local out="$CACHE/kubernetes-$K8S_VERSION"
   mkdir -p "$out"
-  [ -x "$out/e2e.test" ] && { log "e2e.test $K8S_VERSION: cached"; return; }
-  (cd "$here/k8s" && CGO_ENABLED=0 timed "k8s:e2e.test" go test -c -trimpath -tags selinux,notest \
-     -ldflags "$(k8s_ldflags)" -o "$out/e2e.test" k8s.io/kubernetes/test/e2e)
+  if [ -x "$out/e2e.test" ]; then
+    log "e2e.test $K8S_VERSION: cached"
+  else
+    log "e2e.test $K8S_VERSION: building (a cold build takes tens of minutes)"
+    (cd "$here/k8s" && go mod download &&
+     CGO_ENABLED=0 timed "k8s:e2e.test" go test -c -trimpath -tags selinux,notest \
+       -ldflags "$(k8s_ldflags)" -o "$out/e2e.test.tmp" k8s.io/kubernetes/test/e2e &&
+     mv "$out/e2e.test.tmp" "$out/e2e.test")
+  fi
   build_k8s 0 selinux,notest k8s.io/kubernetes/test/images/agnhost
+  if [ -x "$out/ginkgo" ]; then
+    log "ginkgo CLI: cached"
+  else
+    log "ginkgo CLI: building (the version k8s.io/kubernetes $K8S_VERSION requires)"
+    (cd "$here/k8s" && CGO_ENABLED=0 timed "ginkgo" go build -trimpath -ldflags "-s -w" \
+       -o "$out/ginkgo" github.com/onsi/ginkgo/v2/ginkgo)
+  fi
 }
 
 build_etcd() {
