@@ -24,7 +24,7 @@ class SyncRecord:
     services: int
     """Service ports in the desired state."""
     changed: tuple[str, ...] = ()
-    """Chains (re)written by this sync."""
+    """Services (`ns/name`) whose rules this sync added, rewrote or removed."""
     removed: tuple[str, ...] = ()
     """Chains deleted by this sync."""
     lines: int = 0

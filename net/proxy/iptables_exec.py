@@ -30,10 +30,15 @@ class Backend:
     """`nft` or `legacy`."""
     restore: str
     save: str
+    iptables: str
 
 
-NFT = Backend("nft", "iptables-nft-restore", "iptables-nft-save")
-LEGACY = Backend("legacy", "iptables-legacy-restore", "iptables-legacy-save")
+NFT = Backend("nft", "iptables-nft-restore", "iptables-nft-save", "iptables-nft")
+LEGACY = Backend("legacy", "iptables-legacy-restore", "iptables-legacy-save", "iptables-legacy")
+
+
+class IptablesError(Exception):
+    """A single iptables call failed; the message has the command and its stderr."""
 
 
 class RestoreError(Exception):
@@ -111,6 +116,22 @@ class Executor:
             text=offending,
             stderr=stderr,
         )
+
+    def ensure(self, checks: Sequence[Sequence[str]]) -> int:
+        """For each rule in `-C` form: insert it (`-I`) when the check says it is missing.
+        Returns how many were inserted; raises IptablesError when an insert fails."""
+        inserted = 0
+        for check in checks:
+            base = [self.backend.iptables, "-w", str(WAIT_SECONDS)]
+            r = self._run([*base, *check], capture_output=True, text=True)
+            if r.returncode == 0:
+                continue
+            insert = ["-I" if arg == "-C" else arg for arg in check]
+            r = self._run([*base, *insert], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise IptablesError(f"{' '.join(insert)}: {r.stderr.strip()}")
+            inserted += 1
+        return inserted
 
     def save(self, tables: Sequence[str] = ("nat", "filter")) -> str:
         out = []

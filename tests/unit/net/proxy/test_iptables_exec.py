@@ -99,3 +99,29 @@ def test_chains_lists_what_save_shows() -> None:
     save = "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A X\nCOMMIT\n"
     run = FakeRun({"iptables-legacy-save": (0, save, "")})
     assert Executor(LEGACY, run=run).chains("nat") == {"PREROUTING", "KUBE-SERVICES"}
+
+
+def test_ensure_inserts_only_missing_jumps() -> None:
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        missing = "-C" in cmd and "KUBE-SERVICES" in cmd and "OUTPUT" in cmd
+        return subprocess.CompletedProcess(cmd, 1 if missing else 0, "", "")
+
+    checks = [
+        ["-t", "nat", "-C", "PREROUTING", "-j", "KUBE-SERVICES"],
+        ["-t", "nat", "-C", "OUTPUT", "-j", "KUBE-SERVICES"],
+    ]
+    assert Executor(NFT, run=run).ensure(checks) == 1
+    assert calls[-1] == [
+        "iptables-nft",
+        "-w",
+        "5",
+        "-t",
+        "nat",
+        "-I",
+        "OUTPUT",
+        "-j",
+        "KUBE-SERVICES",
+    ]

@@ -1,0 +1,163 @@
+"""The proxier's sync state machine with a recording kernel: full first, partial for changes,
+failures named by line and followed by a full sync, latency and conntrack bookkeeping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from prometheus_client import CollectorRegistry
+
+from net.proxy import model
+from net.proxy.conntrack import Conntrack
+from net.proxy.history import History
+from net.proxy.iptables_exec import NFT, Executor
+from net.proxy.metrics import ProxyMetrics
+from net.proxy.proxier import Proxier
+
+from .objects import Kernel, added, deleted, endpoint_slice, modified, service, sync
+
+CONFIG = model.ProxyConfig(node_name="n1", node_ips=("192.168.1.10",), cluster_cidr="10.88.0.0/16")
+
+
+def _proxier(kernel: Kernel, now: list[float] | None = None) -> Proxier:
+    clock = now or [1000.0]
+    return Proxier(
+        CONFIG,
+        Executor(NFT, run=kernel),
+        metrics=ProxyMetrics(CollectorRegistry()),
+        history=History(),
+        conntrack_tool=Conntrack(run=kernel),
+        clock=lambda: clock[0],
+    )
+
+
+def _metric(p: Proxier, name: str, **labels: str) -> float:
+    value = p.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def _primed(kernel: Kernel) -> Proxier:
+    p = _proxier(kernel)
+    p.on_service(sync(service("web", "10.0.0.10"), service("dns", "10.0.0.53", 53, proto="UDP")))
+    p.on_slice(
+        sync(
+            endpoint_slice("web-1", "web", ["10.88.1.2", "10.88.1.3"]),
+            endpoint_slice("dns-1", "dns", ["10.88.1.4", "10.88.1.5"], 53, proto="UDP"),
+        )
+    )
+    return p
+
+
+def test_first_sync_is_full_and_ensures_the_builtin_jumps() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    assert p.dirty
+    record = p.sync()
+    assert record.full and not record.error
+    assert record.changed == ("default/dns", "default/web")
+    text = kernel.restores[0]
+    assert "*nat" in text and ":KUBE-SERVICES" in text and "-d 10.0.0.10 " in text
+    checks = [c for c in kernel.commands if c[0] == "iptables-nft" and "-C" in c]
+    assert any("PREROUTING" in c and "KUBE-SERVICES" in c for c in checks)
+    assert not p.dirty
+    assert _metric(p, "kubeproxy_sync_full_proxy_rules_duration_seconds_count") == 1
+    assert _metric(p, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") == 1000.0
+
+
+def test_endpoint_change_is_a_partial_sync_of_that_service_only() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    p.sync()
+    p.on_slice(modified(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    record = p.sync()
+    assert not record.full and not record.error
+    assert record.changed == ("default/web",)
+    text = kernel.restores[-1]
+    assert "--to-destination 10.88.1.3" not in text and "dns" not in text
+    assert record.removed and all(f"-X {c}" in text for c in record.removed)
+    assert "-A KUBE-SERVICES" not in text  # the big shared chain is not rewritten
+    assert _metric(p, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count") == 1
+
+
+def test_an_unchanged_relist_owes_nothing() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    p.sync()
+    p.on_service(sync(service("web", "10.0.0.10"), service("dns", "10.0.0.53", 53, proto="UDP")))
+    p.on_slice(
+        sync(
+            endpoint_slice("web-1", "web", ["10.88.1.2", "10.88.1.3"]),
+            endpoint_slice("dns-1", "dns", ["10.88.1.4", "10.88.1.5"], 53, proto="UDP"),
+        )
+    )
+    assert not p.dirty
+
+
+def test_failed_restore_names_the_line_and_owes_a_full_sync() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    p.sync()
+    p.on_service(added(service("api", "10.0.0.20")))
+    kernel.fail_next = (
+        "iptables-nft-restore v1.8.9 (nf_tables): bad rule\nError occurred at line: 2\n"
+    )
+    record = p.sync()
+    assert record.error.startswith("iptables-nft-restore failed at line 2: ")
+    assert not record.full
+    assert _metric(p, "kubeproxy_sync_proxy_rules_iptables_restore_failures_total") == 1
+    assert _metric(p, "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total") == 1
+    assert p.dirty and p.pending.full and ("default", "api") in p.pending.services
+    retry = p.sync()
+    assert retry.full and not retry.error
+    assert "-d 10.0.0.20 " in kernel.restores[-1]
+    assert [r["error"] != "" for r in p.history.to_json()] == [False, True, False]
+
+
+def test_network_programming_latency_from_the_trigger_annotation() -> None:
+    kernel = Kernel()
+    now = [1000.0]
+    p = _proxier(kernel, now)
+    p.on_service(sync(service("web", "10.0.0.10")))
+    p.on_slice(sync())
+    p.sync()
+    trigger = dt.datetime.fromtimestamp(997.5, dt.UTC).isoformat().replace("+00:00", "Z")
+    p.on_slice(added(endpoint_slice("web-1", "web", ["10.88.1.2"], trigger=trigger)))
+    p.sync()
+    assert _metric(p, "kubeproxy_network_programming_duration_seconds_count") == 1
+    assert _metric(p, "kubeproxy_network_programming_duration_seconds_sum") == 2.5
+
+
+def test_removed_udp_endpoint_flushes_its_conntrack_entries() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    p.sync()
+    kernel.commands.clear()
+    p.on_slice(modified(endpoint_slice("dns-1", "dns", ["10.88.1.4"], 53, proto="UDP")))
+    record = p.sync()
+    flushes = [c for c in kernel.commands if c[0] == "conntrack"]
+    assert flushes == [
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.0.0.53", "--orig-port-dst", "53",
+         "--dst-nat", "10.88.1.5"],
+    ]  # fmt: skip
+    assert record.conntrack_flushed == 1
+
+
+def test_deleted_service_and_slices_leave_no_rules_of_it() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    p.sync()
+    p.on_service(deleted(service("web", "10.0.0.10")))
+    p.on_slice(deleted(endpoint_slice("web-1", "web", [])))
+    record = p.sync()
+    assert record.changed == ("default/web",)
+    assert record.removed and all(c.startswith("KUBE-") for c in record.removed)
+    assert ("default", "web") not in p.state.services
+
+
+def test_bad_objects_are_skipped_not_raised() -> None:
+    kernel = Kernel()
+    p = _proxier(kernel)
+    p.on_service(sync({"metadata": {"name": "x"}, "spec": {"clusterIP": "nope"}}, {}))
+    p.on_slice(sync({"metadata": {"name": "s"}, "endpoints": "garbage"}))
+    record = p.sync()
+    assert not record.error and record.services == 0
