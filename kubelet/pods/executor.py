@@ -181,6 +181,8 @@ class PodExecutor:
         self, pod_json: Mapping[str, Any], pod: Pod, cid: str, actions: PodActions, grace: int
     ) -> None:
         info = actions.containers_to_kill.get(cid)  # type: ignore[call-overload]
+        if info is not None and info.grace_seconds is not None:
+            grace = max(MIN_KILL_GRACE, info.grace_seconds)  # a probe's own grace period
         if info is not None:
             self._event(
                 pod,

@@ -49,6 +49,9 @@ Rules, in the order they apply (each one is tested in tests/unit/pods/test_plan.
    them in any sandbox; so they are never restarted, never started in a new sandbox (rule 3), and
    not started while the pod is terminating (rules 1, 2 and 7 start nothing). They do not count
    as active for rule 7; the executor starts them after init containers, before regular ones.
+10. Grace period of a probe kill. A container killed for a failed liveness (startup) probe gets
+   that probe's terminationGracePeriodSeconds when set, else the pod's; a pod deletion's grace
+   period (deletionGracePeriodSeconds) wins over both (upstream setTerminationGracePeriod).
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class KillInfo(NamedTuple):
     name: str
     reason: str
     message: str
+    grace_seconds: int | None = None
+    """Replaces the pod's grace period: a failed probe's terminationGracePeriodSeconds."""
 
 
 @dataclass(frozen=True)
@@ -383,8 +388,20 @@ def _start(ctx: _Ctx, c: Container) -> bool:
     return True
 
 
+def probe_grace_seconds(pod: Pod, c: Container | None, reason: str) -> int | None:
+    """Rule 10: the failed probe's terminationGracePeriodSeconds, or None for the pod's."""
+    if c is None or pod.deletion_grace_period_seconds is not None:
+        return None
+    probe = {KILL_LIVENESS: c.liveness_probe, KILL_STARTUP: c.startup_probe}.get(reason)
+    value = (probe or {}).get("terminationGracePeriodSeconds")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
 def _kill(ctx: _Ctx, st: RuntimeContainer, reason: str, message: str) -> None:
-    ctx.acts.containers_to_kill[st.id] = KillInfo(st.name, reason, message)
+    grace = probe_grace_seconds(ctx.pod, ctx.pod.container(st.name), reason)
+    ctx.acts.containers_to_kill[st.id] = KillInfo(st.name, reason, message, grace)
     if not ctx.acts.kill_stages:
         ctx.acts.kill_stages.append([])
     ctx.acts.kill_stages[0].append(st.id)

@@ -3,6 +3,7 @@ restarts, an exec probe over its timeout, and a startup probe holding liveness b
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -159,3 +160,29 @@ def test_startup_probe_holds_liveness_back(cluster_spec: ClusterSpec, ns: str) -
     assert _restarts(pod) == 0
     msgs = _messages(cluster_spec, ns, "startup", "Unhealthy")
     assert msgs and all(m.startswith("Startup probe failed: ") for m in msgs), msgs
+
+
+def test_liveness_kill_uses_probe_termination_grace_period(
+    cluster_spec: ClusterSpec, ns: str
+) -> None:
+    """The container ignores SIGTERM and the pod's grace period is 120 s: only the probe's own
+    terminationGracePeriodSeconds (2 s) lets the restart come quickly."""
+    c = container("c", "trap '' TERM; while true; do sleep 1; done")
+    c["livenessProbe"] = {
+        "exec": {"command": ["false"]},
+        "initialDelaySeconds": 2,
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+        "terminationGracePeriodSeconds": 2,
+    }
+    create_pod(cluster_spec, ns, pod_body("probe-grace", [c], grace=120))
+    pod = _wait(cluster_spec, ns, "probe-grace", lambda p: _restarts(p) >= 1, 60, "a restart")
+    last = cstatus(pod, "c")["lastState"]["terminated"]
+    assert last["exitCode"] == 137, last  # SIGKILL after the short grace period
+    lived = _parse(last["finishedAt"]) - _parse(last["startedAt"])
+    # initial delay 2 s + one failed probe + 2 s grace, far from the pod's 120 s
+    assert lived <= 15, last
+
+
+def _parse(ts: str) -> float:
+    return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()

@@ -501,3 +501,45 @@ def test_after_sandbox_recreation_init_reruns_in_new_sandbox() -> None:
     assert not a.create_sandbox and a.attempt == 1
     assert a.next_init_container_to_start == "i2"
     assert a.containers_to_start == []
+
+
+# ---------------------------------------------------------------- probe grace period (rule 10)
+
+LIVE_FAIL = ProbeResults(liveness_failed=frozenset({ContainerID("a-0")}))
+START_FAIL = ProbeResults(startup_failed=frozenset({ContainerID("a-0")}))
+PROBE = {"exec": {"command": ["false"]}}
+
+
+@pytest.mark.parametrize(
+    ("probes", "kw", "grace"),
+    [
+        (LIVE_FAIL, {"liveness_probe": {**PROBE, "terminationGracePeriodSeconds": 5}}, 5),
+        (START_FAIL, {"startup_probe": {**PROBE, "terminationGracePeriodSeconds": 7}}, 7),
+        (LIVE_FAIL, {"liveness_probe": PROBE}, None),
+        # the startup probe's grace does not apply to a liveness kill
+        (
+            LIVE_FAIL,
+            {"liveness_probe": PROBE, "startup_probe": {"terminationGracePeriodSeconds": 9}},
+            None,
+        ),
+    ],
+)
+def test_probe_kill_uses_probe_grace_period(
+    probes: ProbeResults, kw: dict[str, object], grace: int | None
+) -> None:
+    p = pod(ctr("a", **kw), termination_grace_period_seconds=60)
+    acts = plan(p, rt(running("a")), probes=probes)
+    kill = acts.containers_to_kill[ContainerID("a-0")]
+    assert kill.grace_seconds == grace
+    assert acts.grace_period_seconds == 60
+
+
+def test_probe_grace_period_not_used_for_deletion_or_other_kills() -> None:
+    live = {"liveness_probe": {**PROBE, "terminationGracePeriodSeconds": 5}}
+    deleted = pod(
+        ctr("a", **live), deletion_timestamp="2026-11-23T12:00:00Z", deletion_grace_period_seconds=1
+    )
+    kill = plan(deleted, rt(running("a")), probes=LIVE_FAIL).containers_to_kill
+    assert kill[ContainerID("a-0")].grace_seconds is None
+    changed = plan(pod(ctr("a", **live)), rt(running("a", hash="old")))
+    assert changed.containers_to_kill[ContainerID("a-0")].grace_seconds is None
