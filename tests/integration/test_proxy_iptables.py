@@ -1,0 +1,127 @@
+"""The proxier against the real iptables-restore, inside a throwaway netns: full and partial
+syncs land as rendered, a bad batch changes nothing and names its line, and restarting from
+rules already in the kernel works (stale chains removed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from net.proxy import iptables_exec, model
+from net.proxy.conntrack import Conntrack
+from net.proxy.history import History
+from net.proxy.iptables_exec import Executor, RestoreError
+from net.proxy.metrics import ProxyMetrics
+from net.proxy.proxier import Proxier
+from tests.unit.net.proxy.objects import endpoint_slice, modified, service, sync
+
+CONFIG = model.ProxyConfig(node_name="n1", node_ips=("10.9.0.1",), cluster_cidr="10.88.0.0/16")
+
+
+@pytest.fixture
+def netns(root_required: None) -> Iterator[str]:
+    name = f"pkipt{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def _runner(netns: str) -> Any:
+    def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "--", *cmd], **kw)
+
+    return run
+
+
+def _proxier(netns: str) -> Proxier:
+    run = _runner(netns)
+    backend = iptables_exec.detect(run)
+    return Proxier(
+        CONFIG,
+        Executor(backend, run=run),
+        metrics=ProxyMetrics(CollectorRegistry()),
+        history=History(),
+        conntrack_tool=Conntrack(run=run),
+    )
+
+
+def _save(netns: str) -> str:
+    p = _proxier(netns)
+    return p.executor.save(("nat", "filter"))
+
+
+def test_full_then_partial_sync_in_the_kernel(netns: str) -> None:
+    p = _proxier(netns)
+    p.on_service(sync(service("web", "10.0.0.10"), service("dns", "10.0.0.53", 53, proto="UDP")))
+    p.on_slice(
+        sync(
+            endpoint_slice("web-1", "web", ["10.88.1.2", "10.88.1.3"]),
+            endpoint_slice("dns-1", "dns", ["10.88.1.4"], 53, proto="UDP"),
+        )
+    )
+    first = p.sync()
+    assert first.full and not first.error, first.error
+    saved = _save(netns)
+    assert (
+        '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in saved
+    )
+    assert saved.count("--to-destination 10.88.1.") == 3
+    p.on_slice(modified(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    second = p.sync()
+    assert not second.full and not second.error, second.error
+    saved = _save(netns)
+    assert "10.88.1.3" not in saved and "10.88.1.2:8080" in saved
+    # What the kernel holds equals a fresh full render of the same state.
+    fresh = _proxier(netns)
+    fresh.on_service(
+        sync(service("web", "10.0.0.10"), service("dns", "10.0.0.53", 53, proto="UDP"))
+    )
+    fresh.on_slice(
+        sync(
+            endpoint_slice("web-1", "web", ["10.88.1.2"]),
+            endpoint_slice("dns-1", "dns", ["10.88.1.4"], 53, proto="UDP"),
+        )
+    )
+    assert not fresh.sync().error
+    assert _rules(_save(netns)) == _rules(saved)
+
+
+def _rules(save: str) -> list[str]:
+    return sorted(ln for ln in save.splitlines() if ln.startswith(("-A", ":KUBE")))
+
+
+def test_restart_removes_chains_of_services_gone_meanwhile(netns: str) -> None:
+    p = _proxier(netns)
+    p.on_service(sync(service("web", "10.0.0.10"), service("old", "10.0.0.11")))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    assert not p.sync().error
+    old_chains = {c for c in p.executor.chains("nat") if c.startswith("KUBE-SVC-")}
+    assert len(old_chains) == 1  # "old" has no endpoints: a REJECT, no chain
+    restarted = _proxier(netns)
+    restarted.on_service(sync(service("other", "10.0.0.12")))
+    restarted.on_slice(sync(endpoint_slice("other-1", "other", ["10.88.1.9"])))
+    record = restarted.sync()
+    assert record.full and not record.error
+    chains = restarted.executor.chains("nat")
+    assert not old_chains & chains
+    assert "10.0.0.10" not in _save(netns) and "10.88.1.9" in _save(netns)
+
+
+def test_bad_batch_changes_nothing_and_names_its_line(netns: str) -> None:
+    p = _proxier(netns)
+    p.on_service(sync(service("web", "10.0.0.10")))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    assert not p.sync().error
+    before = _save(netns)
+    bad = "*nat\n:KUBE-SVC-TEST - [0:0]\n-A KUBE-SVC-TEST -j KUBE-NO-SUCH-CHAIN\nCOMMIT\n"
+    with pytest.raises(RestoreError) as info:
+        p.executor.restore(bad)
+    assert info.value.line in (3, 4)
+    assert _rules(_save(netns)) == _rules(before)
