@@ -38,6 +38,28 @@ def _parser() -> argparse.ArgumentParser:
         help="pod network of the cluster (nodes get /24s of it)",
     )
     up.add_argument("--node-name", default=facts.hostname(), help="name of the node agent")
+    up.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="simulate N nodes, a netns each with its own containerd, agent and routes "
+        "(named NODE-NAME-1..N); 0 runs one node agent on this host",
+    )
+    up.add_argument(
+        "--node-subnet",
+        default="198.18.0.0/24",
+        help="with --nodes: the nodes' L2 segment (nodes .1..N, this host .254)",
+    )
+    up.add_argument(
+        "--netns-prefix", default="pyk", help="with --nodes: prefix of the netns and links made"
+    )
+    up.add_argument(
+        "--route-mode",
+        choices=("host-gw", "vxlan"),
+        default="host-gw",
+        help="with --nodes: how nodes route to each other's pod CIDRs",
+    )
     run = sub.add_parser("run", help="run the node agent")
     add_run_flags(run)
     down = sub.add_parser("down", help="stop the local cluster and remove what `up` made")
@@ -70,13 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             binaries = cluster.find_binaries(args.cache, build=not args.no_build)
             ports = Ports(**{n: getattr(args, f"port_{n}") for n in dataclasses.asdict(Ports())})
+            node_names = (
+                tuple(f"{args.node_name}-{i}" for i in range(1, args.nodes + 1))
+                if args.nodes > 0
+                else (args.node_name,)
+            )
             spec = cluster.make_spec(
                 args.dir.resolve(),
                 binaries,
                 ports=ports,
                 bridge=args.bridge,
-                node_names=(args.node_name,),
+                node_names=node_names,
                 cluster_cidr=args.cluster_cidr,
+                node_subnet=args.node_subnet if args.nodes > 0 else "",
+                netns_prefix=args.netns_prefix,
+                route_mode=args.route_mode,
             )
             cluster.up(spec)
             print(f"export KUBECONFIG={spec.admin_kubeconfig}")

@@ -64,6 +64,13 @@ class ClusterSpec:
     etcd_is_fallback: bool = False
     node_monitor_grace_period: str = "50s"
     """How long the node lifecycle controller waits before marking a silent node Unknown."""
+    node_subnet: str = ""
+    """`up --nodes N`: the IPv4 segment of the simulated nodes (a netns each, addresses .1..N,
+    the root netns .254); empty runs one node agent on the host itself."""
+    netns_prefix: str = "pyk"
+    """Prefix of the simulated nodes' netns and links (per session in tests)."""
+    route_mode: str = "host-gw"
+    """How simulated nodes route to each other's pod CIDRs: host-gw or vxlan."""
 
     # ---- layout -------------------------------------------------------------------------------
     @property

@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kubelet.cluster import containerd, hostops, images, kubeconfig, pki, process
+from kubelet.cgroups.manager import remove_root as remove_cgroup_root
+from kubelet.cluster import containerd, hostops, images, kubeconfig, nodes, pki, process
 from kubelet.cluster.http import request
 from kubelet.cluster.spec import (
     DEFAULT_CACHE,
@@ -96,6 +97,9 @@ def make_spec(
     node_names: tuple[str, ...] = (),
     bridge: str = "pykbr0",
     cluster_cidr: str = ClusterSpec.cluster_cidr,
+    node_subnet: str = "",
+    netns_prefix: str = ClusterSpec.netns_prefix,
+    route_mode: str = ClusterSpec.route_mode,
 ) -> ClusterSpec:
     fallback = not binaries.etcd.exists()
     if fallback:
@@ -109,6 +113,9 @@ def make_spec(
         etcd_is_fallback=fallback,
         bridge=bridge,
         cluster_cidr=cluster_cidr,
+        node_subnet=node_subnet,
+        netns_prefix=netns_prefix,
+        route_mode=route_mode,
     )
 
 
@@ -146,6 +153,9 @@ def load_record(directory: Path) -> ClusterSpec | None:
         node_names=tuple(data["node_names"]),
         etcd_is_fallback=data["etcd_is_fallback"],
         node_monitor_grace_period=data["node_monitor_grace_period"],
+        node_subnet=data.get("node_subnet", ""),
+        netns_prefix=data.get("netns_prefix", ClusterSpec.netns_prefix),
+        route_mode=data.get("route_mode", ClusterSpec.route_mode),
     )
 
 
@@ -306,18 +316,36 @@ def start_containerd(spec: ClusterSpec, *, say: Progress = _say) -> None:
     say(f"images imported: {', '.join(a.name for a in archives)}")
 
 
-def agent_config(spec: ClusterSpec, static_pod_path: Path | None = None, extra: str = "") -> str:
+def cgroup_root(spec: ClusterSpec, node: str = "") -> str:
+    """The agent's cgroupRoot: named after the cluster's bridge (unique per test session), so
+    clusters side by side never share pod cgroups; a simulated node's is below it in its own
+    directory. `down` removes the whole tree."""
+    return f"/{spec.bridge}/{node}" if node else f"/{spec.bridge}"
+
+
+def agent_config(
+    spec: ClusterSpec,
+    static_pod_path: Path | None = None,
+    extra: str = "",
+    *,
+    runtime_socket: Path | None = None,
+    pod_logs: Path | None = None,
+) -> str:
     """The KubeletConfiguration `up` gives its node agent (a file, as a systemd unit would use):
     callers of :10250 authenticate with certificates of the cluster's client CA or with tokens
-    (TokenReview), and are authorized by the apiserver (SubjectAccessReview)."""
+    (TokenReview), and are authorized by the apiserver (SubjectAccessReview). Simulated nodes
+    pass their own runtime socket and pod log directory."""
+    socket = runtime_socket or spec.containerd_socket
+    logs = pod_logs or spec.directory / "pod-logs"
     lines = [
         "apiVersion: kubelet.config.k8s.io/v1beta1",
         "kind: KubeletConfiguration",
-        f"containerRuntimeEndpoint: unix://{spec.containerd_socket}",
+        f"containerRuntimeEndpoint: unix://{socket}",
         "cgroupDriver: cgroupfs",
+        f"cgroupRoot: {cgroup_root(spec, logs.parent.name if pod_logs else '')}",
         "failCgroupV1: false",
         f"port: {spec.ports.kubelet}",
-        f"podLogsDirectory: {json.dumps(str(spec.directory / 'pod-logs'))}",
+        f"podLogsDirectory: {json.dumps(str(logs))}",
         "authentication:",
         "  anonymous: {enabled: false}",
         "  webhook: {enabled: true}",
@@ -413,12 +441,54 @@ def up(
         d = daemon(spec, name)
         process.start(d, cmd)
         say(f"{name} ready ({process.wait_ready(d, _healthz(url), timeout=60):.1f}s)")
-    if with_containerd:
+    if spec.node_subnet:
+        if with_nodes:
+            start_sim_nodes(spec, say=say)
+    elif with_containerd:
         start_containerd(spec, say=say)
         if with_nodes:
             for node in spec.node_names:
                 start_node(spec, node, say=say)
     say(f"cluster up in {time.monotonic() - t0:.1f}s; logs in {spec.logs}")
+
+
+def start_sim_node(spec: ClusterSpec, node: nodes.SimNode, *, say: Progress = _say) -> None:
+    """One simulated node's containerd, apiserver forwarder and node agent (not waited for)."""
+    nodes.start_containerd(spec, node, say=say)
+    nodes.start_forwarder(spec, node)
+    node.directory.mkdir(parents=True, exist_ok=True)
+    config = node.directory / "kubelet-config.yaml"
+    config.write_text(
+        agent_config(
+            spec, runtime_socket=node.containerd_socket, pod_logs=node.directory / "pod-logs"
+        )
+    )
+    process.start(
+        agent_daemon(spec, node.name),
+        nodes.agent_command(spec, node, config),
+        env=nodes.agent_env(spec, node),
+        netns=node.netns,
+    )
+
+
+def _node_ready(spec: ClusterSpec, node: str) -> Callable[[], bool]:
+    return lambda: node_ready(spec, node)
+
+
+def start_sim_nodes(spec: ClusterSpec, *, say: Progress = _say) -> None:
+    """`up --nodes N`: the segment, then every node, then routes once nodes have pod CIDRs."""
+    sims = nodes.sim_nodes(spec)
+    nodes.build_segment(spec, say=say)
+    for node in sims:
+        start_sim_node(spec, node, say=say)
+    for node in sims:
+        d = agent_daemon(spec, node.name)
+        waited = process.wait_ready(d, _node_ready(spec, node.name), timeout=90)
+        say(f"node {node.name} Ready at {node.address} ({waited:.1f}s)")
+    nodes.route_pod_cidrs_from_root(spec, nodes.pod_cidrs(spec))
+    for node in sims:
+        nodes.start_routes(spec, node)
+    say(f"node routes: {spec.route_mode} between {len(sims)} nodes")
 
 
 def _teardown_pods(spec: ClusterSpec) -> list[str]:
@@ -454,6 +524,9 @@ def down(directory: Path, *, say: Progress = _say) -> None:
     if spec is None:
         say(f"no cluster recorded in {directory}; nothing to do")
         return
+    sims = nodes.sim_nodes(spec)
+    for sim in sims:
+        nodes.stop_node_processes(spec, sim, say=say)
     for node in spec.node_names:
         if process.stop(agent_daemon(spec, node)):
             say(f"stopped node agent {node}")
@@ -476,10 +549,15 @@ def down(directory: Path, *, say: Progress = _say) -> None:
     unmounted = hostops.unmount_all(hostops.mounts_under(spec.directory))
     if unmounted:
         say(f"unmounted {len(unmounted)} mounts under {spec.directory}")
-    if hostops.delete_link(spec.bridge):
-        say(f"deleted bridge {spec.bridge}")
-    if net_iptables.remove_network(spec.bridge):
-        say(f"removed iptables chains of {spec.bridge}")
+    if sims:
+        nodes.remove_segment(spec, say=say)  # node bridges and rules live in the node netns
+    else:
+        if hostops.delete_link(spec.bridge):
+            say(f"deleted bridge {spec.bridge}")
+        if net_iptables.remove_network(spec.bridge):
+            say(f"removed iptables chains of {spec.bridge}")
     hostops.release_netns_dir()
+    if remove_cgroup_root(cgroup_root(spec)):
+        say(f"removed cgroup {cgroup_root(spec)}")
     shutil.rmtree(spec.directory, ignore_errors=True)
     say("cluster down")
