@@ -150,7 +150,7 @@ def ensure_jump_args(ruleset: RuleSet) -> list[list[str]]:
     return [["-t", t, "-C", c, *shlex.split(rule)] for t, c, rule in ruleset.jumps]
 
 
-def _categorize(
+def categorize(
     svc: Service, port: ServicePort, eps: list[Endpoint], node: str
 ) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint], bool]:
     """Upstream CategorizeEndpoints (no topology hints): cluster, local, reachable, any."""
@@ -225,7 +225,7 @@ def _port_rules(
     svc_chain, svl_chain = "KUBE-SVC-" + h, "KUBE-SVL-" + h
     ext_chain, fw_chain = "KUBE-EXT-" + h, "KUBE-FW-" + h
     eps = [e for e in all_eps if e.port_name == port.name and e.protocol == port.protocol]
-    cluster, local, reachable, has_any = _categorize(svc, port, eps, config.node_name)
+    cluster, local, reachable, has_any = categorize(svc, port, eps, config.node_name)
     external = bool(port.node_port or svc.external_ips or svc.lb_ips)
     ext_local = external and svc.external_local
 
@@ -391,7 +391,7 @@ def fragment(svc: Service, endpoints: tuple[Endpoint, ...], config: ProxyConfig)
     return Fragment(svc, endpoints, {k: tuple(v) for k, v in chains.items()}, tuple(jumps))
 
 
-def _nodeport_destinations(config: ProxyConfig) -> list[str]:
+def nodeport_destinations(config: ProxyConfig) -> list[str]:
     import ipaddress
 
     nets = []
@@ -439,7 +439,7 @@ def static_chains(config: ProxyConfig) -> dict[tuple[str, str], tuple[list[str],
     )
     heads[(NAT, SERVICES)][1].extend(
         f"-m comment --comment {_NODEPORTS_COMMENT} {dst} -j {NODEPORTS}"
-        for dst in _nodeport_destinations(config)
+        for dst in nodeport_destinations(config)
     )
     return heads
 
