@@ -189,3 +189,60 @@ def test_restarting_agent_and_containerd_keeps_ips_unique(mn: ClusterSpec, ns: s
     assert len(set(all_ips)) == len(all_ips), all_ips
     stored = [a["ip"] for a in _ipam(node)]
     assert len(stored) == len(set(stored)) and set(all_ips) <= set(stored)
+
+
+def test_net_pod_view_matches_ip(mn: ClusterSpec, ns: str) -> None:
+    node = sim(mn, B)
+    port = {"containerPort": 8080, "hostPort": 18081, "protocol": "TCP"}
+    create_pod(mn, ns, pod("view-b", B, SERVER, ports=[port]))
+    p = running(mn, ns, "view-b")
+    cmd = [
+        sys.executable,
+        "-m",
+        "kubelet.cli",
+        "net",
+        "pod",
+        f"{ns}/view-b",
+        f"--runtime-endpoint=unix://{node.containerd_socket}",
+    ]
+    data = json.loads(in_node(node, *cmd, "-o", "json"))
+    text = in_node(node, *cmd)
+    pod_ns = sandbox_netns(mn, node, p)
+    assert data["pod"]["ip"] == p["status"]["podIP"] and data["podSide"]["netns"] == pod_ns
+
+    (eth0,) = json.loads(
+        in_node(node, "nsenter", f"--net={pod_ns}", "ip", "-j", "addr", "show", "eth0")
+    )
+    mine = next(x for x in data["podSide"]["interfaces"] if x["name"] == "eth0")
+    assert mine["ifindex"] == eth0["ifindex"] and mine["mac"] == eth0["address"]
+    assert mine["mtu"] == eth0["mtu"] and mine["peerIfindex"] == eth0["link_index"]
+    assert mine["addresses"] == [
+        f"{a['local']}/{a['prefixlen']}" for a in eth0["addr_info"] if a["family"] == "inet"
+    ]
+    pod_routes = json.loads(in_node(node, "nsenter", f"--net={pod_ns}", "ip", "-j", "route"))
+    assert sorted(r["dst"] for r in data["podSide"]["routes"]) == sorted(
+        r["dst"] for r in pod_routes
+    )
+
+    veth_name = data["hostSide"]["veth"]["name"]
+    (veth,) = json.loads(in_node(node, "ip", "-j", "-d", "link", "show", "dev", veth_name))
+    mine = data["hostSide"]["veth"]
+    assert mine["ifindex"] == eth0["link_index"] == veth["ifindex"]
+    assert mine["mac"] == veth["address"] and mine["master"] == veth["master"]
+    assert mine["alias"] == veth.get("ifalias") == f"{ns}/view-b"
+    bridge = data["hostSide"]["bridge"]
+    (br,) = json.loads(in_node(node, "ip", "-j", "addr", "show", "dev", veth["master"]))
+    assert bridge["addresses"] == [
+        f"{a['local']}/{a['prefixlen']}" for a in br["addr_info"] if a["family"] == "inet"
+    ]
+    assert data["hostPorts"] == [
+        {
+            "chain": data["hostPorts"][0]["chain"],
+            "protocol": "tcp",
+            "hostIP": "",
+            "hostPort": 18081,
+            "to": f"{p['status']['podIP']}:8080",
+        }
+    ]
+    for needle in ("eth0", mine["name"], f"bridge {veth['master']}", "18081", "ROUTES"):
+        assert needle in text
