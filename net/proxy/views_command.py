@@ -1,11 +1,243 @@
-"""The `pykubelet net rules|explain|trace` subcommands (views over the proxy's rule model).
-Placeholder until the proxy lands; owned by the proxy work.
+"""The `pykubelet net rules|explain|trace` subcommands: read the running proxy's /debug views and
+print them as a readable table or as JSON (-o json). No rule logic here.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+DEFAULT_ADDRESS = "127.0.0.1:10249"
+
+
+class ViewError(Exception):
+    """The proxy could not be asked, or said no; the message is for the user."""
+
+
+def fetch(address: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    url = f"http://{address}{path}{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            msg = json.loads(e.read()).get("error", "")
+        except (ValueError, AttributeError):
+            msg = ""
+        raise ViewError(msg or f"{url}: HTTP {e.code}") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ViewError(
+            f"cannot reach the proxy's metrics address {address} ({reason}); is `pykubelet "
+            "proxy` running here? (--metrics-address chooses another)"
+        ) from e
+    except ValueError as e:
+        raise ViewError(f"{url}: not JSON: {e}") from e
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def _clock(t: float) -> str:
+    return dt.datetime.fromtimestamp(t).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}ms"
+
+
+def _short(items: Sequence[str], n: int = 3) -> str:
+    if not items:
+        return "-"
+    more = f" +{len(items) - n} more" if len(items) > n else ""
+    return ",".join(items[:n]) + more
+
+
+def format_rules(data: Mapping[str, Any]) -> str:
+    head = (
+        f"node {data.get('node')}  mode {data.get('mode')}  backend {data.get('backend')}  "
+        f"rules {data.get('ruleCount')}  synced {'yes' if data.get('synced') else 'no'}"
+    )
+    rows = [
+        (
+            _clock(r["time"]),
+            _ms(r["duration"]),
+            "full" if r["full"] else "partial",
+            r["lines"],
+            r["services"],
+            _short(r["changed"]),
+            len(r["removed"]),
+            r["conntrack_flushed"],
+            _short(r["reasons"], 2),
+            r["error"] or "-",
+        )
+        for r in data.get("history", [])
+    ]
+    table = _table(
+        (
+            "TIME",
+            "DURATION",
+            "SYNC",
+            "LINES",
+            "SVC PORTS",
+            "CHANGED",
+            "CHAINS REMOVED",
+            "CT FLUSHED",
+            "WHY",
+            "ERROR",
+        ),
+        rows,
+    )
+    return f"{head}\n{table}"
+
+
+def _flags(ep: Mapping[str, Any]) -> str:
+    names = ("ready", "serving", "terminating", "local")
+    return ",".join(n for n in names if ep.get(n)) or "-"
+
+
+def format_explain(data: Mapping[str, Any]) -> str:
+    if isinstance(data.get("text"), str):
+        return str(data["text"]).rstrip("\n")
+    out = [f"Service {data.get('service', '?')}  type {data.get('type', '?')}"]
+    if data.get("affinity"):
+        out[0] += f"  sessionAffinity {data['affinity']}"
+    for port in data.get("ports", []):
+        out.append("")
+        out.append(f"port {port.get('name') or '-'} {port.get('protocol')}/{port.get('port')}")
+        for fe in port.get("frontends", []):
+            chain = " -> ".join(fe.get("chains", [])) or "-"
+            out.append(f"  {fe.get('kind')} {fe.get('address')}: {chain} => {fe.get('result')}")
+        eps = port.get("endpoints", [])
+        if eps:
+            rows = [
+                (e.get("address"), _flags(e), e.get("chain") or "-", e.get("probability") or "-")
+                for e in eps
+            ]
+            table = _table(("ENDPOINT", "FLAGS", "CHAIN", "PROBABILITY"), rows)
+            out.extend("  " + line for line in table.splitlines())
+        else:
+            out.append("  no endpoints")
+    conns = data.get("conntrack", [])
+    out.append("")
+    out.append(f"conntrack entries: {len(conns)}")
+    for c in conns[:20]:
+        out.append(
+            f"  {c.get('protocol')} {c.get('src')}:{c.get('sport')} -> "
+            f"{c.get('dst')}:{c.get('dport')} => {c.get('reply_src')}:{c.get('reply_sport')}"
+            f" {c.get('state') or ''}".rstrip()
+        )
+    return "\n".join(out)
+
+
+def format_trace(data: Mapping[str, Any]) -> str:
+    if isinstance(data.get("text"), str):
+        return str(data["text"]).rstrip("\n")
+    out = [
+        f"packet {data.get('protocol', '')} {data.get('src')} -> {data.get('dst')}:"
+        f"{data.get('port')}"
+    ]
+    for step in data.get("steps", []):
+        where = f"{step.get('table')}/{step.get('chain')}"
+        rule = step.get("rule", "")
+        out.append(f"  {where:<40} {rule}")
+    out.append(f"result: {data.get('verdict', data.get('result', '?'))}")
+    if data.get("endpoint"):
+        out.append(f"endpoint: {data['endpoint']}")
+    if data.get("candidates"):
+        out.append(f"possible endpoints: {', '.join(map(str, data['candidates']))}")
+    if data.get("masquerade") is not None:
+        out.append(f"masquerade: {'yes' if data['masquerade'] else 'no'}")
+    return "\n".join(out)
+
+
+def _show(args: argparse.Namespace, data: Any, fmt: Any) -> int:
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(fmt(data))
+    return 0
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    params = {"text": "1"} if args.output == "json" and args.with_text else None
+    return _show(args, fetch(args.metrics_address, "/debug/rules", params), format_rules)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    if "/" not in args.name:
+        raise ViewError(f'"{args.name}": expected NAMESPACE/NAME')
+    data = fetch(args.metrics_address, "/debug/explain", {"svc": args.name})
+    return _show(args, data, format_explain)
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    host, sep, port = args.dst.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ViewError(f'--dst "{args.dst}": expected IP:PORT')
+    params = {"src": args.src, "dst": host, "port": port, "proto": args.proto}
+    return _show(args, fetch(args.metrics_address, "/debug/trace", params), format_trace)
+
+
+def _guard(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            code: int = func(args)
+            return code
+        except ViewError as e:
+            print(f"pykubelet net {args.net_command}: {e}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-address",
+        default=DEFAULT_ADDRESS,
+        help=f"host:port of the proxy's metrics server ({DEFAULT_ADDRESS})",
+    )
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    del sub
+    rules = sub.add_parser("rules", help="the last applied rulesets of the Service proxy")
+    _common(rules)
+    rules.add_argument(
+        "--with-text", action="store_true", help="with -o json: include the restore input"
+    )
+    rules.set_defaults(func=_guard(run_rules))
+    explain = sub.add_parser("explain", help="how a Service's addresses reach its endpoints")
+    explain_sub = explain.add_subparsers(dest="kind", required=True)
+    svc = explain_sub.add_parser("svc", help="explain a Service")
+    svc.add_argument("name", metavar="NAMESPACE/NAME")
+    _common(svc)
+    svc.set_defaults(func=_guard(run_explain))
+    trace = sub.add_parser("trace", help="walk the Service rules for one packet")
+    trace.add_argument("--src", required=True, help="source IP")
+    trace.add_argument("--dst", required=True, help="destination IP:PORT")
+    trace.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
+    _common(trace)
+    trace.set_defaults(func=_guard(run_trace))
+
+
+def main_for_tests(argv: list[str]) -> int:
+    """Parse `argv` as `pykubelet net ARGV` would and run it."""
+    parser = argparse.ArgumentParser(prog="pykubelet net")
+    add_parsers(parser.add_subparsers(dest="net_command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code

@@ -1,0 +1,390 @@
+"""`pykubelet proxy`'s composition root: informers for Services, EndpointSlices and Nodes feed the
+Proxier; a coalescing sync loop applies rules; HTTP servers, node routes. Rules stay on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kubelet.apiserver import (
+    NODES,
+    SYNC,
+    ApiClient,
+    InformerEvent,
+    KubeconfigError,
+    watch_forever,
+)
+from kubelet.apiserver.requests import ENDPOINTSLICES, SERVICES
+from kubelet.node import facts
+from kubelet.supervise import spawn
+from net.proxy import conntrack, http, iptables_exec, model, proxier
+from net.proxy.command import EXIT_CONFIG, EXIT_UNSUPPORTED, ProxySettings, split_host_port
+
+__all__ = ["EXIT_UNSUPPORTED", "ProxyDaemon", "Unsupported", "check_mode", "main"]
+from net.proxy.history import History
+from net.proxy.metrics import ProxyMetrics
+
+log = logging.getLogger(__name__)
+
+FAILURE_BACKOFF_CAP = 30.0
+
+
+class Unsupported(RuntimeError):
+    """The host lacks what the chosen mode needs; the message is one line for the user."""
+
+
+def check_mode(mode: str, *, proc: Path = Path("/proc")) -> None:
+    """Refuse modes this host (or this build) cannot run, with a one-line reason."""
+    if mode == "ipvs":
+        from net.proxy.ipvs_plan import ipvs_available
+
+        try:
+            modules = (proc / "modules").read_text()
+        except OSError:
+            modules = ""
+        ok, why = ipvs_available(modules, (proc / "net" / "ip_vs").exists())
+        if not ok:
+            raise Unsupported(why)
+        raise Unsupported("proxy mode ipvs: the IPVS executor is not built yet; use iptables")
+    if mode == "nftables":
+        raise Unsupported("proxy mode nftables is not built yet; use --proxy-mode=iptables")
+
+
+def local_ipv4(
+    run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+) -> tuple[str, ...]:
+    """This netns's IPv4 addresses (loopback excluded), sorted."""
+    r = run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return ()
+    try:
+        links = json.loads(r.stdout)
+    except ValueError:
+        return ()
+    out = set()
+    for link in links:
+        for addr in link.get("addr_info", []):
+            ip = addr.get("local")
+            if isinstance(ip, str) and not ipaddress.ip_address(ip).is_loopback:
+                out.add(ip)
+    return tuple(sorted(out, key=ipaddress.ip_address))
+
+
+def node_addresses(node: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """InternalIP/ExternalIP IPv4 addresses of a Node object."""
+    if not node:
+        return ()
+    out = []
+    for a in (node.get("status") or {}).get("addresses") or []:
+        if a.get("type") in ("InternalIP", "ExternalIP"):
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(a.get("address", "")).version == 4:
+                    out.append(a["address"])
+    return tuple(out)
+
+
+class ProxyDaemon:
+    """Everything `pykubelet proxy` runs, wired together."""
+
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        client: ApiClient,
+        executor: iptables_exec.Executor,
+        node_name: str,
+        addresses: Callable[[], tuple[str, ...]] = local_ipv4,
+        conntrack_tool: conntrack.Conntrack | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.node_name = node_name
+        self._addresses = addresses
+        self._clock = clock
+        self.metrics = ProxyMetrics()
+        self.history = History(settings.history_size)
+        self.health = http.Health(timeout=2 * settings.sync_period)
+        self.proxier = proxier.Proxier(
+            self.config(addresses()),
+            executor,
+            metrics=self.metrics,
+            history=self.history,
+            conntrack_tool=conntrack_tool or conntrack.Conntrack(),
+            clock=clock,
+        )
+        self.nodes: dict[str, Mapping[str, Any]] = {}
+        self._wake = asyncio.Event()
+        self._nodes_changed = asyncio.Event()
+        self._synced: dict[str, asyncio.Event] = {
+            name: asyncio.Event() for name in ("services", "endpointslices", "nodes")
+        }
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runners: list[web.AppRunner] = []
+        self.failures = 0
+
+    def config(self, addresses: tuple[str, ...]) -> model.ProxyConfig:
+        s = self.settings
+        return model.ProxyConfig(
+            node_name=self.node_name,
+            node_ips=addresses,
+            cluster_cidr=s.cluster_cidr or None,
+            masquerade_all=s.masquerade_all,
+            masquerade_bit=s.masquerade_bit,
+            nodeport_addresses=s.nodeport_addresses,
+        )
+
+    # ---- events --------------------------------------------------------------------------------
+    def _queued(self) -> None:
+        now = self._clock()
+        self.metrics.last_queued_timestamp.set(now)
+        self.health.queued(now)
+        self._wake.set()
+
+    def on_service(self, event: InformerEvent) -> None:
+        self.proxier.on_service(event)
+        if event.type == SYNC:
+            self._synced["services"].set()
+        if self.proxier.dirty:
+            self._queued()
+
+    def on_slice(self, event: InformerEvent) -> None:
+        self.proxier.on_slice(event)
+        if event.type == SYNC:
+            self._synced["endpointslices"].set()
+        if self.proxier.dirty:
+            self._queued()
+
+    def on_node(self, event: InformerEvent) -> None:
+        if event.type == SYNC:
+            self.nodes = {_name(o): o for o in event.items}
+            self._synced["nodes"].set()
+        elif event.object is not None:
+            if event.type == "DELETED":
+                self.nodes.pop(_name(event.object), None)
+            else:
+                self.nodes[_name(event.object)] = event.object
+        mine = self.nodes.get(self.node_name)
+        self.health.node_eligible = not (mine and mine.get("metadata", {}).get("deletionTimestamp"))
+        self._nodes_changed.set()
+
+    # ---- sync loop -----------------------------------------------------------------------------
+    async def sync_loop(self) -> None:
+        """Coalesce changes; at most one sync per min sync period; a full one every sync period
+        (and first, and after a failure)."""
+        for event in self._synced.values():
+            await event.wait()
+        s = self.settings
+        last_start = last_full = -float("inf")
+        while True:
+            now = time.monotonic()
+            due_full = now - last_full >= s.sync_period
+            if not (self.proxier.dirty or due_full):
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), last_full + s.sync_period - now)
+                continue
+            gap = s.min_sync_period * (2 ** min(self.failures, 5)) if self.failures else 0.0
+            wait = last_start + max(s.min_sync_period, min(gap, FAILURE_BACKOFF_CAP)) - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            last_start = time.monotonic()
+            full = due_full or self.proxier.pending.full
+            if full:
+                addrs = await asyncio.to_thread(self._addresses)
+                self.proxier.set_config(self.config(addrs), "node addresses changed")
+            job = self.proxier.prepare(full=full, reason="periodic" if due_full else "")
+            outcome = await asyncio.to_thread(self.proxier.run, job)
+            record = self.proxier.finish(job, outcome)
+            if record.error:
+                self.failures += 1
+                continue
+            self.failures = 0
+            if job.full:
+                last_full = last_start
+            self.health.updated(self._clock())
+            if self.proxier.dirty:
+                self.health.queued(self.proxier.pending.since or self._clock())
+
+    async def routes_loop(self) -> None:
+        from net.routes.syncer import RouteSyncer
+
+        syncer = RouteSyncer(self.node_name, mode=self.settings.node_routes)
+        try:
+            await self._synced["nodes"].wait()
+            while True:
+                await self._nodes_changed.wait()
+                self._nodes_changed.clear()
+                await asyncio.to_thread(syncer.sync, list(self.nodes.values()))
+                await asyncio.sleep(self.settings.min_sync_period)
+        finally:
+            await asyncio.to_thread(syncer.close)
+
+    # ---- debug views ---------------------------------------------------------------------------
+    def rules(self, *, with_text: bool) -> dict[str, Any]:
+        applied = self.proxier.applied
+        return {
+            "node": self.node_name,
+            "mode": self.settings.mode,
+            "backend": self.proxier.executor.backend.name,
+            "synced": self.proxier.synced_once,
+            "ruleCount": applied.rule_count if applied is not None else 0,
+            "history": self.history.to_json(with_text=with_text),
+        }
+
+    def explain(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from net.proxy import explain as explain_mod
+
+        key = (namespace, name)
+        applied = self.proxier.applied
+        state = self.proxier.state
+        if key not in state.services or applied is None:
+            return None
+        svc = state.services[key]
+        entries: list[Any] = []
+        tool = self.proxier.conntrack
+        if tool is not None:
+            for ip in (svc.cluster_ip, *svc.external_ips, *svc.lb_ips):
+                entries.extend(explain_mod.parse_conntrack(tool.list(ip)))
+        result = explain_mod.explain(state, applied, key, conntrack=entries)
+        return _to_json(result)
+
+    def trace(self, src: str, dst: str, port: int, proto: str) -> dict[str, Any]:
+        from net.proxy import trace as trace_mod
+
+        applied = self.proxier.applied
+        if applied is None:
+            return {"error": "no rules applied yet"}
+        result = trace_mod.trace(
+            applied,
+            src=src,
+            dst=dst,
+            port=port,
+            proto=proto,
+            local_addresses=self.proxier.config.node_ips,
+        )
+        return _to_json(result)
+
+    # ---- running -------------------------------------------------------------------------------
+    async def _serve(self) -> None:
+        s = self.settings
+        if s.healthz_bind_address:
+            host, port = split_host_port(s.healthz_bind_address, "healthzBindAddress")
+            if port:
+                app = http.health_app(self.health, self._clock)
+                self._runners.append(await http.serve(app, host, port))
+        if s.metrics_bind_address:
+            host, port = split_host_port(s.metrics_bind_address, "metricsBindAddress")
+            if port:
+                app = http.metrics_app(self.metrics.registry, self, self.health, self._clock)
+                self._runners.append(await http.serve(app, host, port))
+
+    def _watch(self, name: str, resource: Any, handler: Callable[[InformerEvent], None]) -> None:
+        async def body() -> None:
+            await watch_forever(self.client, resource, handler)
+
+        spawn(self._tasks, f"watch-{name}", body)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        log.info(
+            "starting proxy node=%s mode=%s backend=%s",
+            self.node_name,
+            self.settings.mode,
+            self.proxier.executor.backend.name,
+        )
+        self.health.queued(self._clock())
+        await self._serve()
+        try:
+            self._watch("services", SERVICES, self.on_service)
+            self._watch("endpointslices", ENDPOINTSLICES, self.on_slice)
+            self._watch("nodes", NODES, self.on_node)
+            spawn(self._tasks, "sync-rules", self.sync_loop)
+            if self.settings.node_routes != "none":
+                spawn(self._tasks, "node-routes", self.routes_loop)
+            await stop.wait()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for runner in self._runners:
+                await runner.cleanup()
+            await self.client.close()
+            log.info("proxy stopped; rules stay in place")
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _to_json(value: Any) -> dict[str, Any]:
+    """A result of the rule model as JSON: its fields, `outcomes` when it has them, and its
+    own readable `text` (what `pykubelet net` prints as the table view)."""
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        data = dict(to_json())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = dataclasses.asdict(value)
+    else:
+        data = {"result": value}
+    outcomes = getattr(value, "outcomes", None)
+    if isinstance(outcomes, Mapping):
+        data["outcomes"] = dict(outcomes)
+    text = getattr(value, "text", None)
+    if callable(text):
+        data["text"] = text()
+    return data
+
+
+async def _main(settings: ProxySettings) -> int:
+    node_name = (settings.hostname_override or facts.hostname()).lower()
+    if not settings.kubeconfig:
+        print("pykubelet proxy: --kubeconfig is required", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        client = ApiClient.from_kubeconfig(settings.kubeconfig)
+    except (KubeconfigError, OSError) as exc:
+        print(f"pykubelet proxy: kubeconfig {settings.kubeconfig}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    backend = await asyncio.to_thread(iptables_exec.detect)
+    daemon = ProxyDaemon(
+        settings,
+        client=client,
+        executor=iptables_exec.Executor(backend),
+        node_name=node_name,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.run(stop)
+    except OSError as exc:  # a port already in use, typically
+        print(f"pykubelet proxy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(settings: ProxySettings) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit status."""
+    try:
+        check_mode(settings.mode)
+    except Unsupported as exc:
+        print(f"pykubelet proxy: {exc}", file=sys.stderr)
+        return EXIT_UNSUPPORTED
+    return asyncio.run(_main(settings))

@@ -1,0 +1,426 @@
+"""`pykubelet proxy` end to end: the real control plane, the proxy in a netns "node" (apiserver
+forwarded in), backends in another netns host, selector-less Services with hand-made
+EndpointSlices. Traffic, restarts and `net trace` are checked against what the kernel does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from kubelet.cluster import process, proxyproc
+from kubelet.cluster.nsforward import forward_command
+from kubelet.cluster.spec import ClusterSpec
+
+from .netns_hosts import Host, hosts
+from .podutil import api_json, new_namespace, wait_for
+
+NODE = "proxy-node"
+BACKEND_PORT = 8080
+SUBNET = "10.124.0"
+BACKENDS = [f"{SUBNET}.{i}" for i in (11, 12, 13)]
+EXTERNAL_IP = f"{SUBNET}.200"
+
+BACKEND_SCRIPT = r"""
+import socket, sys, threading
+def tcp(ip, port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((ip, port)); s.listen(256)
+    while True:
+        c, peer = s.accept()
+        try:
+            c.settimeout(2); c.recv(1024)
+            c.sendall(f"HTTP/1.0 200 OK\r\n\r\n{ip} {peer[0]}".encode())
+        except OSError: pass
+        finally: c.close()
+def udp(ip, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((ip, port))
+    while True:
+        data, peer = s.recvfrom(1024); s.sendto(f"{ip} {peer[0]}".encode(), peer)
+port = int(sys.argv[1])
+for ip in sys.argv[2:]:
+    threading.Thread(target=tcp, args=(ip, port), daemon=True).start()
+    threading.Thread(target=udp, args=(ip, port), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+CLIENT_SCRIPT = r"""
+import json, socket, sys, time
+ip, port, count, interval, proto = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
+    float(sys.argv[4]), sys.argv[5]
+out = []
+for _ in range(count):
+    t = time.time()
+    try:
+        if proto == "udp":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+            s.sendto(b"hi", (ip, port)); body = s.recv(1024).decode()
+        else:
+            s = socket.create_connection((ip, port), timeout=2)
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n"); body = b""
+            while chunk := s.recv(1024): body += chunk
+            body = body.decode().split("\r\n\r\n", 1)[-1]
+        s.close(); out.append([t, time.time() - t, "ok", body])
+    except ConnectionRefusedError: out.append([t, time.time() - t, "refused", ""])
+    except OSError as e: out.append([t, time.time() - t, type(e).__name__, str(e)])
+    if interval: time.sleep(interval)
+print(json.dumps(out))
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    start: float
+    seconds: float
+    status: str
+    backend: str
+    """Which backend answered ("" unless ok)."""
+    client_seen_as: str
+
+
+def requests(
+    host: Host, ip: str, port: int, count: int, *, interval: float = 0.0, proto: str = "tcp"
+) -> list[Result]:
+    r = subprocess.run(
+        [
+            "nsenter",
+            f"--net=/run/netns/{host.netns}",
+            "--",
+            sys.executable,
+            "-c",
+            CLIENT_SCRIPT,
+            ip,
+            str(port),
+            str(count),
+            str(interval),
+            proto,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    out = []
+    for start, seconds, status, body in json.loads(r.stdout):
+        backend, _, seen = body.partition(" ") if status == "ok" else ("", "", "")
+        out.append(Result(start, seconds, status, backend, seen))
+    return out
+
+
+@dataclass
+class Env:
+    spec: ClusterSpec
+    ns: str
+    node: Host
+    backend_host: Host
+    client: Host
+
+    def create_service(self, name: str, **spec: Any) -> dict[str, Any]:
+        ports = spec.pop("ports", [{"name": "http", "port": 80, "protocol": "TCP"}])
+        body = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"ports": ports, **spec},
+        }
+        return api_json(
+            self.spec, f"/api/v1/namespaces/{self.ns}/services", method="POST", body=body
+        )
+
+    def slice_body(
+        self, svc: str, ips: list[str], *, proto: str = "TCP", name: str = "http"
+    ) -> dict[str, Any]:
+        return {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{svc}-manual",
+                "labels": {
+                    "kubernetes.io/service-name": svc,
+                    "endpointslice.kubernetes.io/managed-by": "pykubelet-tests",
+                },
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": name, "port": BACKEND_PORT, "protocol": proto}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+        }
+
+    def put_slice(self, svc: str, ips: list[str], **kw: Any) -> None:
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices"
+        body = self.slice_body(svc, ips, **kw)
+        from kubelet.cluster import up as cluster
+
+        status, raw = cluster.api(self.spec, f"{path}/{svc}-manual")
+        if status == 200:
+            body["metadata"]["resourceVersion"] = json.loads(raw)["metadata"]["resourceVersion"]
+            api_json(self.spec, f"{path}/{svc}-manual", method="PUT", body=body)
+        else:
+            api_json(self.spec, path, method="POST", body=body)
+
+    def debug(self, path: str, params: dict[str, str] | None = None) -> Any:
+        import urllib.parse
+
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        url = f"http://127.0.0.1:{self.spec.ports.proxy_metrics}{path}{query}"
+        status, body = proxyproc.get_in_netns(self.node.netns, url, timeout=10)
+        assert status == 200, body
+        return json.loads(body)
+
+    def wait_rules(self, needle: str, present: bool = True, timeout: float = 10) -> float:
+        """Seconds until the node's rules (do not) hold `needle`."""
+        t0 = time.monotonic()
+
+        def check() -> bool:
+            saved = self.node.run("iptables-save")
+            return (needle in saved) == present
+
+        wait_for(check, timeout, f"rule {'with' if present else 'without'} {needle}", 0.05)
+        return time.monotonic() - t0
+
+    def trace(self, src: str, dst: str, port: int, proto: str = "tcp") -> dict[str, Any]:
+        params = {"src": src, "dst": dst, "port": str(port), "proto": proto}
+        data: dict[str, Any] = self.debug("/debug/trace", params)
+        return data
+
+    def net_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                "nsenter",
+                f"--net=/run/netns/{self.node.netns}",
+                "--",
+                sys.executable,
+                "-m",
+                "kubelet.cli",
+                "net",
+                *args,
+                f"--metrics-address=127.0.0.1:{self.spec.ports.proxy_metrics}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+
+@pytest.fixture(scope="module")
+def env(cluster_spec: ClusterSpec) -> Iterator[Env]:
+    spec = cluster_spec
+    tag = f"pkp{os.getpid() % 100000}"
+    fwd = process.Daemon(f"nsforward-{NODE}", spec.run, spec.logs)
+    backend_proc: subprocess.Popen[str] | None = None
+    with hosts(3, subnet=SUBNET, prefix=tag) as (node, backend_host, client):
+        try:
+            node.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            node.run("sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0")
+            node.run("sysctl", "-qw", "net.ipv4.conf.eth0.send_redirects=0")
+            node.run("ip", "route", "add", "default", "dev", "eth0")
+            client.run("ip", "route", "add", f"{EXTERNAL_IP}/32", "via", node.address)
+            for ip in BACKENDS:
+                backend_host.run("ip", "addr", "add", f"{ip}/24", "dev", "eth0")
+            # As with pods behind a node: replies to the client go back through the node.
+            backend_host.run("ip", "route", "add", f"{client.address}/32", "via", node.address)
+            backend_proc = subprocess.Popen(
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{backend_host.netns}",
+                    "--",
+                    sys.executable,
+                    "-c",
+                    BACKEND_SCRIPT,
+                    str(BACKEND_PORT),
+                    *BACKENDS,
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert backend_proc.stdout is not None
+            assert backend_proc.stdout.readline().strip() == "ready"
+            process.start(fwd, forward_command(f"/run/netns/{node.netns}", [spec.ports.apiserver]))
+            proxyproc.start_proxy(spec, NODE, netns=node.netns, extra_args=["--v=4"])
+            yield Env(spec, new_namespace(spec), node, backend_host, client)
+        finally:
+            proxyproc.stop_proxy(spec, NODE)
+            process.stop(fwd)
+            if backend_proc is not None:
+                backend_proc.kill()
+                backend_proc.wait()
+
+
+def shares(results: list[Result]) -> dict[str, float]:
+    ok = [r.backend for r in results if r.status == "ok"]
+    return {b: n / len(results) for b, n in Counter(ok).items()}
+
+
+def cluster_ip(svc: dict[str, Any]) -> str:
+    return str(svc["spec"]["clusterIP"])
+
+
+def test_clusterip_spreads_over_three_endpoints(env: Env) -> None:
+    svc = env.create_service("spread")
+    env.put_slice("spread", BACKENDS)
+    env.wait_rules(f"{env.ns}/spread:http -> {BACKENDS[2]}")
+    results = requests(env.node, cluster_ip(svc), 80, 300)
+    share = shares(results)
+    assert [r.status for r in results].count("ok") == 300, Counter(r.status for r in results)
+    assert set(share) == set(BACKENDS)
+    assert all(0.20 <= s <= 0.46 for s in share.values()), share
+    # The rule model predicts the same set of endpoints, each with probability 1/3.
+    outcomes = env.trace(env.node.address, cluster_ip(svc), 80)["outcomes"]
+    assert {k.removeprefix("dnat ") for k in outcomes} == {f"{b}:{BACKEND_PORT}" for b in BACKENDS}
+    assert all(abs(p - 1 / 3) < 1e-6 for p in outcomes.values())
+
+
+def test_udp_clusterip(env: Env) -> None:
+    svc = env.create_service("dns", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
+    env.put_slice("dns", BACKENDS[:1], proto="UDP", name="dns")
+    env.wait_rules(f"{env.ns}/dns:dns -> {BACKENDS[0]}")
+    results = requests(env.node, cluster_ip(svc), 53, 5, proto="udp")
+    assert {r.backend for r in results} == {BACKENDS[0]}
+
+
+def test_nodeport_answers_from_another_host(env: Env) -> None:
+    svc = env.create_service("np", type="NodePort")
+    env.put_slice("np", BACKENDS[:2])
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    env.wait_rules(f"{env.ns}/np:http -> {BACKENDS[1]}")
+    results = requests(env.client, env.node.address, node_port, 20)
+    assert all(r.status == "ok" for r in results), results
+    seen = {r.backend for r in results}
+    assert seen <= set(BACKENDS[:2]) and seen
+    # Masqueraded (externalTrafficPolicy Cluster): backends see the node, not the client.
+    assert {r.client_seen_as for r in results} == {env.node.address}
+    trace = env.trace(env.client.address, env.node.address, node_port)
+    assert {k.removeprefix("dnat ").split(":")[0] for k in trace["outcomes"]} == set(BACKENDS[:2])
+    assert all(b["masquerade"] for b in trace["branches"])
+
+
+def test_nodeport_local_policy_keeps_the_client_address(env: Env) -> None:
+    svc = env.create_service("nplocal", type="NodePort", externalTrafficPolicy="Local")
+    path = f"/apis/discovery.k8s.io/v1/namespaces/{env.ns}/endpointslices"
+    body = env.slice_body("nplocal", BACKENDS[:1])
+    body["endpoints"][0]["nodeName"] = NODE
+    api_json(env.spec, path, method="POST", body=body)
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    env.wait_rules(f"{env.ns}/nplocal:http -> {BACKENDS[0]}")
+    results = requests(env.client, env.node.address, node_port, 5)
+    assert {r.backend for r in results} == {BACKENDS[0]}, results
+    assert {r.client_seen_as for r in results} == {env.client.address}
+    trace = env.trace(env.client.address, env.node.address, node_port)
+    assert not any(b["masquerade"] for b in trace["branches"])
+
+
+def test_external_ip(env: Env) -> None:
+    env.create_service("ext", externalIPs=[EXTERNAL_IP])
+    env.put_slice("ext", BACKENDS[2:])
+    env.wait_rules(f"{env.ns}/ext:http -> {BACKENDS[2]}")
+    results = requests(env.client, EXTERNAL_IP, 80, 10)
+    assert {r.backend for r in results} == {BACKENDS[2]}, results
+    trace = env.trace(env.client.address, EXTERNAL_IP, 80)
+    assert set(trace["outcomes"]) == {f"dnat {BACKENDS[2]}:{BACKEND_PORT}"}
+
+
+def test_client_ip_affinity_sticks(env: Env) -> None:
+    svc = env.create_service(
+        "sticky",
+        sessionAffinity="ClientIP",
+        sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}},
+    )
+    env.put_slice("sticky", BACKENDS)
+    env.wait_rules(f"{env.ns}/sticky:http -> {BACKENDS[2]}")
+    results = requests(env.node, cluster_ip(svc), 80, 40)
+    assert all(r.status == "ok" for r in results)
+    assert len({r.backend for r in results}) == 1, shares(results)
+
+
+def test_no_endpoints_is_refused_at_once(env: Env) -> None:
+    svc = env.create_service("empty")
+    env.wait_rules(f"{env.ns}/empty:http has no endpoints")
+    results = requests(env.node, cluster_ip(svc), 80, 5)
+    assert all(r.status == "refused" and r.seconds < 0.5 for r in results), results
+    trace = env.trace(env.node.address, cluster_ip(svc), 80)
+    assert set(trace["outcomes"]) == {"reject"}
+
+
+def test_removed_endpoint_gets_no_new_connections_within_2s(env: Env) -> None:
+    svc = env.create_service("shrink")
+    env.put_slice("shrink", BACKENDS)
+    env.wait_rules(f"{env.ns}/shrink:http -> {BACKENDS[2]}")
+    changed = time.time()
+    env.put_slice("shrink", BACKENDS[:2])
+    results = requests(env.node, cluster_ip(svc), 80, 80, interval=0.04)
+    late = [r for r in results if r.backend == BACKENDS[2] and r.start > changed + 2.0]
+    assert not late, late
+    assert all(r.status == "ok" for r in results)
+    last_hit = max((r.start for r in results if r.backend == BACKENDS[2]), default=changed)
+    print(f"removed endpoint last reached {last_hit - changed:.2f}s after the change")
+    rules = env.debug("/debug/rules")
+    assert any(f"{env.ns}/shrink" in h["changed"] and not h["full"] for h in rules["history"])
+
+
+def test_restart_keeps_traffic_flowing_and_rebuilds(env: Env) -> None:
+    svc = env.create_service("steady")
+    env.put_slice("steady", BACKENDS)
+    env.wait_rules(f"{env.ns}/steady:http -> {BACKENDS[2]}")
+    client = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{env.node.netns}",
+            "--",
+            sys.executable,
+            "-c",
+            CLIENT_SCRIPT,
+            cluster_ip(svc),
+            "80",
+            "150",
+            "0.03",
+            "tcp",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)
+    assert proxyproc.stop_proxy(env.spec, NODE)
+    # While it is down: rules stay, and a change made now must show up after the restart.
+    later = env.create_service("while-down")
+    env.put_slice("while-down", BACKENDS[:1])
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proxyproc.start_proxy(env.spec, NODE, netns=env.node.netns, extra_args=["--v=4"])
+    restart = time.monotonic() - t0
+    out, _ = client.communicate(timeout=60)
+    statuses = Counter(row[2] for row in json.loads(out))
+    assert statuses == {"ok": 150}, statuses
+    first = env.debug("/debug/rules")["history"][-1]
+    assert first["full"] and not first["error"]
+    results = requests(env.node, cluster_ip(later), 80, 3)
+    assert {r.backend for r in results} == {BACKENDS[0]}
+    print(f"proxy restart to first full sync: {restart:.2f}s")
+
+
+def test_net_views(env: Env) -> None:
+    env.create_service("viewed", type="NodePort")
+    env.put_slice("viewed", BACKENDS[:2])
+    env.wait_rules(f"{env.ns}/viewed:http -> {BACKENDS[1]}")
+    r = env.net_cli("rules")
+    assert r.returncode == 0, r.stderr
+    assert f"node {NODE}" in r.stdout and "full" in r.stdout and "DURATION" in r.stdout
+    r = env.net_cli("rules", "-o", "json")
+    data = json.loads(r.stdout)
+    assert data["synced"] and data["history"]
+    r = env.net_cli("explain", "svc", f"{env.ns}/viewed")
+    assert r.returncode == 0, r.stderr
+    assert f"{env.ns}/viewed" in r.stdout
+    assert BACKENDS[0] in r.stdout and BACKENDS[1] in r.stdout
+    r = env.net_cli("explain", "svc", f"{env.ns}/missing-{uuid.uuid4().hex[:4]}")
+    assert r.returncode == 1 and "not found" in r.stderr
+    r = env.net_cli("trace", f"--src={env.client.address}", "--dst=10.0.0.1:443")
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,198 @@
+"""The daemon's sync loop and HTTP views with a recording kernel: waits for all informers, first
+sync full, bursts coalesced within the min sync period, /healthz as upstream, /debug views."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import pytest
+
+from kubelet.apiserver import ApiClient
+from net.proxy import http, views_command
+from net.proxy.command import ProxySettings
+from net.proxy.conntrack import Conntrack
+from net.proxy.daemon import ProxyDaemon, local_ipv4, node_addresses
+from net.proxy.iptables_exec import NFT, Executor
+
+from .objects import Kernel, endpoint_slice, modified, node, service, sync
+
+SETTINGS = ProxySettings(
+    cluster_cidr="10.88.0.0/16", min_sync_period=0.2, sync_period=30.0, metrics_bind_address=""
+)
+
+
+def _daemon(kernel: Kernel, settings: ProxySettings = SETTINGS) -> ProxyDaemon:
+    return ProxyDaemon(
+        settings,
+        client=cast(ApiClient, object()),
+        executor=Executor(NFT, run=kernel),
+        node_name="n1",
+        addresses=lambda: ("192.168.1.10",),
+        conntrack_tool=Conntrack(run=kernel),
+    )
+
+
+def _prime(d: ProxyDaemon) -> None:
+    d.on_service(sync(service("web", "10.0.0.10", node_port=30080)))
+    d.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2", "10.88.1.3"])))
+    d.on_node(sync(node("n1", "192.168.1.10")))
+
+
+@contextlib.asynccontextmanager
+async def _running(d: ProxyDaemon) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(d.sync_loop())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _until(cond: Any, limit: float = 3.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not cond():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_no_sync_before_every_informer_listed() -> None:
+    kernel = Kernel()
+    d = _daemon(kernel)
+    d.on_service(sync(service("web", "10.0.0.10")))
+    d.on_slice(sync())
+    async with _running(d):
+        await asyncio.sleep(0.1)
+        assert kernel.restores == []
+        d.on_node(sync())
+        await _until(lambda: len(kernel.restores) == 1)
+    last = d.history.last()
+    assert last is not None and last.full
+
+
+async def test_bursts_are_coalesced_and_partial() -> None:
+    kernel = Kernel()
+    d = _daemon(kernel)
+    _prime(d)
+    async with _running(d):
+        await _until(lambda: len(d.history) == 1)
+        for ips in (["10.88.1.2"], ["10.88.1.2", "10.88.1.4"], ["10.88.1.4"]):
+            d.on_slice(modified(endpoint_slice("web-1", "web", ips)))
+            await asyncio.sleep(0.01)
+        await _until(lambda: len(d.history) == 2)
+        await asyncio.sleep(0.3)
+    records = d.history.to_json()
+    assert len(records) == 2
+    newest, first = records
+    assert first["full"] and not newest["full"]
+    assert newest["time"] - first["time"] >= 0.19  # min sync period
+    assert newest["changed"] == ["default/web"]
+    assert "10.88.1.4:8080" in kernel.restores[-1] and "10.88.1.3" not in kernel.restores[-1]
+
+
+async def test_healthz_is_503_until_synced_then_200() -> None:
+    kernel = Kernel()
+    d = _daemon(kernel)
+    now = [1000.0]
+    app = http.health_app(d.health, lambda: now[0])
+    runner = await http.serve(app, "127.0.0.1", 0)
+    try:
+        port = runner.addresses[0][1]
+        d.health.queued(1000.0)
+        code, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/healthz")
+        assert code == 503 and body["lastUpdated"].startswith("0001-01-01")
+        d.health.updated(1000.0)
+        now[0] = 1010.0
+        code, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/healthz")
+        assert code == 200 and body["nodeEligible"] is True
+        assert set(body) == {"lastUpdated", "currentTime", "nodeEligible"}
+        d.health.queued(1010.0)
+        now[0] = 1071.0  # a change waiting longer than 2 x syncPeriod
+        code, _ = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/healthz")
+        assert code == 503
+    finally:
+        await runner.cleanup()
+
+
+def test_deleting_this_node_makes_it_ineligible() -> None:
+    d = _daemon(Kernel())
+    d.on_node(sync(node("n1", "192.168.1.10")))
+    assert d.health.node_eligible
+    d.on_node(modified(node("n1", "192.168.1.10", deleting=True)))
+    assert not d.health.node_eligible
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+async def test_metrics_and_debug_views_over_http(capsys: pytest.CaptureFixture[str]) -> None:
+    kernel = Kernel()
+    d = _daemon(kernel)
+    _prime(d)
+    async with _running(d):
+        await _until(lambda: len(d.history) == 1)
+    app = http.metrics_app(d.metrics.registry, d, d.health, lambda: 1000.0)
+    runner = await http.serve(app, "127.0.0.1", 0)
+    try:
+        address = f"127.0.0.1:{runner.addresses[0][1]}"
+        import urllib.request
+
+        text = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://{address}/metrics").read().decode()
+        )
+        assert "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1.0" in text
+        assert "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in text
+        rules = await asyncio.to_thread(views_command.fetch, address, "/debug/rules")
+        assert rules["node"] == "n1" and rules["history"][0]["full"] is True
+        table = views_command.format_rules(rules)
+        assert "full" in table and "default/web" in table
+        code = await asyncio.to_thread(
+            views_command.main_for_tests, ["rules", f"--metrics-address={address}", "-o", "json"]
+        )
+        assert code == 0 and '"backend": "nft"' in capsys.readouterr().out
+        code = await asyncio.to_thread(
+            views_command.main_for_tests,
+            ["explain", "svc", "default/nope", f"--metrics-address={address}"],
+        )
+        assert code == 1
+        assert 'service "nope" in namespace "default" not found' in capsys.readouterr().err
+        trace = await asyncio.to_thread(
+            views_command.fetch,
+            address,
+            "/debug/trace",
+            {"src": "10.88.5.5", "dst": "10.0.0.10", "port": "80"},
+        )
+        assert set(trace["outcomes"]) == {"dnat 10.88.1.2:8080", "dnat 10.88.1.3:8080"}
+        code = await asyncio.to_thread(
+            views_command.main_for_tests,
+            ["trace", "--src=1.2.3.4", "--dst=10.0.0.10", f"--metrics-address={address}"],
+        )
+        assert code == 1 and "expected IP:PORT" in capsys.readouterr().err
+    finally:
+        await runner.cleanup()
+
+
+def test_unreachable_proxy_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = views_command.main_for_tests(["rules", "--metrics-address=127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot reach the proxy's metrics address 127.0.0.1:1" in err
+
+
+def test_node_facts() -> None:
+    assert node_addresses(node("n1", "192.168.1.10")) == ("192.168.1.10",)
+    assert node_addresses(None) == ()
+    addrs = local_ipv4()
+    assert "127.0.0.1" not in addrs
