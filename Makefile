@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 GOBUILD := kubelet/cluster/gobuild/build.sh
 
-.PHONY: install up down test lint unit integration stubs node-binaries conformance-binaries clean
+.PHONY: install up down test lint unit integration stubs node-binaries conformance-binaries conformance clean
 
 install:
 	bash kubelet/cluster/install-deps.sh
@@ -42,6 +42,17 @@ node-binaries:
 
 conformance-binaries:
 	bash $(GOBUILD) e2e
+
+# The upstream [NodeConformance] e2e tests against pykubelet (root; about an hour on 2 cores; NOT
+# part of `make test`). Writes docs/conformance.md; JUnit XML and logs go to
+# ~/.cache/pykubelet/conformance/<time>/. CONFORMANCE_ARGS: e.g. --procs 2, --focus REGEX.
+# curl, netcat-openbsd and bash are copied from the host into the agnhost test image.
+conformance: install conformance-binaries
+	@for p in curl netcat-openbsd bash; do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p >/dev/null; \
+	done
+	$(PY) -m tests.conformance $(CONFORMANCE_ARGS)
 
 # Pod start latency, pykubelet vs the real Go kubelet (root; ~8 min; see tests/bench/README.md).
 .PHONY: bench

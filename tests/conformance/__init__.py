@@ -1,0 +1,2 @@
+"""The upstream [NodeConformance] runner (make conformance) and its pure helpers.
+Not part of make test."""

@@ -1,0 +1,260 @@
+"""`make conformance`: the upstream [NodeConformance] e2e tests against pykubelet on a local
+cluster of its own; writes docs/conformance.md and keeps the JUnit XML. Orchestration only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from kubelet.cluster import up as cluster
+from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec, Ports
+from tests.conformance import e2e, e2e_images, hostfacts, junit, report
+from tests.conformance.supervisor import Supervisor
+
+NODE = "conformance-node"
+TOP = Path(__file__).resolve().parents[2]
+DOC = TOP / "docs" / "conformance.md"
+WORK_ROOT = Path("/var/lib/pykubelet")
+
+
+def say(msg: str) -> None:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S")
+    print(f"[conformance {stamp}] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tests.conformance", description=__doc__)
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=4,
+        help="parallel ginkgo workers for the non-serial pass (1: run e2e.test directly)",
+    )
+    p.add_argument("--timeout", type=float, default=120, help="minutes for the parallel pass")
+    p.add_argument("--serial-timeout", type=float, default=20, help="minutes for the serial pass")
+    p.add_argument("--focus", default=e2e.FOCUS, help="ginkgo focus of the parallel pass")
+    p.add_argument("--skip", default=e2e.SKIP, help="ginkgo skip of the parallel pass")
+    p.add_argument("--no-serial", action="store_true", help="skip the [Serial] pass")
+    p.add_argument("--out", type=Path, default=DOC, help="where the Markdown report goes")
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        default=None,
+        help="where JUnit XML and logs are kept (default ~/.cache/pykubelet/conformance/<time>)",
+    )
+    return p.parse_args(argv)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def pick_cluster_cidr(ip_text: str, *, first: int = 200, last: int = 254) -> str:
+    """A 10.X.0.0/16 no route or address of this host mentions (`ip -4 route; ip -4 addr`)."""
+    used = {int(m) for m in re.findall(r"\b10\.(\d{1,3})\.\d{1,3}\.\d{1,3}", ip_text)}
+    for x in range(first, last + 1):
+        if x not in used:
+            return f"10.{x}.0.0/16"
+    raise RuntimeError(f"no free 10.X.0.0/16 with X in {first}..{last} on this host")
+
+
+def _ip_text() -> str:
+    out = []
+    for argv in (["ip", "-4", "-o", "route"], ["ip", "-4", "-o", "addr"]):
+        out.append(subprocess.run(argv, capture_output=True, text=True, check=False).stdout)
+    return "\n".join(out)
+
+
+@contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C so `finally` blocks tear the cluster down."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def ensure_binaries() -> Path:
+    """Build (or reuse) the control plane, e2e.test, agnhost and ginkgo; their directory."""
+    r = subprocess.run(["bash", str(cluster.BUILD_SCRIPT), "server", "etcd", "crictl", "e2e"])
+    if r.returncode != 0:
+        raise RuntimeError(f"{cluster.BUILD_SCRIPT} failed (exit {r.returncode}); see above")
+    k8s = cluster.find_binaries(build=False, say=say).kubernetes
+    missing = [n for n in ("e2e.test", "agnhost", "ginkgo", "kubectl") if not (k8s / n).exists()]
+    if missing:
+        raise RuntimeError(f"missing {missing} in {k8s} after the build")
+    return k8s
+
+
+def make_spec(directory: Path) -> ClusterSpec:
+    pid = os.getpid()
+    return cluster.make_spec(
+        directory,
+        cluster.find_binaries(build=False, say=say),
+        ports=Ports(*free_ports(6)),
+        node_names=(NODE,),
+        bridge=f"pykc{pid % 100000}",
+        cluster_cidr=pick_cluster_cidr(_ip_text()),
+    )
+
+
+def keep_logs(spec: ClusterSpec, artifacts: Path) -> None:
+    dest = artifacts / "logs"
+    if spec.logs.is_dir():
+        shutil.copytree(spec.logs, dest, dirs_exist_ok=True)
+
+
+def load_results(passes: Sequence[e2e.Pass], focus: str) -> list[junit.SpecResult]:
+    runs = []
+    for p in passes:
+        files = [p.junit] if p.junit.is_file() else sorted(p.junit.parent.glob("junit*.xml"))
+        for f in files:
+            try:
+                runs.append(junit.matching(junit.parse(f.read_text(), source=str(f)), focus))
+            except (OSError, junit.JUnitError) as e:
+                say(f"cannot read {f}: {e}")
+    return junit.merge(*runs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        say("must run as root (starts containerd, the node agent and pod networking)")
+        return 2
+    started = datetime.datetime.now(datetime.UTC)
+    t0 = time.monotonic()
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    artifacts = args.artifacts or DEFAULT_CACHE / "conformance" / stamp
+    artifacts.mkdir(parents=True, exist_ok=True)
+    k8s = ensure_binaries()
+    e2e_test = k8s / "e2e.test"
+    facts = hostfacts.probe()
+    say(f"host facts: {facts}")
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    directory = WORK_ROOT / f"conformance-{os.getpid()}"
+    spec = make_spec(directory)
+    say(f"cluster in {directory}: apiserver :{spec.ports.apiserver}, pods {spec.cluster_cidr}")
+    flags = e2e.e2e_flags(
+        kubeconfig=spec.admin_kubeconfig, kubectl=k8s / "kubectl", report_dir=artifacts
+    )
+    passes = [
+        e2e.parallel_pass(
+            ginkgo=k8s / "ginkgo",
+            e2e_test=e2e_test,
+            procs=args.procs,
+            timeout_s=args.timeout * 60,
+            flags=flags,
+            out_dir=artifacts,
+            focus=args.focus,
+            skip=args.skip,
+        )
+    ]
+    if not args.no_serial:
+        passes.append(
+            e2e.serial_pass(
+                e2e_test=e2e_test,
+                timeout_s=args.serial_timeout * 60,
+                flags=flags,
+                out_dir=artifacts,
+            )
+        )
+    pass_lines: list[str] = []
+    images: Sequence[str] = ()
+    notes: list[str] = []
+    sup: Supervisor | None = None
+    agent = cluster.agent_daemon(spec, NODE)
+    with interrupts_as_exceptions():
+        try:
+            cluster.up(spec, with_nodes=False, say=say)
+            wanted = e2e_images.prepare(
+                e2e_test=e2e_test,
+                agnhost=k8s / "agnhost",
+                cache_dir=DEFAULT_CACHE / "images",
+                address=spec.containerd_socket,
+            )
+            images = list(wanted)
+            say(f"e2e images imported: {', '.join(images)}")
+            cluster.start_node(spec, NODE, say=say)
+            sup = Supervisor(
+                alive=agent.pid,
+                restart=lambda: cluster.start_node(spec, NODE, say=say),
+                log_tail=agent.tail,
+                say=say,
+            )
+            sup.start()
+            for p in passes:
+                say(f"{p.name} pass: {' '.join(p.argv)}")
+                say(f"  output: {p.log}")
+                out = e2e.run_pass(p)
+                line = (
+                    f"{p.name}: exit {out.exit_code} after {report.duration(out.seconds)}"
+                    + (" (killed by the runner's watchdog)" if out.killed_by_watchdog else "")
+                    + f"; log `{p.log}`"
+                )
+                pass_lines.append(line)
+                say(line)
+        except KeyboardInterrupt:
+            notes.append("The run was interrupted; results are partial.")
+            say("interrupted; tearing down")
+        except Exception as e:
+            notes.append(f"The run stopped early: {type(e).__name__}: {e}")
+            say(f"run failed: {e}")
+        finally:
+            if sup is not None:
+                sup.stop()
+            keep_logs(spec, artifacts)
+            cluster.down(directory, say=say)
+    results = load_results(passes, args.focus)
+    wall = time.monotonic() - t0
+    text = report.render(
+        results,
+        report.RunInfo(
+            started=started.strftime("%Y-%m-%d %H:%M UTC"),
+            wall_seconds=wall,
+            k8s_version=k8s.name.removeprefix("kubernetes-"),
+            command=[
+                "e2e.test --provider=local",
+                f"--ginkgo.focus='{args.focus}'",
+                f"--ginkgo.skip='{args.skip}'",
+                f"(ginkgo --procs={args.procs}); then a serial pass for [Serial]",
+            ],
+            passes=pass_lines,
+            images=images,
+            facts=facts,
+            crashes=sup.crashes if sup is not None else (),
+            notes=[*notes, f"JUnit XML and logs: `{artifacts}`"],
+        ),
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    passed = sum(r.status == junit.PASSED for r in results)
+    ran = sum(r.status in (junit.PASSED, junit.FAILED) for r in results)
+    say(f"{passed}/{ran} passed; report {args.out}; artifacts {artifacts}; {wall / 60:.1f} min")
+    return 0 if results else 1
