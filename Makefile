@@ -11,7 +11,7 @@ install:
 	bash kubelet/cluster/install-deps.sh
 
 up: install
-	$(VENV)/bin/pykubelet up
+	$(VENV)/bin/pykubelet up $(if $(NODES),--nodes $(NODES))
 
 down:
 	$(VENV)/bin/pykubelet down

@@ -4,6 +4,7 @@ Reads /proc, /etc and statvfs only; decides nothing about conditions or what to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -96,3 +97,81 @@ def gather(root_dir: Path) -> MachineFacts:
 def hostname() -> str:
     """The node name upstream uses by default: the hostname, lower-cased."""
     return socket.gethostname().lower()
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """One address of this host, with what the node-IP rule needs to know about it."""
+
+    ifname: str
+    address: str
+    global_scope: bool
+    default_route: bool
+    """The interface carries a default route."""
+
+
+VIRTUAL_PREFIXES = ("lo", "pyk", "pk", "cni", "docker", "veth", "flannel", "kube-", "virbr")
+"""Interfaces that never hold the node IP: loopback, pykubelet's bridges, veths and tunnels
+(pyk*, pk*), other pod networks, docker and libvirt bridges."""
+
+
+def choose_node_ip(hostname_ips: list[str], addresses: list[HostAddress]) -> str:
+    """The documented rule for the node IP when --node-ip is not given (first match wins):
+
+    1. an address the hostname resolves to that is assigned to one of this host's interfaces
+       (not loopback);
+    2. a global IPv4 address on an interface that does not carry the default route (on a
+       Vagrant or multi-homed host the default route is the NAT/uplink, identical on every VM;
+       the private network is the node network), lowest in interface order;
+    3. a global IPv4 address on the default-route interface;
+    4. 127.0.0.1.
+    Pod bridges, veths, tunnels and docker interfaces are never candidates."""
+    usable = [
+        a
+        for a in addresses
+        if a.global_scope and ":" not in a.address and not a.ifname.startswith(VIRTUAL_PREFIXES)
+    ]
+    local = {a.address for a in usable}
+    for ip in hostname_ips:
+        if ip in local and not ip.startswith("127."):
+            return ip
+    for a in usable:
+        if not a.default_route:
+            return a.address
+    return usable[0].address if usable else "127.0.0.1"
+
+
+def host_addresses() -> list[HostAddress]:
+    """This host's IPv4 addresses in interface order (from `ip -j`; [] when it fails)."""
+    import json
+    import subprocess
+
+    def ip_json(*args: str) -> list[dict[str, object]]:
+        r = subprocess.run(["ip", "-j", *args], capture_output=True, text=True)
+        try:
+            out = json.loads(r.stdout or "[]")
+        except ValueError:
+            return []
+        return out if isinstance(out, list) else []
+
+    default_devs = {str(r.get("dev")) for r in ip_json("-4", "route", "show", "default")}
+    out: list[HostAddress] = []
+    for link in ip_json("-4", "addr", "show"):
+        name = str(link.get("ifname", ""))
+        infos = link.get("addr_info")
+        for a in infos if isinstance(infos, list) else []:
+            out.append(
+                HostAddress(
+                    name, str(a.get("local", "")), a.get("scope") == "global", name in default_devs
+                )
+            )
+    return out
+
+
+def detect_node_ip() -> str:
+    """choose_node_ip over this machine's hostname resolution and addresses."""
+    ips: list[str] = []
+    with contextlib.suppress(OSError):
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+        ips = [str(i[4][0]) for i in infos]
+    return choose_node_ip(ips, host_addresses())
