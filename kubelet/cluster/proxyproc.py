@@ -5,6 +5,7 @@ inside a node's netns) and its readiness. Uses process.py; knows nothing of rule
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import urllib.request
@@ -119,3 +120,15 @@ def stop_proxy(spec: ClusterSpec, node: str) -> bool:
 
 def ran_in_root_netns(run_dir: Path) -> bool:
     return (run_dir / ROOT_NETNS_MARK).exists()
+
+
+def remove_rules(netns: str | None = None) -> str:
+    """`pykubelet proxy --cleanup` (in the named netns): the proxy's chains and jumps go.
+    Returns its one-line report; raises ComponentFailed when it fails."""
+    cmd = [sys.executable, "-m", "kubelet.cli", "proxy", "--cleanup"]
+    if netns is not None:
+        cmd = ["nsenter", f"--net=/run/netns/{netns}", "--", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise process.ComponentFailed(f"pykubelet proxy --cleanup: {r.stderr.strip()}")
+    return r.stdout.strip()

@@ -518,6 +518,21 @@ def _teardown_pods(spec: ClusterSpec) -> list[str]:
     return netns
 
 
+def _stop_root_proxies(spec: ClusterSpec, say: Progress) -> None:
+    """Proxies that ran in this netns: stop them and remove their KUBE-* chains (only if one
+    ran here: other sessions' proxies own the chains of their own netns)."""
+    from kubelet.cluster import proxyproc
+
+    for node in spec.node_names:
+        if proxyproc.stop_proxy(spec, node):
+            say(f"stopped pykubelet proxy {node}")
+    if proxyproc.ran_in_root_netns(spec.run):
+        try:
+            say(f"pykubelet proxy --cleanup: {proxyproc.remove_rules()}")
+        except process.ComponentFailed as exc:
+            say(f"warning: {exc}")
+
+
 def down(directory: Path, *, say: Progress = _say) -> None:
     """Stop everything `up` started and remove what it made; safe to run twice."""
     spec = load_record(directory)
@@ -530,6 +545,7 @@ def down(directory: Path, *, say: Progress = _say) -> None:
     for node in spec.node_names:
         if process.stop(agent_daemon(spec, node)):
             say(f"stopped node agent {node}")
+    _stop_root_proxies(spec, say)
     netns_paths = _teardown_pods(spec)
     for name in reversed(COMPONENTS):
         if process.stop(daemon(spec, name)):

@@ -49,6 +49,8 @@ class ProxySettings:
     node_routes: str = "none"
     """pykubelet's own: route other nodes' podCIDRs (host-gw or vxlan), or not."""
     verbosity: int = 0
+    cleanup: bool = False
+    """Remove the proxy's rules from this netns and exit (upstream --cleanup)."""
     history_size: int = 20
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Config file fields read but not acted on (kept for messages)."""
@@ -205,6 +207,7 @@ _FLAG_MAP = {
     "iptables_sync_period": "sync_period",
     "node_routes": "node_routes",
     "proxy_v": "verbosity",
+    "cleanup": "cleanup",
 }
 
 
@@ -237,6 +240,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--node-routes",
         choices=NODE_ROUTES,
         help="route other nodes' podCIDRs: host-gw or vxlan (default none)",
+    )
+    p.add_argument(
+        "--cleanup",
+        action="store_const",
+        const=True,
+        help="remove the proxy's iptables rules from this network namespace and exit",
     )
     p.add_argument("--v", dest="proxy_v", type=int, help="log verbosity")
     p.set_defaults(func=run)

@@ -208,7 +208,8 @@ class ProxyDaemon:
             if full:
                 addrs = await asyncio.to_thread(self._addresses)
                 self.proxier.set_config(self.config(addrs), "node addresses changed")
-            job = self.proxier.prepare(full=full, reason="periodic" if due_full else "")
+            why = "startup" if last_full < 0 else "periodic" if due_full else ""
+            job = self.proxier.prepare(full=full, reason=why)
             outcome = await asyncio.to_thread(self.proxier.run, job)
             record = self.proxier.finish(job, outcome)
             if record.error:
@@ -382,6 +383,17 @@ async def _main(settings: ProxySettings) -> int:
 
 def main(settings: ProxySettings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
+    if settings.cleanup:
+        from net.proxy.cleanup import cleanup
+
+        executor = iptables_exec.Executor(iptables_exec.detect())
+        try:
+            removed = cleanup(executor)
+        except iptables_exec.RestoreError as exc:
+            print(f"pykubelet proxy --cleanup: {exc}", file=sys.stderr)
+            return 1
+        print(f"removed {removed} chains ({executor.backend.name})")
+        return 0
     try:
         check_mode(settings.mode)
     except Unsupported as exc:

@@ -407,12 +407,13 @@ def test_restart_keeps_traffic_flowing_and_rebuilds(env: Env) -> None:
 
 
 def test_net_views(env: Env) -> None:
-    env.create_service("viewed", type="NodePort")
+    port = env.create_service("viewed", type="NodePort")["spec"]["ports"][0]["nodePort"]
     env.put_slice("viewed", BACKENDS[:2])
     env.wait_rules(f"{env.ns}/viewed:http -> {BACKENDS[1]}")
     r = env.net_cli("rules")
     assert r.returncode == 0, r.stderr
     assert f"node {NODE}" in r.stdout and "full" in r.stdout and "DURATION" in r.stdout
+    print(r.stdout)
     r = env.net_cli("rules", "-o", "json")
     data = json.loads(r.stdout)
     assert data["synced"] and data["history"]
@@ -420,7 +421,10 @@ def test_net_views(env: Env) -> None:
     assert r.returncode == 0, r.stderr
     assert f"{env.ns}/viewed" in r.stdout
     assert BACKENDS[0] in r.stdout and BACKENDS[1] in r.stdout
+    print(r.stdout)
     r = env.net_cli("explain", "svc", f"{env.ns}/missing-{uuid.uuid4().hex[:4]}")
     assert r.returncode == 1 and "not found" in r.stderr
-    r = env.net_cli("trace", f"--src={env.client.address}", "--dst=10.0.0.1:443")
+    r = env.net_cli("trace", f"--src={env.client.address}", f"--dst={env.node.address}:{port}")
     assert r.returncode == 0, r.stderr
+    assert "DNAT to" in r.stdout and BACKENDS[0] in r.stdout
+    print(r.stdout)

@@ -125,3 +125,22 @@ def test_bad_batch_changes_nothing_and_names_its_line(netns: str) -> None:
         p.executor.restore(bad)
     assert info.value.line in (3, 4)
     assert _rules(_save(netns)) == _rules(before)
+
+
+def test_cleanup_removes_every_rule_and_chain_of_ours(netns: str) -> None:
+    from kubelet.cluster import proxyproc
+
+    subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", "iptables", "-t", "nat", "-N", "OTHER"],
+        check=True,
+    )
+    p = _proxier(netns)
+    p.on_service(sync(service("web", "10.0.0.10", node_port=30080)))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    assert not p.sync().error
+    assert "KUBE-" in _save(netns)
+    report = proxyproc.remove_rules(netns)
+    assert report.startswith("removed ") and "chains" in report
+    saved = _save(netns)
+    assert "KUBE-" not in saved and ":OTHER" in saved
+    assert proxyproc.remove_rules(netns) == f"removed 0 chains ({p.executor.backend.name})"

@@ -1,0 +1,65 @@
+"""Removing every rule and chain the proxy made in this netns (`pykubelet proxy --cleanup`, and
+`pykubelet down` for a proxy that ran in the root netns): the builtin jumps, then our chains.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+
+from net.proxy import rules
+from net.proxy.iptables_exec import Executor, RestoreError
+
+log = logging.getLogger(__name__)
+
+
+def ours(chain: str) -> bool:
+    shared = {c for chains in rules.SHARED_CHAINS.values() for c in chains}
+    return chain in shared or rules.is_service_chain(chain)
+
+
+def cleanup_text(existing: dict[str, set[str]], builtin_rules: dict[str, list[str]]) -> str:
+    """Restore input deleting our jumps from builtin chains (`-D` lines taken from the saved
+    rules, so only ones that exist) and flushing then deleting our chains."""
+    out: list[str] = []
+    for table in (rules.FILTER, rules.NAT):
+        mine = sorted(c for c in existing.get(table, set()) if ours(c))
+        jumps = [
+            line
+            for line in builtin_rules.get(table, [])
+            if (target := _target(line)) is not None and ours(target)
+        ]
+        if not mine and not jumps:
+            continue
+        out.append(f"*{table}")
+        out.extend(f"-D {line[3:]}" for line in jumps)
+        out.extend(f":{c} - [0:0]" for c in mine)
+        out.extend(f"-X {c}" for c in mine)
+        out.append("COMMIT")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _target(line: str) -> str | None:
+    parts = shlex.split(line)
+    return parts[parts.index("-j") + 1] if "-j" in parts[:-1] else None
+
+
+def cleanup(executor: Executor) -> int:
+    """Remove our rules from the kernel; returns how many chains were deleted."""
+    existing: dict[str, set[str]] = {}
+    builtin: dict[str, list[str]] = {}
+    for table in (rules.FILTER, rules.NAT):
+        saved = executor.save((table,))
+        existing[table] = {ln[1:].split()[0] for ln in saved.splitlines() if ln.startswith(":")}
+        builtin[table] = [
+            ln for ln in saved.splitlines() if ln.startswith("-A ") and not ours(ln.split()[1])
+        ]
+    text = cleanup_text(existing, builtin)
+    if not text:
+        return 0
+    try:
+        executor.restore(text)
+    except RestoreError as exc:
+        log.error("cleanup failed: %s", exc)
+        raise
+    return sum(1 for t in existing.values() for c in t if ours(c))
