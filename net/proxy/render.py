@@ -38,8 +38,14 @@ def render(
     A full restore declares and rewrites every chain we own and deletes stale per-Service
     chains (from `applied` and from `existing`, the chains found in the kernel). A partial
     one touches only the chains and shared-chain lines of changed Services; it falls back to
-    full when the configuration (and so the shared chains' fixed lines) changed."""
-    if applied is None or full or applied.config != desired.config:
+    full when the configuration (and so the shared chains' fixed lines) or the large-cluster
+    mode (every Service's comments) changed."""
+    if (
+        applied is None
+        or full
+        or applied.config != desired.config
+        or applied.large_cluster != desired.large_cluster
+    ):
         return _full(desired, applied, existing)
     return _partial(desired, applied)
 

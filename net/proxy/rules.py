@@ -39,6 +39,9 @@ SHARED_CHAINS: Mapping[str, tuple[str, ...]] = {
 # Per-Service chain prefixes (anything with these prefixes is ours to delete when stale).
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 
+# Upstream's largeClusterEndpointsThreshold: above it, per-endpoint comments are left out.
+LARGE_CLUSTER_ENDPOINTS = 1000
+
 _NODEPORTS_COMMENT = (
     '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
 )
@@ -111,6 +114,7 @@ class RuleSet:
     config: ProxyConfig | None = None
     order: tuple[ServiceKey, ...] = ()
     jumps: tuple[tuple[str, str, str], ...] = BUILTIN_JUMPS
+    large_cluster: bool = False  # over LARGE_CLUSTER_ENDPOINTS: no per-endpoint comments
 
     def chain_table(self, chain: str) -> str | None:
         """The table holding a Service-owned chain (shared chains exist in several)."""
@@ -191,23 +195,24 @@ def categorize(
 
 
 def _endpoint_jumps(
-    chain: str, pn: str, svc: Service, eps: list[Endpoint], sep: Mapping[str, str]
+    pn: str, svc: Service, eps: list[Endpoint], sep: Mapping[str, str], large: bool
 ) -> list[str]:
     lines: list[str] = []
     if svc.affinity_timeout is not None:
         for e in eps:
             c = sep[e.address]
+            note = "" if large else f'-m comment --comment "{pn} -> {e.address}" '
             lines.append(
-                f'-m comment --comment "{pn} -> {e.address}" -m recent --name {c} '
-                f"--rcheck --seconds {svc.affinity_timeout} --reap -j {c}"
+                f"{note}-m recent --name {c} --rcheck --seconds {svc.affinity_timeout} "
+                f"--reap -j {c}"
             )
     n = len(eps)
     for i, e in enumerate(eps):
         stat = (
             f"-m statistic --mode random --probability {probability(n - i)} " if i < n - 1 else ""
         )
-        lines.append(f'-m comment --comment "{pn} -> {e.address}" {stat}-j {sep[e.address]}')
-    del chain
+        note = "" if large else f'-m comment --comment "{pn} -> {e.address}" '
+        lines.append(f"{note}{stat}-j {sep[e.address]}")
     return lines
 
 
@@ -218,6 +223,7 @@ def _port_rules(
     config: ProxyConfig,
     chains: dict[tuple[str, str], list[str]],
     jumps: list[tuple[str, str, str]],
+    large: bool,
 ) -> None:
     pn = port_name_string(svc, port)
     proto = port.protocol.lower()
@@ -366,28 +372,29 @@ def _port_rules(
     sep = {e.address: "KUBE-SEP-" + chain_hash(pn + proto + e.address) for e in reachable + local}
     if uses_cluster_chain:
         chains.setdefault((NAT, svc_chain), []).extend(
-            _endpoint_jumps(svc_chain, pn, svc, cluster, sep)
+            _endpoint_jumps(pn, svc, cluster, sep, large)
         )
     if uses_local_chain:
-        chains.setdefault((NAT, svl_chain), []).extend(
-            _endpoint_jumps(svl_chain, pn, svc, local, sep)
-        )
+        chains.setdefault((NAT, svl_chain), []).extend(_endpoint_jumps(pn, svc, local, sep, large))
     for e in reachable:
         c = sep[e.address]
         recent = f"-m recent --name {c} --set " if svc.affinity_timeout is not None else ""
+        note = "" if large else f"-m comment --comment {comment(pn)} "
         chains[(NAT, c)] = [
-            f"-m comment --comment {comment(pn)} -s {e.ip} -j {MARK_MASQ}",
-            f"-m comment --comment {comment(pn)} {recent}{match} "
-            f"-j DNAT --to-destination {e.address}",
+            f"{note}-s {e.ip} -j {MARK_MASQ}",
+            f"{note}{recent}{match} -j DNAT --to-destination {e.address}",
         ]
 
 
-def fragment(svc: Service, endpoints: tuple[Endpoint, ...], config: ProxyConfig) -> Fragment:
-    """The rules of one Service (all its ports)."""
+def fragment(
+    svc: Service, endpoints: tuple[Endpoint, ...], config: ProxyConfig, large: bool = False
+) -> Fragment:
+    """The rules of one Service (all its ports). `large`: upstream's large-cluster mode,
+    which leaves the comments out of KUBE-SEP chains and of the jumps to them."""
     chains: dict[tuple[str, str], list[str]] = {}
     jumps: list[tuple[str, str, str]] = []
     for port in svc.ports:
-        _port_rules(svc, port, endpoints, config, chains, jumps)
+        _port_rules(svc, port, endpoints, config, chains, jumps, large)
     return Fragment(svc, endpoints, {k: tuple(v) for k, v in chains.items()}, tuple(jumps))
 
 
@@ -456,12 +463,14 @@ def build(
     assumed unchanged), which keeps a one-Service change O(1) in Python work."""
     services, endpoints = state.services, state.endpoints
     empty: tuple[Endpoint, ...] = ()
-    if previous is None or previous.config != config:
+    total = sum(len(v) for k, v in endpoints.items() if k in services)
+    large = total > LARGE_CLUSTER_ENDPOINTS
+    if previous is None or previous.config != config or previous.large_cluster != large:
         frags = {
-            k: fragment(services[k], tuple(endpoints.get(k, empty)), config)
+            k: fragment(services[k], tuple(endpoints.get(k, empty)), config, large)
             for k in sorted(services)
         }
-        return assemble(frags, tuple(frags), config)
+        return assemble(frags, tuple(frags), config, large)
     old = previous.fragments
     if changed is None:
         changed = [k for k in old if k not in services]
@@ -482,7 +491,9 @@ def build(
             frags.pop(key, None)
             updates[key] = None
         else:
-            frags[key] = updates[key] = fragment(current, tuple(endpoints.get(key, empty)), config)
+            frags[key] = updates[key] = fragment(
+                current, tuple(endpoints.get(key, empty)), config, large
+            )
     return _patch(previous, frags, updates)
 
 
@@ -538,7 +549,10 @@ class _Shared:
 
 
 def assemble(
-    frags: Mapping[ServiceKey, Fragment], order: tuple[ServiceKey, ...], config: ProxyConfig
+    frags: Mapping[ServiceKey, Fragment],
+    order: tuple[ServiceKey, ...],
+    config: ProxyConfig,
+    large: bool = False,
 ) -> RuleSet:
     """Tables and owners from per-Service fragments, in `order`."""
     owned: dict[str, dict[str, tuple[str, ...]]] = {FILTER: {}, NAT: {}}
@@ -549,7 +563,7 @@ def assemble(
             owners[c] = key
     shared = _Shared(frags, order, config)
     tables = {t: _Table(t, owned[t], shared) for t in (FILTER, NAT)}
-    return RuleSet(tables, owners, frags, config, order)
+    return RuleSet(tables, owners, frags, config, order, large_cluster=large)
 
 
 def _patch(
@@ -588,4 +602,6 @@ def _patch(
                 owners[c] = key
     shared = _Shared(frags, order, previous.config)
     tables = {t: _Table(t, owned[t], shared) for t in (FILTER, NAT)}
-    return RuleSet(tables, owners, frags, previous.config, order)
+    return RuleSet(
+        tables, owners, frags, previous.config, order, large_cluster=previous.large_cluster
+    )

@@ -271,3 +271,20 @@ def test_interpreter_catches_bad_text() -> None:
     with pytest.raises(RestoreError):
         apply_restore(kernel, "*nat\n:A - [0:0]\n:B - [0:0]\n-A A -j B\n-X B\nCOMMIT\n")
     assert kernel == {}
+
+
+def test_large_cluster_mode_switch_forces_full() -> None:
+    services = [svc(f"s{i}", f"10.96.{i // 250}.{i % 250 + 1}") for i in range(600)]
+    slices = [eps(f"s{i}", [ep(f"10.244.{i // 250}.{i % 250 + 1}")]) for i in range(600)]
+    small = build(state(services, slices), CONFIG)
+    slices.append(
+        eps("s0", [ep(f"10.246.{i // 250}.{i % 250 + 1}") for i in range(500)], name="s0-more")
+    )
+    large = build(state(services, slices), CONFIG, previous=small)
+    assert large.large_cluster and not small.large_cluster
+    r = render(large, small, full=False)
+    assert r.full
+    kernel: Kernel = {}
+    apply_restore(kernel, render(small, None, full=True).text)
+    apply_restore(kernel, r.text)
+    assert _canonical(kernel) == _canonical(_via_full(large))

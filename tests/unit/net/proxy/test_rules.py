@@ -340,3 +340,26 @@ def test_config_change_rebuilds_everything() -> None:
     after = build(st, dataclasses.replace(CONFIG, masquerade_all=True), previous=before)
     assert after.fragments[("ns", "web")] is not before.fragments[("ns", "web")]
     assert nat(after, f"KUBE-SVC-{H80}")[0].endswith("--dport 80 -j KUBE-MARK-MASQ")
+
+
+def test_large_cluster_mode_drops_endpoint_comments() -> None:
+    services = [svc(f"s{i}", f"10.96.{i // 250}.{i % 250 + 1}") for i in range(501)]
+    slices = [
+        eps(f"s{i}", [ep(f"10.244.{i // 250}.{i % 250 + 1}"), ep(f"10.245.0.{i % 250 + 1}")])
+        for i in range(501)
+    ]
+    rs = build(state(services, slices), CONFIG)  # 1002 endpoints > 1000
+    assert rs.large_cluster
+    h = chain_hash("ns/s0:ptcp")
+    assert nat(rs, f"KUBE-SVC-{h}")[1].startswith("-m statistic --mode random")
+    sep = nat(rs, f"KUBE-SVC-{h}")[1].split("-j ")[1]
+    assert nat(rs, sep) == (
+        "-s 10.244.0.1 -j KUBE-MARK-MASQ",
+        "-m tcp -p tcp -j DNAT --to-destination 10.244.0.1:8080",
+    )
+    # the cluster IP jump keeps its comment
+    assert "cluster IP" in nat(rs, "KUBE-SERVICES")[0]
+    # back under the threshold: everything is rebuilt with comments
+    small = build(state(services[:10], slices[:10]), CONFIG, previous=rs)
+    assert not small.large_cluster
+    assert "-> 10.244.0.1:8080" in nat(small, f"KUBE-SVC-{h}")[1]
