@@ -428,3 +428,9 @@ def test_net_views(env: Env) -> None:
     assert r.returncode == 0, r.stderr
     assert "DNAT to" in r.stdout and BACKENDS[0] in r.stdout
     print(r.stdout)
+
+
+def test_proxy_log_has_no_errors(env: Env) -> None:
+    log = proxyproc.proxy_daemon(env.spec, NODE).log_file.read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+    assert "synced full=True ok=True" in log
