@@ -131,7 +131,8 @@ class RuleSet:
 @lru_cache(maxsize=65536)
 def chain_hash(text: str) -> str:
     """Upstream portProtoHash: base32(sha256(text))[:16]."""
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    # base32 works in 5-byte blocks: the first 10 bytes give exactly the first 16 characters
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
 
 
 @lru_cache(maxsize=1024)
