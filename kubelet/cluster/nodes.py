@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubelet.cluster import containerd, hostops, images, nsforward, process
+from kubelet.cluster import segment as segment_
 from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec
 from net import netns
 
@@ -116,65 +117,28 @@ def sim_nodes(spec: ClusterSpec) -> list[SimNode]:
 
 # ---- the segment ------------------------------------------------------------------------------
 def _ip(*args: str) -> None:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise process.ComponentFailed(f"ip {' '.join(args)}: {r.stderr.strip()}")
-
-
-def _sysctl(netns: str, key: str, value: str) -> None:
-    r = subprocess.run(
-        ["nsenter", f"--net=/run/netns/{netns}", "sysctl", "-qw", f"{key}={value}"],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        raise process.ComponentFailed(f"{netns}: sysctl {key}={value}: {r.stderr.strip()}")
+    try:
+        segment_.ip(*args)
+    except segment_.SegmentError as e:
+        raise process.ComponentFailed(str(e)) from None
 
 
 def build_segment(spec: ClusterSpec, *, say: Progress) -> None:
     """The switch netns with a bridge, a netns per node with eth0 on it, and the root netns
     joined with an address (idempotent: netns that exist are kept as they are)."""
-    have = set(hostops.netns_names())
-    sw = switch_netns(spec)
     prefix = segment(spec).prefixlen
-    if sw not in have:
-        _ip("netns", "add", sw)
-        _ip("-n", sw, "link", "add", "br0", "type", "bridge")
-        _ip("-n", sw, "link", "set", "br0", "up")
-    rl = root_link(spec)
-    if not Path(f"/sys/class/net/{rl}").exists():
-        _ip("link", "add", rl, "type", "veth", "peer", "name", "root", "netns", sw)
-        _ip("-n", sw, "link", "set", "root", "master", "br0", "up")
-        _ip("addr", "add", f"{root_address(spec)}/{prefix}", "dev", rl)
-        _ip("link", "set", rl, "up")
-    for n in sim_nodes(spec):
-        if n.netns in have:
-            continue
-        _ip("netns", "add", n.netns)
-        port = f"p{n.index}"
-        _ip(
-            "-n",
-            sw,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            n.uplink,
-            "netns",
-            n.netns,
+    members = [segment_.Member(n.netns, f"{n.address}/{prefix}") for n in sim_nodes(spec)]
+    try:
+        segment_.build(
+            switch_netns(spec),
+            members,
+            root=(root_link(spec), f"{root_address(spec)}/{prefix}"),
+            forwarding=True,
         )
-        _ip("-n", sw, "link", "set", port, "master", "br0", "up")
-        _ip("-n", n.netns, "addr", "add", f"{n.address}/{prefix}", "dev", n.uplink)
-        _ip("-n", n.netns, "link", "set", n.uplink, "up")
-        _ip("-n", n.netns, "link", "set", "lo", "up")
-        _sysctl(n.netns, "net.ipv4.ip_forward", "1")
-    say(
-        f"segment {spec.node_subnet}: root {root_address(spec)} on {rl}, "
-        f"nodes {', '.join(f'{n.name}={n.address}' for n in sim_nodes(spec))}"
-    )
+    except segment_.SegmentError as e:
+        raise process.ComponentFailed(str(e)) from None
+    nodes = ", ".join(f"{n.name}={n.address}" for n in sim_nodes(spec))
+    say(f"segment {spec.node_subnet}: root {root_address(spec)} on {root_link(spec)}, {nodes}")
 
 
 def route_pod_cidrs_from_root(spec: ClusterSpec, pod_cidrs: dict[str, list[str]]) -> None:
@@ -356,14 +320,9 @@ def stop_node_processes(spec: ClusterSpec, node: SimNode, *, say: Progress) -> N
 
 def remove_segment(spec: ClusterSpec, *, say: Progress) -> None:
     """Delete every node netns, the switch netns and the root veth; nothing else."""
-    names = set(hostops.netns_names())
-    for n in sim_nodes(spec):
-        if n.netns in names and hostops.delete_netns(n.netns):
-            say(f"deleted netns {n.netns}")
-    if hostops.delete_link(root_link(spec)):
-        say(f"deleted link {root_link(spec)}")
-    if switch_netns(spec) in names and hostops.delete_netns(switch_netns(spec)):
-        say(f"deleted netns {switch_netns(spec)}")
+    names = [n.netns for n in sim_nodes(spec)]
+    for what in segment_.remove(switch_netns(spec), names, root_link(spec)):
+        say(f"deleted {what}")
 
 
 def leftovers(spec: ClusterSpec) -> Iterator[str]:

@@ -1,6 +1,5 @@
-"""Test "hosts": network namespaces joined by veth pairs to a bridge in a switch namespace.
-Made and removed by the tests themselves; never touches the host's own interfaces.
-"""
+"""Test "hosts": network namespaces joined by veth pairs to a bridge in a switch namespace
+(kubelet.cluster.segment, the code `up --nodes` uses); removed on exit, even on error."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from kubelet.cluster import hostops
+from kubelet.cluster import segment
 
 
 def sh(*args: str) -> str:
@@ -38,39 +37,9 @@ def hosts(
     """`count` hosts at subnet.1, .2, ... on one L2 segment; all removed on exit, even on error."""
     tag = prefix or f"pkt{os.getpid() % 100000}"
     switch = f"{tag}-sw"
-    made: list[str] = []
+    members = [segment.Member(f"{tag}-h{i}", f"{subnet}.{i}/24") for i in range(1, count + 1)]
     try:
-        sh("ip", "netns", "add", switch)
-        made.append(switch)
-        sh("ip", "-n", switch, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", switch, "link", "set", "br0", "up")
-        out = []
-        for i in range(1, count + 1):
-            name = f"{tag}-h{i}"
-            sh("ip", "netns", "add", name)
-            made.append(name)
-            sh(
-                "ip",
-                "-n",
-                switch,
-                "link",
-                "add",
-                f"p{i}",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                name,
-            )
-            sh("ip", "-n", switch, "link", "set", f"p{i}", "master", "br0", "up")
-            sh("ip", "-n", name, "addr", "add", f"{subnet}.{i}/24", "dev", "eth0")
-            sh("ip", "-n", name, "link", "set", "eth0", "up")
-            sh("ip", "-n", name, "link", "set", "lo", "up")
-            out.append(Host(name, f"{subnet}.{i}"))
-        yield out
+        segment.build(switch, members)
+        yield [Host(m.netns, m.address) for m in members]
     finally:
-        for name in reversed(made):
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-        hostops.release_netns_dir()
+        segment.remove(switch, [m.netns for m in members])
