@@ -245,7 +245,9 @@ def env(cluster_spec: ClusterSpec) -> Iterator[Env]:
             assert backend_proc.stdout is not None
             assert backend_proc.stdout.readline().strip() == "ready"
             process.start(fwd, forward_command(f"/run/netns/{node.netns}", [spec.ports.apiserver]))
-            proxyproc.start_proxy(spec, NODE, netns=node.netns, extra_args=["--v=4"])
+            proxyproc.start_proxy(
+                spec, NODE, netns=node.netns, node_routes="host-gw", extra_args=["--v=4"]
+            )
             yield Env(spec, new_namespace(spec), node, backend_host, client)
         finally:
             proxyproc.stop_proxy(spec, NODE)
@@ -394,7 +396,9 @@ def test_restart_keeps_traffic_flowing_and_rebuilds(env: Env) -> None:
     env.put_slice("while-down", BACKENDS[:1])
     time.sleep(1.0)
     t0 = time.monotonic()
-    proxyproc.start_proxy(env.spec, NODE, netns=env.node.netns, extra_args=["--v=4"])
+    proxyproc.start_proxy(
+        env.spec, NODE, netns=env.node.netns, node_routes="host-gw", extra_args=["--v=4"]
+    )
     restart = time.monotonic() - t0
     out, _ = client.communicate(timeout=60)
     statuses = Counter(row[2] for row in json.loads(out))
@@ -428,6 +432,31 @@ def test_net_views(env: Env) -> None:
     assert r.returncode == 0, r.stderr
     assert "DNAT to" in r.stdout and BACKENDS[0] in r.stdout
     print(r.stdout)
+
+
+def test_node_routes_follow_other_nodes(env: Env) -> None:
+    """--node-routes=host-gw: another Node's podCIDR is routed via its InternalIP, and the
+    route goes when the Node does."""
+    name = f"proxy-peer-{uuid.uuid4().hex[:6]}"
+    base = env.spec.cluster_cidr.split(".")
+    cidr = f"{base[0]}.{base[1]}.250.0/24"
+    body = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+        "status": {"addresses": [{"type": "InternalIP", "address": env.backend_host.address}]},
+    }
+    api_json(env.spec, "/api/v1/nodes", method="POST", body=body)
+    try:
+
+        def route() -> str:
+            return env.node.run("ip", "-4", "route", "show", cidr).strip()
+
+        wait_for(lambda: f"via {env.backend_host.address}" in route(), 10, f"route to {cidr}")
+    finally:
+        api_json(env.spec, f"/api/v1/nodes/{name}", method="DELETE")
+    wait_for(lambda: route() == "", 10, f"route to {cidr} removed")
 
 
 def test_proxy_log_has_no_errors(env: Env) -> None:

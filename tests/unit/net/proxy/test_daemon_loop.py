@@ -196,3 +196,42 @@ def test_node_facts() -> None:
     assert node_addresses(None) == ()
     addrs = local_ipv4()
     assert "127.0.0.1" not in addrs
+
+
+class FakeRoutes:
+    made: list[FakeRoutes] = []
+
+    def __init__(self, node_name: str, *, mode: str) -> None:
+        self.node_name, self.mode = node_name, mode
+        self.synced: list[list[str]] = []
+        self.closed = False
+        FakeRoutes.made.append(self)
+
+    def sync(self, nodes: list[dict[str, Any]]) -> None:
+        self.synced.append(sorted(n["metadata"]["name"] for n in nodes))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_node_routes_follow_the_node_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    import net.routes.syncer
+
+    monkeypatch.setattr(net.routes.syncer, "RouteSyncer", FakeRoutes)
+    FakeRoutes.made.clear()
+    settings = ProxySettings(node_routes="host-gw", min_sync_period=0.05, metrics_bind_address="")
+    d = _daemon(Kernel(), settings)
+    task = asyncio.create_task(d.routes_loop())
+    try:
+        d.on_node(sync(node("n1", "192.168.1.10"), node("n2", "192.168.1.11")))
+        await _until(lambda: bool(FakeRoutes.made) and bool(FakeRoutes.made[0].synced))
+        d.on_node(modified(node("n3", "192.168.1.12")))
+        await _until(lambda: len(FakeRoutes.made[0].synced) == 2)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    routes = FakeRoutes.made[0]
+    assert (routes.node_name, routes.mode) == ("n1", "host-gw")
+    assert routes.synced == [["n1", "n2"], ["n1", "n2", "n3"]]
+    assert routes.closed
