@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -199,7 +199,7 @@ def test_node_facts() -> None:
 
 
 class FakeRoutes:
-    made: list[FakeRoutes] = []
+    made: ClassVar[list[FakeRoutes]] = []
 
     def __init__(self, node_name: str, *, mode: str) -> None:
         self.node_name, self.mode = node_name, mode
