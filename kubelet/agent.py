@@ -20,14 +20,22 @@ from cri.client import RuntimeClient
 from cri.errors import CRIError
 from kubelet import KUBERNETES_VERSION, __version__, supervise
 from kubelet.apiserver import NODES, ApiClient, ApiError
+from kubelet.cgroups import host as cghost
+from kubelet.cgroups import manager as cgmanager
+from kubelet.cgroups.planner import node_resources
 from kubelet.config import RunConfig
 from kubelet.events import EventRecorder
+from kubelet.eviction import setup as eviction_setup
+from kubelet.eviction import signals as eviction_signals
+from kubelet.eviction.manager import EvictionManager
+from kubelet.eviction.thresholds import DISK_PRESSURE, MEMORY_PRESSURE, PID_PRESSURE
 from kubelet.logrotate import LogRotator
 from kubelet.logrotate import Policy as LogPolicy
+from kubelet.node import allocatable as alloc
 from kubelet.node import facts as machine
 from kubelet.node.heartbeat import NodeHeartbeat
-from kubelet.node.status import Health, NodeIdentity, allocatable
-from kubelet.pods.admission import RuntimeClasses
+from kubelet.node.status import Health, NodeIdentity
+from kubelet.pods.admission import NodeResources, Rejection, RuntimeClasses, check_resources
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.dns import DNSConfigurer
 from kubelet.pods.env import EnvironmentManager, ObjectCache, sandbox_ips
@@ -35,7 +43,7 @@ from kubelet.pods.etchosts import EtcHosts
 from kubelet.pods.executor import PodExecutor
 from kubelet.pods.hooks import HooksManager
 from kubelet.pods.model import PodUID
-from kubelet.pods.source import API_SOURCE, FILE_SOURCE, PodConfig, PodSource
+from kubelet.pods.source import API_SOURCE, FILE_SOURCE, ObservedSink, PodConfig, PodSource
 from kubelet.pods.static import FileSource, MirrorPods
 from kubelet.pods.status_manager import StatusManager
 from kubelet.pods.workers import PodWorkers
@@ -103,14 +111,23 @@ class Agent:
         self.tasks: set[asyncio.Task[None]] = set()
         self.pleg: RuntimeCache | None = None
         self.workers: PodWorkers | None = None
+        self.recorder: EventRecorder | None = None
+        self.eviction: EvictionManager | None = None
+        kc = config.kubelet
+        self.reservations = alloc.Reservations(
+            kc.kube_reserved, kc.system_reserved, kc.eviction_hard
+        )
 
     def health(self) -> Health:
-        rh = self.runtime_health
+        rh, em = self.runtime_health, self.eviction
         return Health(
             runtime_ready=rh.runtime_ready,
             runtime_message=rh.runtime_message,
             network_ready=rh.network_ready,
             network_message=rh.network_message,
+            memory_pressure=em is not None and em.pressure(MEMORY_PRESSURE),
+            disk_pressure=em is not None and em.pressure(DISK_PRESSURE),
+            pid_pressure=em is not None and em.pressure(PID_PRESSURE),
         )
 
     async def _runtime_status_loop(self, runtime: RuntimeClient) -> None:
@@ -154,12 +171,15 @@ class Agent:
             status_every=kc.node_status_update_frequency.total_seconds(),
             report_every=kc.node_status_report_frequency.total_seconds(),
             lease_duration=kc.node_lease_duration_seconds,
+            allocatable=lambda facts: alloc.node_allocatable(facts, kc.max_pods, self.reservations),
         )
         try:
             self.runtime_health.apply(await runtime.status(deadline=5))
         except CRIError as e:
             log.warning("first runtime status check failed: %s", e)
-        self._start_pods(client, runtime, ident)
+        cgroups, cg_host = self._start_cgroups()
+        self._start_pods(client, runtime, ident, cgroups)
+        await self._start_eviction(runtime, cgroups, cg_host)
         self._start_server(client, runtime, ident)
         self._start_log_rotation(runtime)
         supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
@@ -180,9 +200,85 @@ class Agent:
             await runtime.close()
             await client.close()
 
-    def _start_pods(self, client: ApiClient, runtime: RuntimeClient, ident: NodeIdentity) -> None:
+    def _start_cgroups(self) -> tuple[cgmanager.CgroupManager, cghost.CgroupHost]:
+        """Detect v1/v2 once, create kubepods (sized to allocatable when enforced) and tiers."""
+        kc = self.config.kubelet
+        try:
+            found = cghost.detect()
+            cgroups = cgmanager.build(
+                found,
+                cgroup_root=kc.cgroup_root,
+                cgroups_per_qos=kc.cgroups_per_qos,
+                driver=kc.cgroup_driver,
+                pod_pids_limit=kc.pod_pids_limit,
+            )
+            enforce = kc.cgroups_per_qos and "pods" in kc.enforce_node_allocatable
+            size = alloc.kubepods_size(
+                machine.gather(self.config.root_dir), self.reservations, enforce
+            )
+            cgroups.setup(node_resources(*size))
+        except (cghost.CgroupSetupError, OSError) as e:
+            raise SystemExit(f"pykubelet run: setting up pod cgroups failed: {e}") from e
+        return cgroups, found
+
+    async def _start_eviction(
+        self, runtime: RuntimeClient, cgroups: cgmanager.CgroupManager, found: cghost.CgroupHost
+    ) -> None:
+        """The eviction manager (node conditions, node-level reclaim, evictions), image GC."""
+        workers, kc = self.workers, self.config.kubelet
+        assert workers is not None and self.recorder is not None
+        imagefs = await eviction_setup.image_fs(runtime, self.config.root_dir)
+        manager = eviction_setup.build(
+            kc,
+            host=found,
+            cgroups=cgroups,
+            runtime=runtime,
+            root_dir=self.config.root_dir,
+            imagefs=imagefs,
+            active_pods=workers.active_pods,
+            evict=lambda pod, message: workers.evict(PodUID(pod["metadata"]["uid"]), message),
+            record=self.recorder.record,
+        )
+        self.eviction = manager
+        if manager.image_gc is not None:
+            with contextlib.suppress(CRIError):
+                await manager.image_gc.unused()  # images present now are first seen at start-up
+        supervise.spawn(self.tasks, "eviction", manager.run)
+        supervise.spawn(
+            self.tasks,
+            "image-gc",
+            lambda: manager.image_gc_loop(
+                kc.image_gc_high_threshold_percent,
+                kc.image_gc_low_threshold_percent,
+                lambda: eviction_signals.filesystem(imagefs)[0],
+            ),
+        )
+
+    def _admission(
+        self, pod: dict[str, object], others: list[dict[str, object]]
+    ) -> Rejection | None:
+        """Node pressure (eviction manager), then the resource fit against allocatable."""
+        if self.eviction is not None:
+            rejection = self.eviction.admit(pod)
+            if rejection is not None:
+                return rejection
+        kc = self.config.kubelet
+        amounts = alloc.allocatable_amounts(
+            machine.gather(self.config.root_dir), kc.max_pods, self.reservations
+        )
+        node = NodeResources(amounts.millicpu, amounts.memory, amounts.pods)
+        return check_resources(pod, others, node)
+
+    def _start_pods(
+        self,
+        client: ApiClient,
+        runtime: RuntimeClient,
+        ident: NodeIdentity,
+        cgroups: cgmanager.CgroupManager,
+    ) -> None:
         """Wire the pod pipeline: pod source -> workers -> executor/CRI; PLEG; status writer."""
         recorder = EventRecorder(client, ident.name)
+        self.recorder = recorder
         status = StatusManager(client)
         workers: PodWorkers | None = None
 
@@ -211,6 +307,9 @@ class Agent:
             ),
             etc_hosts=EtcHosts(runtime, self.config.root_dir / "pods"),
             runtime_classes=RuntimeClasses(client).handler,
+            cgroup_parent=lambda pod, create: (
+                cgroups.ensure_pod(pod) if create else cgroups.cgroup_parent(pod)
+            ),
         )
         probes = ProbeManager(
             runtime=runtime, recorder=recorder, wake=on_change, rand=random.random
@@ -224,14 +323,25 @@ class Agent:
             host_ips=lambda: ident.internal_ips,
             probes=probes,
             allowed_unsafe_sysctls=self.config.kubelet.allowed_unsafe_sysctls,
+            admission=self._admission,
         )
-        pod_config = PodConfig(workers)
+        pod_config = PodConfig(ObservedSink(workers, volumes.observe))
         mirrors = self._start_static_pods(client, ident, status, pod_config, workers)
         source = PodSource(client, ident.name, pod_config.source(API_SOURCE), mirrors)
         supervise.spawn(self.tasks, "events", recorder.run)
         supervise.spawn(self.tasks, "pod-status", status.run)
         supervise.spawn(self.tasks, "pleg", cache.relist_loop)
         supervise.spawn(self.tasks, "pod-source", source.run)
+        known = workers.known
+        supervise.spawn(
+            self.tasks,
+            "orphaned-pods",
+            lambda: volumes.orphan_loop(
+                lambda: source.synced.is_set() and cache.last_relist > 0,
+                lambda uid: uid in known() or uid in cache.uids(),
+            ),
+        )
+        supervise.spawn(self.tasks, "pod-cgroups", lambda: cgroups.housekeeping(workers.pods))
         self.workers = workers
 
     def _container_managers(
@@ -242,7 +352,9 @@ class Agent:
         recorder: EventRecorder,
     ) -> tuple[VolumeManager, EnvironmentManager, HooksManager]:
         """What a container needs besides its image: volumes, environment, lifecycle hooks."""
-        volumes = VolumeManager(client, self.config.root_dir)
+        volumes = VolumeManager(
+            client, self.config.root_dir, allocatable=lambda: node_allocatable()
+        )
         supervise.spawn(self.tasks, "volumes-refresh", volumes.refresh_loop)
         services = ServiceCache(client)
         supervise.spawn(self.tasks, "services", services.run)
@@ -252,7 +364,7 @@ class Agent:
 
         def node_allocatable() -> dict[str, str]:
             facts = machine.gather(self.config.root_dir)
-            return allocatable(facts, self.config.kubelet.max_pods)
+            return alloc.node_allocatable(facts, self.config.kubelet.max_pods, self.reservations)
 
         env = EnvironmentManager(
             ObjectCache(client),

@@ -68,6 +68,8 @@ class NodeHeartbeat:
     lease_duration: int = 40
     node_uid: str = ""
     pod_cidr: str | None = None
+    allocatable: Callable[[MachineFacts], dict[str, str]] | None = None
+    """status.allocatable from the facts (node.allocatable); None: capacity less hugepages."""
     _written: dict[str, Any] = field(default_factory=dict)
     _written_at: float = 0.0
     registered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -89,13 +91,15 @@ class NodeHeartbeat:
     async def sync_status(self) -> None:
         """Compute the status; write it when something changed or the report interval passed."""
         now = now_rfc3339()
+        facts = self.facts()
         new = nodestatus.node_status(
             self.ident,
-            self.facts(),
+            facts,
             self.health(),
             previous=self._written,
             now=now,
             max_pods=self.max_pods,
+            alloc=self.allocatable(facts) if self.allocatable is not None else None,
         )
         since = time.monotonic() - self._written_at
         due = not self._written or nodestatus.write_due(

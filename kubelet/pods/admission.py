@@ -1,5 +1,5 @@
-"""Node-side pod admission (spec.os, sysctls), the runAsNonRoot image-user check, and the
-RuntimeClass -> CRI handler lookup, with upstream's reasons and messages.
+"""Node-side pod admission (spec.os, sysctls, resource fit), the runAsNonRoot image-user check,
+and the RuntimeClass -> CRI handler lookup, with upstream's reasons and messages.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from kubelet.apiserver import ApiClient, ApiError, NotFound
 from kubelet.apiserver.requests import RUNTIMECLASSES
+from kubelet.cgroups.planner import pod_requests
 from kubelet.runtime.criconfig import effective_security_context
 
 Json = Mapping[str, Any]
@@ -106,6 +107,40 @@ def check_os(pod: Json, node_os: str = NODE_OS) -> Rejection | None:
         return Rejection(
             POD_OS_NOT_SUPPORTED, "Failed to admit pod as the OS field doesn't match node OS"
         )
+    return None
+
+
+@dataclass(frozen=True)
+class NodeResources:
+    """Node allocatable in numbers: millicores, bytes, pods."""
+
+    millicpu: int
+    memory: int
+    pods: int
+
+
+def _insufficient(name: str, requested: int, used: int, capacity: int) -> Rejection:
+    """Upstream's InsufficientResourceError as the predicate admit handler reports it."""
+    return Rejection(
+        f"OutOf{name}",
+        f"Node didn't have enough resource: {name}, requested: {requested}, used: {used}, "
+        f"capacity: {capacity}",
+    )
+
+
+def check_resources(pod: Json, others: Sequence[Json], node: NodeResources) -> Rejection | None:
+    """The resource fit of the kubelet's predicate admission: pods first, then cpu and memory
+    (requests of the active pods against allocatable); only the first failure is reported."""
+    if len(others) + 1 > node.pods:
+        return _insufficient("pods", 1, len(others), node.pods)
+    want = pod_requests(pod)
+    used = {"cpu": 0, "memory": 0}
+    for other in others:
+        for name, amount in pod_requests(other).items():
+            used[name] += amount
+    for name, capacity in (("cpu", node.millicpu), ("memory", node.memory)):
+        if want[name] > 0 and want[name] > capacity - used[name]:
+            return _insufficient(name, want[name], used[name], capacity)
     return None
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from cri.errors import CRIError
 from kubelet import events as ev
 from kubelet.apiserver import PODS, ApiClient, ApiError, NotFound, Preconditions
+from kubelet.eviction.oom import OOM_EVENT_REASON, new_oom_kills, oom_message
 from kubelet.pods.admission import Rejection, admit, rejected_status
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.executor import IMAGE_PULL_BACK_OFF, Outcome, PodExecutor
@@ -42,6 +43,10 @@ from kubelet.server.metrics import POD_START_DURATION, POD_START_SLI_DURATION, P
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
 RESYNC_SECONDS = 10.0
+EVICTED = "Evicted"
+TERMINAL_PHASES = ("Failed", "Succeeded")
+ExtraAdmission = Callable[[Json, list[Json]], Rejection | None]
+"""(pod, the other active pods) -> a rejection: node pressure and resource fit (agent wiring)."""
 
 
 class Phase(StrEnum):
@@ -67,6 +72,14 @@ class _Worker:
     sync_type: str = "create"
     """kubelet_pod_worker_duration_seconds' operation_type of the next round: create/update/sync."""
     start_observed: bool = False
+    volumes_released: bool = False
+    """The pod reached a terminal phase and its volumes were torn down (before its deletion)."""
+    halted: bool = False
+    """Never run again: the pod was evicted, or had already ended when this agent found it."""
+    failure: Waiting | None = None
+    """Why the node failed the pod (Evicted and its message)."""
+    oom_seen: set[str] = field(default_factory=set)
+    """Container IDs whose OOM kill was already reported with an event."""
 
     def wake_in(self, delay: float) -> None:
         if self.timer is not None:
@@ -123,6 +136,7 @@ class PodWorkers:
         resync: float = RESYNC_SECONDS,
         probes: Probes | None = None,
         allowed_unsafe_sysctls: Sequence[str] = (),
+        admission: ExtraAdmission | None = None,
     ) -> None:
         self._probes: Probes = probes or NoProbes()
         self._client = client
@@ -136,6 +150,7 @@ class PodWorkers:
         self._done: set[PodUID] = set()
         """UIDs torn down for good: never started again (a pod UID is never reused)."""
         self._unsafe_sysctls = tuple(allowed_unsafe_sysctls)
+        self._admission = admission
 
     # ---- inputs ---------------------------------------------------------------------------
     def update(self, pod: Json) -> None:
@@ -173,6 +188,23 @@ class PodWorkers:
     def pods(self) -> list[Json]:
         """The newest spec of every pod this node runs or is still tearing down."""
         return [w.pod for w in self._workers.values()]
+
+    def active_pods(self) -> list[Json]:
+        """Pods admitted here that may still run: not halted, not terminal, not terminating."""
+        out = []
+        for uid, w in self._workers.items():
+            phase = (self._status.get(uid) or w.pod.get("status") or {}).get("phase")
+            running = w.admitted and not w.halted and w.phase == Phase.SYNCING
+            if running and phase not in TERMINAL_PHASES:
+                out.append(w.pod)
+        return out
+
+    def evict(self, uid: PodUID, message: str) -> None:
+        """Kill the pod's containers and fail it with reason Evicted; the object stays."""
+        w = self._workers.get(uid)
+        if w is not None:
+            w.halted, w.failure = True, Waiting(EVICTED, message)
+            w.wake.set()
 
     def could_have_running_containers(self, uid: PodUID) -> bool:
         w = self._workers.get(uid)
@@ -250,6 +282,8 @@ class PodWorkers:
         if pod.is_deleted:
             self._transition(w, Phase.TERMINATING)
         runtime = await self._cache.refresh(uid)
+        if not w.admitted and (pod_json.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            w.admitted = w.halted = True  # it ended before this agent saw it: never rerun
         if not w.admitted:
             rejection = self._admit(pod, pod_json, runtime)
             if rejection is not None:
@@ -258,13 +292,17 @@ class PodWorkers:
         status_json = self._status.get(uid) or pod_json.get("status") or {}
         probe_results, _ = self._probes.results(uid)
         actions = compute_pod_actions(
-            pod,
+            _as_deleted(pod_json) if w.halted and not pod.is_deleted else pod,
             runtime,
             now=time.time(),
             backoff=self._backoff,
             probe_results=probe_results,
             start_time=_parse_time(status_json.get("startTime")),
         )
+        if w.failure is not None:
+            actions.pod_failed = True
+            actions.pod_failed_reason = w.failure.reason
+            actions.pod_failed_message = w.failure.message
         outcome = Outcome()
         for name, waiting in actions.waiting.items():
             if waiting.reason == CRASH_LOOP_BACK_OFF:
@@ -281,8 +319,11 @@ class PodWorkers:
             outcome = await self._exec.execute(pod_json, pod, actions, runtime)
             runtime = await self._cache.refresh(uid)
         self._probes.sync(pod, pod_json, runtime)
+        for c in new_oom_kills(runtime.containers, w.oom_seen):
+            self._exec.container_event(pod, c.name, ev.WARNING, OOM_EVENT_REASON, oom_message(c))
         self._derive(pod, pod_json, runtime, actions, outcome, status_json)
         self._observe_start(w, pod, runtime, status_json)
+        await self._release_volumes(uid, w, runtime)
         if w.phase == Phase.TERMINATING and not _running(runtime):
             return await self._finish(uid, w, pod_json, runtime)
         delay = self._retry_delay(pod, runtime, actions, outcome)
@@ -295,7 +336,10 @@ class PodWorkers:
         """Admission of a pod that never ran here (nothing in the runtime, not deleted)."""
         if pod.is_deleted or runtime.sandboxes or runtime.containers:
             return None
-        return admit(pod_json, allowed_unsafe_sysctls=self._unsafe_sysctls)
+        rejection = admit(pod_json, allowed_unsafe_sysctls=self._unsafe_sysctls)
+        if rejection is None and self._admission is not None:
+            rejection = self._admission(pod_json, self.active_pods())
+        return rejection
 
     async def _reject(self, w: _Worker, pod: Pod, rejection: Rejection) -> bool:
         """Upstream's rejectPod: an event, a Failed status, and nothing ever runs."""
@@ -343,7 +387,7 @@ class PodWorkers:
         waiting: dict[str, Waiting] = {**actions.waiting, **outcome.waiting}
         failure = (
             Waiting(actions.pod_failed_reason, actions.pod_failed_message)
-            if actions.pod_failed and actions.pod_failed_reason == "DeadlineExceeded"
+            if actions.pod_failed and actions.pod_failed_reason in ("DeadlineExceeded", EVICTED)
             else None
         )
         probe_results, readiness = self._probes.results(pod.uid)
@@ -359,6 +403,17 @@ class PodWorkers:
             failure=failure,
         )
         self._status.set(namespace=pod.namespace, name=pod.name, uid=pod.uid, status=status)
+
+    async def _release_volumes(self, uid: PodUID, w: _Worker, runtime: RuntimePod) -> None:
+        """A pod in a terminal phase (Succeeded, Failed) with nothing left running has its
+        volumes unmounted and removed at once, not only when its object is deleted, as
+        upstream's volume manager does for terminated pods; its directory stays until then."""
+        if w.volumes_released or w.phase != Phase.SYNCING or _running(runtime):
+            return
+        if (self._status.get(uid) or {}).get("phase") not in ("Succeeded", "Failed"):
+            return
+        w.volumes_released = True
+        await self._exec.volumes.teardown(uid)
 
     async def _finish(self, uid: PodUID, w: _Worker, pod_json: Json, runtime: RuntimePod) -> bool:
         """Nothing runs any more: write the last status, delete the object, free the runtime."""

@@ -1,0 +1,178 @@
+"""Keeps the node's pod cgroups: kubepods (sized to allocatable when enforced), the burstable and
+besteffort tiers, one pod<uid> per pod; removes a pod's cgroup once no process is left in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kubelet.cgroups import host as cghost
+from kubelet.cgroups import planner
+from kubelet.cgroups.planner import Resources
+from kubelet.cgroups.v1 import V1Writer
+from kubelet.cgroups.v2 import V2Writer
+from kubelet.cgroups.writer import CgroupError, CgroupWriter
+from kubelet.runtime.criconfig import QOS_BEST_EFFORT, QOS_BURSTABLE, pod_qos
+
+log = logging.getLogger(__name__)
+Json = Mapping[str, Any]
+HOUSEKEEPING_SECONDS = 2.0
+
+
+def writer_for(found: cghost.CgroupHost) -> CgroupWriter:
+    if found.version == cghost.V1:
+        return V1Writer(found.v1_mounts, found.v1_other)
+    assert found.v2_mount is not None
+    return V2Writer(found.v2_mount)
+
+
+class CgroupManager:
+    """Pod cgroups of one node agent, all below its cgroupRoot."""
+
+    def __init__(
+        self,
+        writer: CgroupWriter,
+        *,
+        cgroup_root: str = "",
+        cgroups_per_qos: bool = True,
+        driver: str = cghost.CGROUPFS,
+        pod_pids_limit: int = -1,
+    ) -> None:
+        self.writer = writer
+        self.root = cgroup_root
+        self.per_qos = cgroups_per_qos
+        self.driver = driver
+        self.pod_pids_limit = pod_pids_limit
+
+    # ---- names -----------------------------------------------------------------------------
+    def name(self, parts: planner.Parts) -> str:
+        if self.driver == cghost.SYSTEMD:
+            return planner.systemd_name(parts)
+        return planner.cgroupfs_name(parts)
+
+    def pod_parts(self, pod: Json) -> tuple[str, ...]:
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        return planner.pod_parts(self.root, pod_qos(pod), uid, self.per_qos)
+
+    def cgroup_parent(self, pod: Json) -> str:
+        """The sandbox's cgroup parent in CRI (the pod cgroup, named for the driver)."""
+        return self.name(self.pod_parts(pod))
+
+    def _containers(self) -> list[tuple[str, ...]]:
+        """The cgroups that hold pod cgroups directly."""
+        base = planner.node_parts(self.root, self.per_qos)
+        if not self.per_qos:
+            return [base]
+        return [base, *(planner.tier_parts(self.root, q) for q in (QOS_BURSTABLE, QOS_BEST_EFFORT))]
+
+    def pod_cgroups(self) -> dict[str, tuple[str, ...]]:
+        """Pod UID -> its cgroup, for every pod<uid> cgroup present."""
+        out: dict[str, tuple[str, ...]] = {}
+        for base in self._containers():
+            for child in self.writer.children(base):
+                uid = planner.pod_uid_of(child)
+                if uid is not None:
+                    out[uid] = (*base, child)
+        return out
+
+    # ---- node level ------------------------------------------------------------------------
+    def setup(self, node: Resources, pods: Iterable[Json] = ()) -> None:
+        """Create kubepods with the node's resources and the QoS tiers (start-up)."""
+        self.writer.ensure(planner.node_parts(self.root, self.per_qos), node)
+        if self.per_qos:
+            self.update_qos(pods)
+        log.info(
+            "cgroups v%d: pods under %s",
+            self.writer.version,
+            self.name(planner.node_parts(self.root, self.per_qos)),
+        )
+
+    def update_qos(self, pods: Iterable[Json]) -> None:
+        """The burstable tier's shares follow the Burstable pods' CPU requests; besteffort 2."""
+        if not self.per_qos:
+            return
+        for qos, res in planner.qos_tier_resources(pods).items():
+            self.writer.ensure(planner.tier_parts(self.root, qos), res)
+
+    # ---- pods ------------------------------------------------------------------------------
+    def ensure_pod(self, pod: Json) -> str:
+        """Create or update the pod's cgroup; returns its name for the sandbox's cgroup parent."""
+        parts = self.pod_parts(pod)
+        self.writer.ensure(parts, planner.pod_resources(pod, pids_limit=self.pod_pids_limit))
+        return self.name(parts)
+
+    def cleanup(self, active: set[str]) -> list[str]:
+        """Remove pod cgroups of pods no longer active once no process is left in them (else
+        they are retried on the next round); returns the UIDs removed."""
+        removed = []
+        for uid, parts in self.pod_cgroups().items():
+            if uid in active:
+                continue
+            try:
+                gone = self.writer.remove(parts)
+            except CgroupError as e:
+                log.warning("removing cgroup of pod uid=%s failed: %s", uid, e)
+                continue
+            if gone:
+                removed.append(uid)
+                log.info("removed cgroup %s of pod uid=%s", self.name(parts), uid)
+        return removed
+
+    def working_set(self, uid: str) -> int | None:
+        parts = self.pod_cgroups().get(uid)
+        return None if parts is None else self.writer.memory_working_set(parts)
+
+    def process_count(self, uid: str) -> int:
+        parts = self.pod_cgroups().get(uid)
+        return 0 if parts is None else len(self.writer.procs(parts))
+
+    async def housekeeping(
+        self, active_pods: Callable[[], Sequence[Json]], every: float = HOUSEKEEPING_SECONDS
+    ) -> None:
+        """Orphan cleanup (at start-up and then periodically) and the QoS tiers' update."""
+        while True:
+            pods = active_pods()
+            uids = {str((p.get("metadata") or {}).get("uid") or "") for p in pods}
+            try:
+                self.cleanup(uids)
+                self.update_qos(pods)
+            except CgroupError as e:
+                log.warning("cgroup housekeeping: %s", e)
+            await asyncio.sleep(every)
+
+
+def build(
+    found: cghost.CgroupHost,
+    *,
+    cgroup_root: str,
+    cgroups_per_qos: bool,
+    driver: str,
+    pod_pids_limit: int,
+) -> CgroupManager:
+    """The manager for the detected host; refuses a driver the host cannot serve."""
+    pid1 = (Path("/proc/1/comm").read_text() if Path("/proc/1/comm").exists() else "").strip()
+    cghost.check_driver(driver, pid1)
+    return CgroupManager(
+        writer_for(found),
+        cgroup_root=cgroup_root,
+        cgroups_per_qos=cgroups_per_qos,
+        driver=driver,
+        pod_pids_limit=pod_pids_limit,
+    )
+
+
+def remove_root(cgroup_root: str) -> bool:
+    """Remove a cgroup root and everything below it when no process is left (cluster down)."""
+    parts = planner.root_parts(cgroup_root)
+    if not parts:
+        return False
+    try:
+        writer = writer_for(cghost.detect())
+        return writer.exists(parts) and writer.remove(parts)
+    except (cghost.CgroupSetupError, CgroupError, OSError) as e:
+        log.warning("removing cgroup root %s failed: %s", cgroup_root, e)
+        return False

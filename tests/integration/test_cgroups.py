@@ -1,0 +1,216 @@
+"""Pod cgroups on this machine's real cgroup v1: Guaranteed pods get <root>/kubepods/pod<uid> with
+their limits and every process inside, BestEffort lands under besteffort, deletion removes the
+cgroups, a memory hog is OOMKilled and restarted, a pod larger than allocatable is OutOfcpu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from cri import api
+from cri.client import RuntimeClient
+from kubelet.cluster import up as cluster
+from kubelet.cluster.spec import ClusterSpec
+
+from .podutil import (
+    Json,
+    api_json,
+    container,
+    create_pod,
+    cstatus,
+    events,
+    get_pod,
+    pod_body,
+    wait_for,
+    wait_pod,
+)
+
+CG = Path("/sys/fs/cgroup")
+MI = 1024 * 1024
+
+
+def _root(spec: ClusterSpec) -> str:
+    return cluster.cgroup_root(spec).strip("/")
+
+
+def _sized(name: str, script: str, cpu: str | None, memory: str | None, limits: bool) -> Json:
+    c = container(name, script)
+    res: dict[str, str] = {}
+    if cpu:
+        res["cpu"] = cpu
+    if memory:
+        res["memory"] = memory
+    if res:
+        c["resources"] = {"requests": dict(res), **({"limits": dict(res)} if limits else {})}
+    return c
+
+
+def _running(pod: Json) -> bool:
+    return bool(pod.get("status", {}).get("phase") == "Running")
+
+
+def _pids(spec: ClusterSpec, uid: str) -> list[int]:
+    """The sandbox's and every container's main process, from CRI verbose status."""
+
+    async def go() -> list[int]:
+        async with RuntimeClient(f"unix://{spec.containerd_socket}") as rt:
+            out = []
+            sel = {"io.kubernetes.pod.uid": uid}
+            for sb in await rt.list_pod_sandbox(filter=api.PodSandboxFilter(label_selector=sel)):
+                st = await rt.pod_sandbox_status(sb.id, verbose=True)
+                out.append(int(json.loads(st.info["info"])["pid"]))
+            for c in await rt.list_containers(filter=api.ContainerFilter(label_selector=sel)):
+                if c.state == api.CONTAINER_RUNNING:
+                    cs = await rt.container_status(c.id, verbose=True)
+                    out.append(int(json.loads(cs.info["info"])["pid"]))
+            return out
+
+    return asyncio.run(go())
+
+
+def _cgroup_of(pid: int, controller: str) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        if controller in names.split(","):
+            return path
+    return ""
+
+
+def _gone(rel: str) -> bool:
+    """No hierarchy (v1 controllers, name=systemd, the hybrid unified one) has the cgroup."""
+    return not list(CG.glob(f"*/{rel}"))
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def test_guaranteed_pod_gets_its_cgroup_and_limits(cluster_spec: ClusterSpec, ns: str) -> None:
+    root = _root(cluster_spec)
+    body = pod_body(
+        "guaranteed",
+        [
+            _sized("a", "sleep 3600", "200m", "64Mi", limits=True),
+            _sized("b", "sleep 3600", "300m", "32Mi", limits=True),
+        ],
+        grace=1,
+    )
+    uid = create_pod(cluster_spec, ns, body)["metadata"]["uid"]
+    pod = wait_pod(cluster_spec, ns, "guaranteed", _running, 60, "Running")
+    assert pod["status"]["qosClass"] == "Guaranteed"
+    rel = f"{root}/kubepods/pod{uid}"
+    assert _read(CG / "memory" / rel / "memory.limit_in_bytes") == str(96 * MI)
+    assert _read(CG / "cpu" / rel / "cpu.cfs_quota_us") == "50000"
+    assert _read(CG / "cpu" / rel / "cpu.cfs_period_us") == "100000"
+    assert _read(CG / "cpu" / rel / "cpu.shares") == "512"
+    pids = wait_for(lambda: (p := _pids(cluster_spec, uid)) and len(p) == 3 and p, 20, "3 pids")
+    for pid in pids:
+        for controller in ("memory", "cpu", "pids"):
+            assert _cgroup_of(pid, controller).startswith(f"/{rel}/"), (pid, controller)
+    # the whole pod cgroup holds exactly the pod's processes (pause + 2 sleeps)
+    procs = {
+        int(p) for d in (CG / "memory" / rel).rglob("cgroup.procs") for p in d.read_text().split()
+    }
+    assert set(pids) <= procs
+    api_json(cluster_spec, f"/api/v1/namespaces/{ns}/pods/guaranteed", method="DELETE")
+    wait_for(
+        lambda: _gone(rel),
+        60,
+        "pod cgroup removed",
+    )
+
+
+def test_besteffort_and_burstable_tiers(cluster_spec: ClusterSpec, ns: str) -> None:
+    root = _root(cluster_spec)
+    be = create_pod(cluster_spec, ns, pod_body("be", [container("c", "sleep 3600")], grace=1))
+    bu = create_pod(
+        cluster_spec,
+        ns,
+        pod_body("bu", [_sized("c", "sleep 3600", "250m", "32Mi", limits=False)], grace=1),
+    )
+    for name in ("be", "bu"):
+        wait_pod(cluster_spec, ns, name, _running, 60, "Running")
+    be_rel = f"{root}/kubepods/besteffort/pod{be['metadata']['uid']}"
+    bu_rel = f"{root}/kubepods/burstable/pod{bu['metadata']['uid']}"
+    assert get_pod(cluster_spec, ns, "be")["status"]["qosClass"] == "BestEffort"  # type: ignore[index]
+    assert _read(CG / "cpu" / be_rel / "cpu.shares") == "2"
+    assert _read(CG / "cpu" / bu_rel / "cpu.shares") == "256"
+    assert _read(CG / "cpu" / bu_rel / "cpu.cfs_quota_us") == "-1"
+    assert _read(CG / "cpu" / f"{root}/kubepods/besteffort" / "cpu.shares") == "2"
+    wait_for(
+        lambda: _read(CG / "cpu" / f"{root}/kubepods/burstable" / "cpu.shares") == "256",
+        10,
+        "burstable tier shares follow the Burstable pods' requests",
+    )
+    for uid in (be["metadata"]["uid"], bu["metadata"]["uid"]):
+        pid = _pids(cluster_spec, uid)[-1]
+        assert f"pod{uid}" in _cgroup_of(pid, "memory")
+    for name in ("be", "bu"):
+        api_json(cluster_spec, f"/api/v1/namespaces/{ns}/pods/{name}", method="DELETE")
+    wait_for(
+        lambda: _gone(be_rel) and _gone(bu_rel),
+        60,
+        "pod cgroups removed",
+    )
+
+
+def test_memory_hog_is_oom_killed_and_restarted(cluster_spec: ClusterSpec, ns: str) -> None:
+    hog = _sized(
+        "hog", "sleep 1; a=$(head -c 200m /dev/zero | tr '\\0' x); sleep 5", "100m", "32Mi", True
+    )
+    create_pod(cluster_spec, ns, pod_body("hog", [hog], grace=1))
+
+    def oom_restarted(pod: Json) -> bool:
+        s = cstatus(pod, "hog")
+        return s.get("restartCount", 0) >= 1 and "terminated" in s.get("lastState", {})
+
+    pod = wait_pod(cluster_spec, ns, "hog", oom_restarted, 90, "OOMKilled and restarted")
+    last = cstatus(pod, "hog")["lastState"]["terminated"]
+    assert last["reason"] == "OOMKilled", last
+    assert last["exitCode"] == 137, last
+    wait_for(
+        lambda: any(e["reason"] == "OOMKilling" for e in events(cluster_spec, ns, "hog")),
+        20,
+        "OOMKilling event",
+    )
+    api_json(cluster_spec, f"/api/v1/namespaces/{ns}/pods/hog", method="DELETE")
+
+
+def test_pod_larger_than_allocatable_is_out_of_cpu(cluster_spec: ClusterSpec, ns: str) -> None:
+    create_pod(cluster_spec, ns, pod_body("huge", [_sized("c", "sleep 3600", "1000", None, True)]))
+    pod = wait_pod(
+        cluster_spec,
+        ns,
+        "huge",
+        lambda p: p.get("status", {}).get("phase") == "Failed",
+        30,
+        "rejected",
+    )
+    assert pod["status"]["reason"] == "OutOfcpu"
+    assert pod["status"]["message"].startswith(
+        "Pod was rejected: Node didn't have enough resource: cpu, requested: 1000000, used: "
+    ), pod["status"]["message"]
+    assert any(e["reason"] == "OutOfcpu" for e in events(cluster_spec, ns, "huge"))
+
+
+def test_orphan_pod_cgroup_removed_once_its_processes_are_gone(
+    cluster_spec: ClusterSpec, ns: str
+) -> None:
+    rel = f"{_root(cluster_spec)}/kubepods/besteffort/pod{uuid.uuid4()}"
+    for controller in ("memory", "cpu"):
+        (CG / controller / rel).mkdir()
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        (CG / "memory" / rel / "cgroup.procs").write_text(str(sleeper.pid))
+        time.sleep(5)  # housekeeping runs every 2 s: a cgroup with a process stays
+        assert (CG / "memory" / rel).is_dir()
+        assert _read(CG / "memory" / rel / "cgroup.procs") == str(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    wait_for(lambda: _gone(rel), 15, "orphan pod cgroup removed after its process exited")
