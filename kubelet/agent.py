@@ -341,7 +341,11 @@ class Agent:
                 lambda uid: uid in known() or uid in cache.uids(),
             ),
         )
-        supervise.spawn(self.tasks, "pod-cgroups", lambda: cgroups.housekeeping(workers.pods))
+        supervise.spawn(
+            self.tasks,
+            "pod-cgroups",
+            lambda: cgroups.housekeeping(workers.pods, ready=source.synced.wait),
+        )
         self.workers = workers
 
     def _container_managers(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,16 @@ class CgroupManager:
         return 0 if parts is None else len(self.writer.procs(parts))
 
     async def housekeeping(
-        self, active_pods: Callable[[], Sequence[Json]], every: float = HOUSEKEEPING_SECONDS
+        self,
+        active_pods: Callable[[], Sequence[Json]],
+        *,
+        ready: Callable[[], Awaitable[object]] | None = None,
+        every: float = HOUSEKEEPING_SECONDS,
     ) -> None:
-        """Orphan cleanup (at start-up and then periodically) and the QoS tiers' update."""
+        """Orphan cleanup (once the pod sources are read, so a restarted agent knows its pods,
+        then periodically) and the QoS tiers' update."""
+        if ready is not None:
+            await ready()
         while True:
             pods = active_pods()
             uids = {str((p.get("metadata") or {}).get("uid") or "") for p in pods}
