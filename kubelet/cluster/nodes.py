@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubelet.cluster import containerd, hostops, images, nsforward, process
+from kubelet.cluster import containerd, hostops, images, nsforward, process, proxyproc
 from kubelet.cluster import segment as segment_
 from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec
 from net import netns
@@ -240,18 +240,10 @@ def agent_command(spec: ClusterSpec, node: SimNode, config: Path) -> list[str]:
     ]
 
 
-def start_routes(spec: ClusterSpec, node: SimNode) -> None:
-    """Node routes for this node: `pykubelet proxy` once it routes, else the route loop."""
-    d = daemon(spec, "routes", node)
-    cmd = [
-        sys.executable,
-        "-m",
-        "kubelet.cluster.routeloop",
-        f"--dir={spec.directory}",
-        f"--node={node.name}",
-        f"--mode={spec.route_mode}",
-    ]
-    process.start(d, cmd, netns=node.netns)
+def start_proxy(spec: ClusterSpec, node: SimNode, *, say: Progress) -> None:
+    """`pykubelet proxy` of the node in its netns: Service rules and node routes
+    (spec.route_mode), with the cluster's kube-proxy identity."""
+    proxyproc.start_proxy(spec, node.name, netns=node.netns, node_routes=spec.route_mode, say=say)
 
 
 def pod_cidrs(spec: ClusterSpec) -> dict[str, list[str]]:
@@ -271,7 +263,7 @@ def pod_cidrs(spec: ClusterSpec) -> dict[str, list[str]]:
 
 
 # ---- teardown ---------------------------------------------------------------------------------
-KINDS_STOP_ORDER = ("routes", "proxy", "pykubelet", "nsforward")
+KINDS_STOP_ORDER = ("pykubelet", "nsforward")
 
 
 def _teardown_pods(spec: ClusterSpec, node: SimNode) -> None:
@@ -294,17 +286,12 @@ def _teardown_pods(spec: ClusterSpec, node: SimNode) -> None:
 def stop_node_processes(spec: ClusterSpec, node: SimNode, *, say: Progress) -> None:
     from kubelet.cluster.up import agent_daemon
 
+    if proxyproc.stop_proxy(spec, node.name):
+        say(f"{node.name}: stopped pykubelet proxy")
     for kind in KINDS_STOP_ORDER:
         d = agent_daemon(spec, node.name) if kind == "pykubelet" else daemon(spec, kind, node)
         if process.stop(d):
             say(f"{node.name}: stopped {kind}")
-    try:
-        from kubelet.cluster import proxyproc
-
-        if proxyproc.stop_proxy(spec, node.name):
-            say(f"{node.name}: stopped pykubelet proxy")
-    except ImportError:
-        pass
     _teardown_pods(spec, node)
     if process.stop(daemon(spec, "containerd", node)):
         say(f"{node.name}: stopped containerd")

@@ -487,7 +487,7 @@ def start_sim_nodes(spec: ClusterSpec, *, say: Progress = _say) -> None:
         say(f"node {node.name} Ready at {node.address} ({waited:.1f}s)")
     nodes.route_pod_cidrs_from_root(spec, nodes.pod_cidrs(spec))
     for node in sims:
-        nodes.start_routes(spec, node)
+        nodes.start_proxy(spec, node, say=say)
     say(f"node routes: {spec.route_mode} between {len(sims)} nodes")
 
 
