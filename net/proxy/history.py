@@ -22,7 +22,7 @@ class SyncRecord:
     """Seconds from start to the end of the restore."""
     full: bool
     services: int
-    """Service ports in the desired state."""
+    """Services in the state it applied."""
     changed: tuple[str, ...] = ()
     """Services (`ns/name`) whose rules this sync added, rewrote or removed."""
     removed: tuple[str, ...] = ()

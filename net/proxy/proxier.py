@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,26 +53,36 @@ def _slice_service(obj: Mapping[str, Any]) -> model.ServiceKey | None:
     return (str(meta.get("namespace") or "default"), name)
 
 
-def frontends(
-    state: model.ClusterState, config: model.ProxyConfig
-) -> dict[conntrack.FrontendKey, frozenset[str]]:
-    """Every UDP/SCTP frontend of the state and the endpoint IPs traffic to it may reach (ready
-    ones, else serving-terminating ones, as the rules pick them)."""
-    out: dict[conntrack.FrontendKey, frozenset[str]] = {}
-    for key, svc in state.services.items():
-        eps = state.endpoints.get(key, ())
-        for port in svc.ports:
-            if port.protocol == "TCP":
-                continue
-            mine = [e for e in eps if e.port_name == port.name and e.protocol == port.protocol]
-            ready = [e.ip for e in mine if e.ready]
-            if not ready:
-                ready = [e.ip for e in mine if e.serving and e.terminating]
-            ips = frozenset(ready)
-            for ip in (svc.cluster_ip, *svc.external_ips, *svc.lb_ips):
-                out[(ip, port.port, port.protocol)] = ips
-            if port.node_port:
-                out[("", port.node_port, port.protocol)] = ips
+Frontends = dict[conntrack.FrontendKey, frozenset[str]]
+
+
+def service_frontends(svc: model.Service, eps: tuple[model.Endpoint, ...]) -> Frontends:
+    """The UDP/SCTP frontends of one Service and the endpoint IPs traffic to each may reach
+    (ready ones, else serving-terminating ones, as the rules pick them)."""
+    out: Frontends = {}
+    for port in svc.ports:
+        if port.protocol == "TCP":
+            continue
+        mine = [e for e in eps if e.port_name == port.name and e.protocol == port.protocol]
+        ready = [e.ip for e in mine if e.ready]
+        if not ready:
+            ready = [e.ip for e in mine if e.serving and e.terminating]
+        ips = frozenset(ready)
+        for ip in (svc.cluster_ip, *svc.external_ips, *svc.lb_ips):
+            out[(ip, port.port, port.protocol)] = ips
+        if port.node_port:
+            out[("", port.node_port, port.protocol)] = ips
+    return out
+
+
+def frontends_of(
+    state: model.ClusterState, keys: Iterable[model.ServiceKey]
+) -> dict[model.ServiceKey, Frontends]:
+    """service_frontends of `keys` (an empty map for keys without a Service)."""
+    out: dict[model.ServiceKey, Frontends] = {}
+    for key in keys:
+        svc = state.services.get(key)
+        out[key] = service_frontends(svc, state.endpoints.get(key, ())) if svc else {}
     return out
 
 
@@ -108,7 +118,8 @@ class SyncOutcome:
     desired: rules.RuleSet | None = None
     restore: render.Restore | None = None
     error: str = ""
-    frontends: dict[conntrack.FrontendKey, frozenset[str]] | None = None
+    frontends: dict[model.ServiceKey, Frontends] | None = None
+    """Frontends of the Services this sync looked at (all of them when full)."""
     flushed: int = 0
 
 
@@ -145,7 +156,7 @@ class Proxier:
         self.built: rules.RuleSet | None = None
         self.state = model.ClusterState({}, {})
         """The state of the last successful sync (the debug views read it)."""
-        self._frontends: dict[conntrack.FrontendKey, frozenset[str]] = {}
+        self._frontends: dict[model.ServiceKey, Frontends] = {}
         self.synced_once = False
 
     # ---- events --------------------------------------------------------------------------------
@@ -245,9 +256,9 @@ class Proxier:
         return bool(self.pending.services or self.pending.full)
 
     def snapshot(self) -> model.ClusterState:
-        services = dict(self._services)
-        eps = {k: v for k, v in self._endpoints.items() if k in services}
-        return model.ClusterState(services, eps)
+        # Endpoints of keys without a Service may be in it: the rule model looks them up by
+        # Service, so filtering them here would only cost time on every sync.
+        return model.ClusterState(dict(self._services), dict(self._endpoints))
 
     # ---- syncing --------------------------------------------------------------------------------
     def prepare(self, *, full: bool = False, reason: str = "") -> SyncJob:
@@ -296,10 +307,14 @@ class Proxier:
             log.exception("sync failed full=%s", job.full)
         out.duration = self._monotonic() - t0
         if not out.error and self.conntrack is not None:
-            out.frontends = frontends(job.state, job.config)
-            out.flushed = self.conntrack.flush(
-                conntrack.stale_flushes(self._frontends, out.frontends)
-            )
+            keys = (set(self._frontends) | set(job.state.services)) if job.full else None
+            out.frontends = frontends_of(job.state, keys or job.pending.services)
+            before: Frontends = {}
+            after: Frontends = {}
+            for key, fronts in out.frontends.items():
+                before.update(self._frontends.get(key, {}))
+                after.update(fronts)
+            out.flushed = self.conntrack.flush(conntrack.stale_flushes(before, after))
         return out
 
     def finish(self, job: SyncJob, out: SyncOutcome) -> SyncRecord:
@@ -311,15 +326,20 @@ class Proxier:
             self.applied = self.built = out.desired
             self.synced_once = True
             self.state = job.state
-            if out.frontends is not None:
-                self._frontends = out.frontends
+            for key, fronts in (out.frontends or {}).items():
+                if fronts:
+                    self._frontends[key] = fronts
+                else:
+                    self._frontends.pop(key, None)
             if out.flushed:
                 self.metrics.conntrack_deleted.labels("IPv4").inc(out.flushed)
             for trigger in job.pending.triggers:
                 if trigger <= now:
                     self.metrics.network_programming.observe(now - trigger)
-            for table, chains in out.desired.tables.items():
-                self.metrics.iptables_total.labels(table).set(sum(len(r) for r in chains.values()))
+            if job.full:  # counting walks every chain: not on the partial (fast) path
+                for table, chains in out.desired.tables.items():
+                    count = sum(len(r) for r in chains.values())
+                    self.metrics.iptables_total.labels(table).set(count)
         else:
             # Nothing was applied: keep what is owed, and owe a full sync.
             self.built = self.applied
@@ -333,7 +353,7 @@ class Proxier:
             time=out.start,
             duration=out.duration,
             full=job.full,
-            services=sum(len(s.ports) for s in job.state.services.values()),
+            services=len(job.state.services),
             changed=tuple(f"{ns}/{name}" for ns, name in r.changed) if r is not None else (),
             removed=tuple(r.removed_chains) if r is not None else (),
             lines=r.lines if r is not None else 0,

@@ -92,7 +92,7 @@ def format_rules(data: Mapping[str, Any]) -> str:
             "DURATION",
             "SYNC",
             "LINES",
-            "SVC PORTS",
+            "SERVICES",
             "CHANGED",
             "CHAINS REMOVED",
             "CT FLUSHED",
