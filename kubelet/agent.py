@@ -333,12 +333,17 @@ class Agent:
         supervise.spawn(self.tasks, "pleg", cache.relist_loop)
         supervise.spawn(self.tasks, "pod-source", source.run)
         known = workers.known
+
+        async def pods_known() -> None:
+            """The node's API pods are listed and the runtime is freshly read."""
+            await source.synced.wait()
+            await cache.relist()
+
         supervise.spawn(
             self.tasks,
             "orphaned-pods",
             lambda: volumes.orphan_loop(
-                lambda: source.synced.is_set() and cache.last_relist > 0,
-                lambda uid: uid in known() or uid in cache.uids(),
+                pods_known, lambda uid: uid in known() or uid in cache.uids()
             ),
         )
         supervise.spawn(

@@ -4,8 +4,9 @@ aside) and the merge of every source into one stream for the pod workers, dedupe
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from typing import Protocol
 
@@ -57,6 +58,8 @@ class PodSource:
         self._node = node
         self._sink = sink
         self._mirrors = mirrors
+        self.synced = asyncio.Event()
+        """Set once the first full list has reached the sink: the node's API pods are known."""
 
     async def run(self) -> None:
         events = list_then_watch(self._client, PODS, field_selector={"spec.nodeName": self._node})
@@ -80,6 +83,7 @@ class PodSource:
             self._sink.remove(uid)
         if self._mirrors is not None:
             self._mirrors.mirrors_synced(mirrors)
+        self.synced.set()
 
     def _event(self, kind: str, pod: JsonObject) -> None:
         if is_mirror_pod(pod):
@@ -144,3 +148,22 @@ class SourceView:
 
     def known(self) -> set[PodUID]:
         return self._config.known_from(self.name)
+
+
+class ObservedSink:
+    """A PodSink that also shows every pod update to `observe` (the volume manager, which then
+    refreshes the volumes of pods it did not set up itself: those of an earlier agent)."""
+
+    def __init__(self, sink: PodSink, observe: Callable[[JsonObject], None]) -> None:
+        self._sink = sink
+        self._observe = observe
+
+    def update(self, pod: JsonObject) -> None:
+        self._sink.update(pod)
+        self._observe(pod)
+
+    def remove(self, uid: PodUID) -> None:
+        self._sink.remove(uid)
+
+    def known(self) -> set[PodUID]:
+        return self._sink.known()

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,9 @@ from kubelet.volumes.tokens import Clock, TokenCache
 Json = Mapping[str, Any]
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 10.0
+ORPHAN_SCAN_SECONDS = 30.0
+Allocatable = Mapping[str, str] | Callable[[], Mapping[str, str]]
+"""Node allocatable (cpu, memory quantities), or a function that reads it when needed."""
 
 
 class ApiAccess(Protocol):
@@ -71,12 +74,15 @@ class VolumeManager:
         *,
         refresh_every: float = REFRESH_SECONDS,
         clock: Clock = time.time,
-        allocatable: Mapping[str, str] | None = None,
+        allocatable: Allocatable | None = None,
     ) -> None:
         self._client = client
         self.root_dir = root_dir
         self.refresh_every = refresh_every
-        self._allocatable = dict(allocatable) if allocatable is not None else host_allocatable()
+        self._allocatable: Allocatable = (
+            allocatable if allocatable is not None else host_allocatable()
+        )
+        """For resourceFieldRef defaults and the memory-backed emptyDir size."""
         self._tokens = TokenCache(self._request_token, clock=clock)
         self._pods: dict[str, Json] = {}
         """Pods whose volumes are set up, by UID: the latest object seen (refresh reads it)."""
@@ -139,16 +145,18 @@ class VolumeManager:
             self._pods[uid] = pod
             await self._sync(pod, only_written=True)
 
-    async def cleanup_orphans(self, active_uids: Collection[str]) -> list[str]:
+    async def cleanup_orphans(self, active: Collection[str] | Callable[[str], bool]) -> list[str]:
         """Unmount and remove the directories of pods that are gone (call it once the pod
-        workers know every pod of the node, e.g. after the first pod list at start-up)."""
+        workers know every pod of the node, e.g. after the first pod list at start-up).
+        `active`: the UIDs to keep, or a predicate asked at the moment each one is checked."""
         root = pods_dir(self.root_dir)
         if not root.is_dir():
             return []
+        keep = active if callable(active) else active.__contains__
         removed = []
         for entry in sorted(root.iterdir()):
             uid = entry.name
-            if uid in active_uids or uid in self._pods or not entry.is_dir():
+            if keep(uid) or uid in self._pods or not entry.is_dir():
                 continue
             async with self._lock(uid):
                 await asyncio.to_thread(teardown_pod, self.root_dir, uid, remove_pod_dir=True)
@@ -157,6 +165,25 @@ class VolumeManager:
         if removed:
             log.info("removed the directories of %d orphaned pods: %s", len(removed), removed)
         return removed
+
+    async def orphan_loop(
+        self,
+        ready: Callable[[], Awaitable[object]],
+        active: Callable[[str], bool],
+        every: float = ORPHAN_SCAN_SECONDS,
+    ) -> None:
+        """Forever: once `ready()` returns (the node's pods are listed and the runtime was read),
+        remove the pod directories and mounts of pods that no longer exist, at once and then
+        every `every` seconds, as upstream's housekeeping (cleanupOrphanedPodDirs) does.
+        `active` must also keep pods the runtime still has containers or sandboxes of."""
+        await ready()
+        while True:
+            await self.cleanup_orphans(active)
+            await asyncio.sleep(every)
+
+    def _node_allocatable(self) -> Mapping[str, str]:
+        source = self._allocatable
+        return source() if callable(source) else source
 
     # ---- internals -----------------------------------------------------------------------------
     async def _latest_pod(self, pod: Json) -> Json:
@@ -182,9 +209,10 @@ class VolumeManager:
         if not volumes:
             return
         sources = await self._fetch(pod, volumes)
+        allocatable = self._node_allocatable()
         for v in volumes:
             changed = await asyncio.to_thread(
-                setup_volume, self.root_dir, pod, v, sources, self._allocatable
+                setup_volume, self.root_dir, pod, v, sources, allocatable
             )
             if changed and only_written:
                 log.info("pod=%s volume %s updated", _ref(pod), v["name"])

@@ -16,6 +16,7 @@ from kubelet.quantity import QuantityError, parse_memory
 from kubelet.volumes import hostfs
 from kubelet.volumes.atomic import PayloadError, write_atomically
 from kubelet.volumes.content import FileProjection, Payload, Sources, plan_payload
+from kubelet.volumes.memsize import empty_dir_memory_size
 from kubelet.volumes.paths import (
     MEMORY_KINDS,
     WRITTEN_KINDS,
@@ -46,12 +47,14 @@ def with_group_modes(payload: Payload) -> Payload:
     }
 
 
-def memory_size(volume: Json) -> int | None:
-    limit = (volume.get("emptyDir") or {}).get("sizeLimit")
-    if limit is None:
-        return None
+def memory_size(pod: Json, volume: Json, allocatable: Mapping[str, str]) -> int | None:
+    """The tmpfs size of a memory-backed emptyDir (kubelet.volumes.memsize)."""
     try:
-        return parse_memory(limit) or None
+        node_memory = parse_memory(allocatable["memory"]) if "memory" in allocatable else None
+    except QuantityError:
+        node_memory = None
+    try:
+        return empty_dir_memory_size(pod, volume, node_memory)
     except QuantityError as e:
         raise _fail(str(volume["name"]), f"invalid sizeLimit: {e}") from e
 
@@ -77,7 +80,9 @@ def setup_volume(
                 raise _fail(name, f"hostPath type check failed: {e}") from e
             return False
         if kind == "emptyDir":
-            _empty_dir(target, volume, gid)
+            in_memory = (volume.get("emptyDir") or {}).get("medium") == "Memory"
+            size = memory_size(pod, volume, allocatable) if in_memory else None
+            _empty_dir(target, volume, gid, size)
             return False
         if kind in WRITTEN_KINDS:
             return _written(target, kind, pod, volume, sources, allocatable, gid)
@@ -88,10 +93,10 @@ def setup_volume(
     raise _fail(name, f"volume type not supported by this node: {sorted(volume)}")
 
 
-def _empty_dir(target: Path, volume: Json, gid: int | None) -> None:
+def _empty_dir(target: Path, volume: Json, gid: int | None, memory_bytes: int | None) -> None:
     """Disk or tmpfs; ownership only when first made (later the pod's files are its own)."""
     if (volume.get("emptyDir") or {}).get("medium") == "Memory":
-        made = hostfs.mount_tmpfs(target, memory_size(volume), EMPTY_DIR_MODE)
+        made = hostfs.mount_tmpfs(target, memory_bytes, EMPTY_DIR_MODE)
     else:
         made = not target.is_dir()
         target.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ configMap, secret, emptyDir, hostPath, projected token, downwardAPI, subPath, re
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -377,3 +379,75 @@ def test_teardown_after_agent_restart(cluster_spec: ClusterSpec, ns: str) -> Non
     wait_for(lambda: get_pod(cluster_spec, ns, "restart") is None, 60, "pod deleted")
     wait_for(lambda: not pod_dir.exists(), 30, "pod dir removed")
     assert _host_mounts_under(pod_dir) == []
+
+
+def _tmpfs_size_k(mount_line: str) -> int:
+    """The size= option of a /proc/mounts line, in KiB."""
+    opts = mount_line.split()[3].split(",")
+    size = next(o.removeprefix("size=") for o in opts if o.startswith("size="))
+    assert size.endswith("k"), mount_line
+    return int(size[:-1])
+
+
+def test_empty_dir_memory_default_size(cluster_spec: ClusterSpec, ns: str) -> None:
+    """Without sizeLimit the tmpfs gets the pod's memory limit, or node allocatable memory."""
+    vol = {"name": "m", "emptyDir": {"medium": "Memory"}}
+    mounts = [{"name": "m", "mountPath": "/cache"}]
+    script = "grep ' /cache ' /proc/mounts > /dev/termination-log"
+    c = container("c", script)
+    c["volumeMounts"] = mounts
+    c["resources"] = {"limits": {"memory": "48Mi"}}
+    body = pod_body("edm-limit", [c], restart="Never")
+    body["spec"]["volumes"] = [vol]
+    create_pod(cluster_spec, ns, body)
+    pod = wait_pod(cluster_spec, ns, "edm-limit", lambda p: bool(_terminated(p)), 60, "done")
+    assert _tmpfs_size_k(_terminated(pod)["message"]) == 48 * 1024
+    msg = _run(cluster_spec, ns, "edm-node", script, [vol], mounts)
+    node = api_json(cluster_spec, f"/api/v1/nodes/{NODE}")
+    allocatable = str(node["status"]["allocatable"]["memory"])
+    assert allocatable.endswith("Ki"), allocatable
+    # the kernel rounds the size up to whole pages
+    assert abs(_tmpfs_size_k(msg) - int(allocatable[:-2])) < 4, (msg, allocatable)
+
+
+def test_terminal_pod_volumes_torn_down_before_deletion(cluster_spec: ClusterSpec, ns: str) -> None:
+    _create(cluster_spec, ns, "configmaps", _configmap("term", {"k": "v"}))
+    c = container("c", "grep -c ' /m ' /proc/mounts > /dev/termination-log; cat /cm/k")
+    c["volumeMounts"] = [{"name": "m", "mountPath": "/m"}, {"name": "cm", "mountPath": "/cm"}]
+    body = pod_body("term", [c], restart="Never")
+    body["spec"]["volumes"] = [
+        {"name": "m", "emptyDir": {"medium": "Memory"}},
+        {"name": "cm", "configMap": {"name": "term"}},
+    ]
+    uid = create_pod(cluster_spec, ns, body)["metadata"]["uid"]
+    pod = wait_pod(
+        cluster_spec, ns, "term", lambda p: p["status"].get("phase") == "Succeeded", 60, "done"
+    )
+    assert _terminated(pod)["message"] == "1\n"  # the tmpfs was there while it ran
+    pod_dir = _root_dir(cluster_spec) / "pods" / uid
+    wait_for(lambda: not (pod_dir / "volumes").exists(), 30, "volumes of the Succeeded pod removed")
+    assert _host_mounts_under(pod_dir) == []
+    assert get_pod(cluster_spec, ns, "term") is not None  # the object stays: not a deletion
+
+
+def test_orphaned_pod_dirs_removed_at_start(cluster_spec: ClusterSpec, ns: str) -> None:
+    """A pod directory with a mount left by an earlier agent for a pod that no longer exists."""
+    orphan = _root_dir(cluster_spec) / "pods" / str(uuid.uuid4())
+    tmpfs = orphan / "volumes" / "kubernetes.io~empty-dir" / "m"
+    process.stop(cluster.agent_daemon(cluster_spec, NODE))
+    try:
+        tmpfs.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(tmpfs)], check=True)
+        (orphan / "containers").mkdir()
+        cluster.start_node(cluster_spec, NODE)
+        try:
+            wait_for(lambda: not orphan.exists(), 30, "orphaned pod dir removed")
+        except AssertionError as e:
+            log = cluster.agent_daemon(cluster_spec, NODE).log_file.read_text(errors="replace")
+            raise AssertionError(f"{e}\nagent log:\n" + "\n".join(log.splitlines()[-30:])) from None
+        assert _host_mounts_under(orphan) == []
+    finally:
+        if _host_mounts_under(tmpfs):
+            subprocess.run(["umount", str(tmpfs)], check=False)
+        shutil.rmtree(orphan, ignore_errors=True)
+        cluster.start_node(cluster_spec, NODE)

@@ -3,6 +3,8 @@ so no mounts and no root needed)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from kubelet.apiserver import NotFound, Resource
 from kubelet.pods.seams import VolumeSetupError
-from kubelet.volumes import VolumeManager
+from kubelet.volumes import VolumeManager, manager
 
 
 class FakeApi:
@@ -148,3 +150,63 @@ async def test_cleanup_orphans(tmp_path: Path) -> None:
     assert await vm.cleanup_orphans({"alive"}) == ["orphan"]
     assert (tmp_path / "pods" / "alive").is_dir()
     assert not (tmp_path / "pods" / "orphan").exists()
+
+
+async def test_cleanup_orphans_asks_a_predicate_per_pod(tmp_path: Path) -> None:
+    for uid in ("alive", "orphan", "in-runtime"):
+        (tmp_path / "pods" / uid / "volumes").mkdir(parents=True)
+    asked: list[str] = []
+
+    def active(uid: str) -> bool:
+        asked.append(uid)
+        return uid != "orphan"
+
+    vm = VolumeManager(FakeApi(), tmp_path, allocatable={})
+    assert await vm.cleanup_orphans(active) == ["orphan"]
+    assert sorted(asked) == ["alive", "in-runtime", "orphan"]
+    assert (tmp_path / "pods" / "in-runtime").is_dir()
+
+
+async def test_orphan_loop_waits_until_ready(tmp_path: Path) -> None:
+    (tmp_path / "pods" / "orphan").mkdir(parents=True)
+    gate = asyncio.Event()
+    vm = VolumeManager(FakeApi(), tmp_path, allocatable={})
+
+    async def ready() -> None:
+        await gate.wait()
+
+    task = asyncio.create_task(vm.orphan_loop(ready, lambda uid: False, every=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        assert (tmp_path / "pods" / "orphan").is_dir()  # pods not known yet: nothing removed
+        gate.set()
+        for _ in range(100):
+            if not (tmp_path / "pods" / "orphan").exists():
+                break
+            await asyncio.sleep(0.01)
+        assert not (tmp_path / "pods" / "orphan").exists()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_allocatable_may_be_read_when_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    seen: list[Any] = []
+
+    def allocatable() -> dict[str, str]:
+        calls.append(1)
+        return {"cpu": "3", "memory": "1Gi"}
+
+    def fake_setup(root: Path, pod: Any, volume: Any, sources: Any, alloc: Any) -> bool:
+        seen.append(alloc)
+        return False
+
+    monkeypatch.setattr(manager, "setup_volume", fake_setup)
+    vm = VolumeManager(FakeApi(), tmp_path, allocatable=allocatable)
+    await vm.setup(_pod())
+    assert calls == [1]  # read once per pod sync, not per volume
+    assert seen == [{"cpu": "3", "memory": "1Gi"}] * 3
