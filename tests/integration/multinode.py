@@ -22,17 +22,22 @@ Json = dict[str, Any]
 
 
 @contextmanager
-def multinode_cluster(directory: Path, names: tuple[str, ...]) -> Iterator[ClusterSpec]:
-    """A control plane plus simulated nodes; per-pid netns names, segment and pod CIDR."""
+def multinode_cluster(
+    directory: Path, names: tuple[str, ...], *, route_mode: str = "host-gw", tag: str = "pkm"
+) -> Iterator[ClusterSpec]:
+    """A control plane plus simulated nodes; per-pid netns names, segment, cgroup root (named
+    after the bridge) and pod CIDR, so sessions can run side by side."""
     pid = os.getpid()
     spec = cluster.make_spec(
         directory,
         cluster.find_binaries(build=False),
         ports=Ports(*free_ports(6)),
         node_names=names,
+        bridge=f"{tag}{pid % 100000}",
         cluster_cidr=f"10.{100 + (pid + 75) % 150}.0.0/16",
         node_subnet=f"198.19.{pid % 256}.0/24",
-        netns_prefix=f"pkm{pid % 100000}",
+        netns_prefix=f"{tag}{pid % 100000}",
+        route_mode=route_mode,
     )
     try:
         cluster.up(spec)
