@@ -28,11 +28,12 @@ class V2Writer:
         return set((w.read(self.mount.joinpath(*parts, "cgroup.controllers")) or "").split())
 
     def _enable(self, parent: Path) -> None:
+        """Enable, for the children of `parent`, the wanted controllers it has (one write)."""
         have = set((w.read(parent / "cgroup.controllers") or "").split())
         on = set((w.read(parent / "cgroup.subtree_control") or "").split())
-        for name in WANTED:
-            if name in have and name not in on:
-                w.write(parent / "cgroup.subtree_control", f"+{name}")
+        add = [f"+{name}" for name in WANTED if name in have and name not in on]
+        if add:
+            w.write(parent / "cgroup.subtree_control", " ".join(add))
 
     def ensure(self, parts: w.Parts, res: Resources) -> None:
         path = self.mount

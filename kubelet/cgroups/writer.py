@@ -93,11 +93,16 @@ def procs_under(top: Path) -> list[int]:
     return pids
 
 
+def rmdir(path: Path) -> None:
+    """Remove one cgroup (its control files go with it on cgroupfs)."""
+    os.rmdir(path)
+
+
 def rmdir_tree(top: Path) -> bool:
     """rmdir the tree bottom-up; stops at the first busy cgroup (its processes are not gone)."""
     for d in walk_dirs(top):
         try:
-            d.rmdir()
+            rmdir(d)
         except FileNotFoundError:
             continue
         except OSError as e:
