@@ -33,13 +33,28 @@ class SpecResult:
     """What ginkgo said (failed, timedout, panicked, ...), kept for the table."""
 
 
+_SQUASH_LIMIT = 300
+
+
 def first_line(text: str) -> str:
-    """The first non-empty line, without ginkgo's [FAILED]/[PANICKED] prefix."""
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return re.sub(r"^\[(FAILED|PANICKED|TIMEDOUT|INTERRUPTED)\]\s*", "", line)
-    return ""
+    """The first non-empty line, without ginkgo's [FAILED]/[PANICKED] prefix. A gomega message
+    whose first line is a bare `Expected` is squashed into one line (an Event's reason and
+    message, or the whole comparison) so the line says something."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    lines[0] = re.sub(r"^\[(FAILED|PANICKED|TIMEDOUT|INTERRUPTED)\]\s*", "", lines[0])
+    if lines[0].rstrip(":") != "Expected":
+        return lines[0]
+    fields = dict(
+        (m.group(1), m.group(2).strip())
+        for ln in lines
+        if (m := re.match(r"^(reason|message): (.*)$", ln))
+    )
+    if "<*v1.Event" in text and fields:
+        return f"unexpected Event {fields.get('reason', '?')}: {fields.get('message', '')}"
+    squashed = re.sub(r"\s*\|\s*0x[0-9a-f]+", "", " ".join(lines))
+    return squashed if len(squashed) <= _SQUASH_LIMIT else squashed[: _SQUASH_LIMIT - 3] + "..."
 
 
 def spec_name(raw: str) -> str:

@@ -4,6 +4,8 @@ causes, failures grouped by reason, and every test. Pure: plain data in, Markdow
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +36,19 @@ class RunInfo:
     facts: dict[str, str] = field(default_factory=dict)
     crashes: Sequence[AgentCrash] = ()
     notes: Sequence[str] = ()
+    focus: str = r"\[NodeConformance\]"
+    """Which reported specs the table keeps (ginkgo reports filtered-out specs too)."""
+
+
+def info_to_json(info: RunInfo) -> str:
+    """RunInfo as JSON, kept next to the JUnit XML so the report can be rendered again."""
+    return json.dumps(dataclasses.asdict(info), indent=2, sort_keys=True)
+
+
+def info_from_json(text: str) -> RunInfo:
+    d = json.loads(text)
+    d["crashes"] = [AgentCrash(**c) for c in d.get("crashes", [])]
+    return RunInfo(**d)
 
 
 def cell(text: str, limit: int = 200) -> str:

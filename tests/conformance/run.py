@@ -28,6 +28,7 @@ NODE = "conformance-node"
 TOP = Path(__file__).resolve().parents[2]
 DOC = TOP / "docs" / "conformance.md"
 WORK_ROOT = Path("/var/lib/pykubelet")
+RUN_JSON = "run.json"
 
 
 def say(msg: str) -> None:
@@ -49,6 +50,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--skip", default=e2e.SKIP, help="ginkgo skip of the parallel pass")
     p.add_argument("--no-serial", action="store_true", help="skip the [Serial] pass")
     p.add_argument("--out", type=Path, default=DOC, help="where the Markdown report goes")
+    p.add_argument(
+        "--render-from",
+        type=Path,
+        default=None,
+        metavar="ARTIFACTS",
+        help="do not run: render the report again from a run's kept JUnit XML and run.json",
+    )
     p.add_argument(
         "--artifacts",
         type=Path,
@@ -131,20 +139,25 @@ def keep_logs(spec: ClusterSpec, artifacts: Path) -> None:
         shutil.copytree(spec.logs, dest, dirs_exist_ok=True)
 
 
-def load_results(passes: Sequence[e2e.Pass], focus: str) -> list[junit.SpecResult]:
+def load_results(artifacts: Path, focus: str) -> list[junit.SpecResult]:
+    """Every pass's JUnit (the ginkgo CLI's, else e2e.test's own junit_01.xml), merged."""
+    files = sorted(artifacts.glob("junit_parallel.xml")) + sorted(
+        artifacts.glob("junit_serial.xml")
+    )
+    files = files or sorted(artifacts.glob("junit*.xml"))
     runs = []
-    for p in passes:
-        files = [p.junit] if p.junit.is_file() else sorted(p.junit.parent.glob("junit*.xml"))
-        for f in files:
-            try:
-                runs.append(junit.matching(junit.parse(f.read_text(), source=str(f)), focus))
-            except (OSError, junit.JUnitError) as e:
-                say(f"cannot read {f}: {e}")
+    for f in files:
+        try:
+            runs.append(junit.matching(junit.parse(f.read_text(), source=str(f)), focus))
+        except (OSError, junit.JUnitError) as e:
+            say(f"cannot read {f}: {e}")
     return junit.merge(*runs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_from is not None:
+        return write_report(args.render_from, args.out)
     if os.geteuid() != 0:
         say("must run as root (starts containerd, the node agent and pod networking)")
         return 2
@@ -231,30 +244,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sup.stop()
             keep_logs(spec, artifacts)
             cluster.down(directory, say=say)
-    results = load_results(passes, args.focus)
-    wall = time.monotonic() - t0
-    text = report.render(
-        results,
-        report.RunInfo(
-            started=started.strftime("%Y-%m-%d %H:%M UTC"),
-            wall_seconds=wall,
-            k8s_version=k8s.name.removeprefix("kubernetes-"),
-            command=[
-                "e2e.test --provider=local",
-                f"--ginkgo.focus='{args.focus}'",
-                f"--ginkgo.skip='{args.skip}'",
-                f"(ginkgo --procs={args.procs}); then a serial pass for [Serial]",
-            ],
-            passes=pass_lines,
-            images=images,
-            facts=facts,
-            crashes=sup.crashes if sup is not None else (),
-            notes=[*notes, f"JUnit XML and logs: `{artifacts}`"],
-        ),
+    info = report.RunInfo(
+        started=started.strftime("%Y-%m-%d %H:%M UTC"),
+        wall_seconds=time.monotonic() - t0,
+        k8s_version=k8s.name.removeprefix("kubernetes-"),
+        command=[
+            "e2e.test --provider=local",
+            f"--ginkgo.focus='{args.focus}'",
+            f"--ginkgo.skip='{args.skip}'",
+            f"(ginkgo --procs={args.procs}); then a serial pass for [Serial]",
+        ],
+        passes=pass_lines,
+        images=images,
+        facts=facts,
+        crashes=sup.crashes if sup is not None else (),
+        notes=[*notes, f"JUnit XML and logs: `{artifacts}`"],
+        focus=args.focus,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    (artifacts / RUN_JSON).write_text(report.info_to_json(info))
+    return write_report(artifacts, args.out)
+
+
+def write_report(artifacts: Path, out: Path) -> int:
+    """Render `out` from the JUnit XML and run.json kept in `artifacts`."""
+    info = report.info_from_json((artifacts / RUN_JSON).read_text())
+    results = load_results(artifacts, info.focus)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.render(results, info))
     passed = sum(r.status == junit.PASSED for r in results)
     ran = sum(r.status in (junit.PASSED, junit.FAILED) for r in results)
-    say(f"{passed}/{ran} passed; report {args.out}; artifacts {artifacts}; {wall / 60:.1f} min")
+    minutes = info.wall_seconds / 60
+    say(f"{passed}/{ran} passed; report {out}; artifacts {artifacts}; {minutes:.1f} min")
     return 0 if results else 1

@@ -93,6 +93,13 @@ def test_bad_reports_raise_naming_the_source(text: str) -> None:
 def test_first_line_and_spec_name() -> None:
     assert first_line("\n\n  [FAILED] boom\nmore") == "boom"
     assert first_line("") == ""
+    event = (
+        "[FAILED] Expected\n    <*v1.Event | 0x1a1d>: \n        count: 1\n"
+        "        reason: SysctlForbidden\n        message: forbidden sysctl: x\nto be nil"
+    )
+    assert first_line(event) == "unexpected Event SysctlForbidden: forbidden sysctl: x"
+    cmp = "Expected\n    <string>: a\nto equal\n    <string>: b"
+    assert first_line(cmp) == "Expected <string>: a to equal <string>: b"
     assert spec_name("[It] a [Conformance] [sig-node, Conformance]") == "a [Conformance]"
     assert spec_name("[It] keeps a single tag [Serial]") == "keeps a single tag [Serial]"
 

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.conformance.junit import FAILED, NOT_SELECTED, PASSED, SKIPPED, SpecResult
-from tests.conformance.report import AgentCrash, RunInfo, area_rows, cell, duration, render
+from tests.conformance.report import (
+    AgentCrash,
+    RunInfo,
+    area_rows,
+    cell,
+    duration,
+    info_from_json,
+    info_to_json,
+    render,
+)
 
 PRIV = "[sig-node] PrivilegedPod [NodeConformance] should enable privileged commands [LinuxOnly]"
 RESULTS = [
@@ -75,3 +86,9 @@ def test_render_without_crashes_or_failures() -> None:
     md = render(RESULTS[:1], RunInfo("t", 1.0, "v1.36.3", ["e2e.test"], []))
     assert "None: the node agent ran through the whole run." in md
     assert "**1 passed of 1 run**" in md
+
+
+def test_run_info_round_trips_through_json() -> None:
+    again = info_from_json(info_to_json(INFO))
+    assert again == dataclasses.replace(INFO, crashes=list(INFO.crashes), notes=[])
+    assert render(RESULTS, again) == render(RESULTS, INFO)
