@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -14,6 +15,9 @@ from pathlib import Path
 
 from cri import api
 from cri.client import RuntimeClient
+from kubelet.cgroups.manager import CgroupManager
+from kubelet.cgroups.planner import node_resources
+from kubelet.cgroups.v2 import V2Writer
 from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec
 
@@ -214,3 +218,61 @@ def test_orphan_pod_cgroup_removed_once_its_processes_are_gone(
         sleeper.kill()
         sleeper.wait()
     wait_for(lambda: _gone(rel), 15, "orphan pod cgroup removed after its process exited")
+
+
+def test_v2_writer_on_a_real_cgroup2_mount(tmp_path: Path) -> None:
+    """On a cgroup2 mount this test makes: the manager builds kubepods / tiers / pod cgroups with
+    the v2 writer, writes the files of every controller the hierarchy offers there, moves a
+    process in, keeps the busy pod cgroup and removes the idle one. Everything happens under a
+    cgroup the test owns; the hierarchy's root is never written."""
+    mnt = tmp_path / "cgroup2"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "cgroup2", "none", str(mnt)], check=True)
+    base = mnt / f"pykt-v2-{os.getpid()}"
+    sleeper: subprocess.Popen[bytes] | None = None
+    try:
+        base.mkdir()
+        offered = set(_read(base / "cgroup.controllers").split())
+        print(f"cgroup2 root offers {_read(mnt / 'cgroup.controllers')!r}; ours gets {offered}")
+        writer = V2Writer(base)
+        manager = CgroupManager(writer, cgroup_root="", pod_pids_limit=64)
+        manager.setup(node_resources(2000, 1 << 30))
+        g: Json = {
+            "metadata": {"uid": str(uuid.uuid4())},
+            "spec": {
+                "containers": [
+                    {"name": "c", "resources": {"limits": {"cpu": "500m", "memory": "32Mi"}}}
+                ]
+            },
+        }
+        e: Json = {"metadata": {"uid": str(uuid.uuid4())}, "spec": {"containers": [{"name": "c"}]}}
+        assert manager.ensure_pod(g) == f"/kubepods/pod{g['metadata']['uid']}"
+        assert manager.ensure_pod(e) == f"/kubepods/besteffort/pod{e['metadata']['uid']}"
+        pod = base / "kubepods" / f"pod{g['metadata']['uid']}"
+        assert pod.is_dir() and (base / "kubepods" / "burstable").is_dir()
+        expected = {"cpu.weight": "20", "cpu.max": "50000 100000", "memory.max": str(32 * MI)}
+        expected["pids.max"] = "64"
+        for name, value in expected.items():
+            if name.split(".")[0] in offered:
+                assert _read(pod / name) == value
+        assert writer.missing == {"cpu", "memory", "pids"} - offered
+        sleeper = subprocess.Popen(["sleep", "600"])
+        (pod / "cgroup.procs").write_text(str(sleeper.pid))
+        assert (
+            f"0::/{base.name}/kubepods/{pod.name}"
+            in Path(f"/proc/{sleeper.pid}/cgroup").read_text()
+        )
+        assert manager.cleanup(set()) == [e["metadata"]["uid"]]
+        assert pod.is_dir()
+        sleeper.kill()
+        sleeper.wait()
+        wait_for(lambda: manager.cleanup(set()) == [g["metadata"]["uid"]], 10, "busy pod removed")
+        assert manager.pod_cgroups() == {}
+    finally:
+        if sleeper is not None and sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+        for d in [*sorted(base.rglob("*"), key=lambda p: -len(p.parts)), base]:
+            if d.is_dir():
+                d.rmdir()
+        subprocess.run(["umount", str(mnt)], check=True)
