@@ -29,6 +29,8 @@ AGNHOST_USERS = (
     "group-defined-in-image:x:50000:user-defined-in-image\nuser-defined-in-image:x:1000:\n",
 )
 NONROOT_USER = "1234"
+LAYOUT = "applets-in-bin"
+"""Part of the busybox-based images' cache key: bump when their file layout changes."""
 # What agnhost's fake-registry-server must serve (its images.txt: `pause 3.10.2 testing`).
 REGISTRY_REPO, REGISTRY_TAG = "pause", "testing"
 
@@ -141,9 +143,21 @@ def _busybox_then(
 
     def populate(rootfs: Path, scratch: Path) -> None:
         populate_busybox(rootfs, scratch)
+        _applets_in_bin(rootfs)
         extra(rootfs, scratch)
 
     return populate
+
+
+def _applets_in_bin(rootfs: Path) -> None:
+    """Every applet also under /bin, as in the upstream busybox images (tests exec
+    /bin/sysctl; Debian's busybox lists it under /sbin)."""
+    target = rootfs / "bin" / "busybox"
+    for d in ("sbin", "usr/bin", "usr/sbin"):
+        for applet in sorted((rootfs / d).iterdir()):
+            link = rootfs / "bin" / applet.name
+            if not link.exists() and applet.samefile(target):
+                os.link(target, link)
 
 
 def _agnhost_extra(agnhost: Path, files: Sequence[str]) -> Callable[[Path, Path], None]:
@@ -270,7 +284,7 @@ def recipe_for(
 ) -> base.Recipe:
     """The build recipe of one wanted image under its exact listed name; agnhost's fake
     registry serves `registry_image` (the pause archive) when given."""
-    bb_inputs = base.busybox_inputs(base.sha256_file(busybox))
+    bb_inputs = {**base.busybox_inputs(base.sha256_file(busybox)), "layout": LAYOUT}
     shell_cfg = ("--config.env", f"PATH={base.DEFAULT_PATH}")
     if kind == "pause":
         return base.Recipe(
