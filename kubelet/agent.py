@@ -9,8 +9,6 @@ import contextlib
 import logging
 import random
 import signal
-import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,19 +59,9 @@ log = logging.getLogger(__name__)
 
 
 def detect_node_ips() -> tuple[str, ...]:
-    """The documented rule when --node-ip is not given: the hostname's non-loopback IPv4
-    address if it resolves to one, else the first global-scope IPv4 address of the host."""
-    with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            ip = str(info[4][0])
-            if not ip.startswith("127."):
-                return (ip,)
-    out = subprocess.run(
-        ["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True
-    ).stdout
-    for line in out.splitlines():
-        return (line.split()[3].split("/")[0],)
-    return ("127.0.0.1",)
+    """The node IP when --node-ip is not given: the documented rule of
+    kubelet.node.facts.choose_node_ip (never just the default-route interface)."""
+    return (machine.detect_node_ip(),)
 
 
 @dataclass
