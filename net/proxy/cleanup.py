@@ -4,18 +4,30 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
+import subprocess
+from collections.abc import Callable
 
-from net.proxy import rules
+from net.proxy import ipvs_plan, rules
 from net.proxy.iptables_exec import Executor, RestoreError
+from net.proxy.model import ProxyConfig
 
 log = logging.getLogger(__name__)
 
 
-def ours(chain: str) -> bool:
+@functools.cache
+def _fixed_chains() -> frozenset[str]:
+    """Chains of both modes that are not per Service (iptables' shared ones, IPVS mode's)."""
     shared = {c for chains in rules.SHARED_CHAINS.values() for c in chains}
-    return chain in shared or rules.is_service_chain(chain)
+    ipvs = ipvs_plan.iptables_rules(ProxyConfig(node_name="", node_ips=()))
+    shared.update(c for chains in ipvs.values() for c in chains)
+    return frozenset(shared)
+
+
+def ours(chain: str) -> bool:
+    return chain in _fixed_chains() or rules.is_service_chain(chain)
 
 
 def cleanup_text(existing: dict[str, set[str]], builtin_rules: dict[str, list[str]]) -> str:
@@ -44,8 +56,11 @@ def _target(line: str) -> str | None:
     return parts[parts.index("-j") + 1] if "-j" in parts[:-1] else None
 
 
-def cleanup(executor: Executor) -> int:
-    """Remove our rules from the kernel; returns how many chains were deleted."""
+def cleanup(
+    executor: Executor, run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run
+) -> int:
+    """Remove our rules (and IPVS mode's ipsets) from the kernel; returns how many chains were
+    deleted. IPVS virtual servers and kube-ipvs0 are not touched (no IPVS kernel to test on)."""
     existing: dict[str, set[str]] = {}
     builtin: dict[str, list[str]] = {}
     for table in (rules.FILTER, rules.NAT):
@@ -55,11 +70,15 @@ def cleanup(executor: Executor) -> int:
             ln for ln in saved.splitlines() if ln.startswith("-A ") and not ours(ln.split()[1])
         ]
     text = cleanup_text(existing, builtin)
-    if not text:
-        return 0
-    try:
-        executor.restore(text)
-    except RestoreError as exc:
-        log.error("cleanup failed: %s", exc)
-        raise
+    if text:
+        try:
+            executor.restore(text)
+        except RestoreError as exc:
+            log.error("cleanup failed: %s", exc)
+            raise
+    for name in ipvs_plan.IPSETS:  # after the rules that name them
+        try:
+            run(["ipset", "destroy", name], capture_output=True, text=True)
+        except OSError:
+            break
     return sum(1 for t in existing.values() for c in t if ours(c))

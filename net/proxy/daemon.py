@@ -59,7 +59,6 @@ def check_mode(mode: str, *, proc: Path = Path("/proc")) -> None:
         ok, why = ipvs_available(modules, (proc / "net" / "ip_vs").exists())
         if not ok:
             raise Unsupported(why)
-        raise Unsupported("proxy mode ipvs: the IPVS executor is not built yet; use iptables")
     if mode == "nftables":
         raise Unsupported("proxy mode nftables is not built yet; use --proxy-mode=iptables")
 
@@ -110,6 +109,7 @@ class ProxyDaemon:
         addresses: Callable[[], tuple[str, ...]] = local_ipv4,
         conntrack_tool: conntrack.Conntrack | None = None,
         clock: Callable[[], float] = time.time,
+        ipvs_kernel: Any = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -119,14 +119,22 @@ class ProxyDaemon:
         self.metrics = ProxyMetrics()
         self.history = History(settings.history_size)
         self.health = http.Health(timeout=2 * settings.sync_period)
-        self.proxier = proxier.Proxier(
-            self.config(addresses()),
-            executor,
-            metrics=self.metrics,
-            history=self.history,
-            conntrack_tool=conntrack_tool or conntrack.Conntrack(),
-            clock=clock,
-        )
+        common: dict[str, Any] = {
+            "metrics": self.metrics,
+            "history": self.history,
+            "conntrack_tool": conntrack_tool or conntrack.Conntrack(),
+            "clock": clock,
+        }
+        if settings.mode == "ipvs":
+            from net.proxy import ipvs_exec
+
+            kernel = ipvs_kernel if ipvs_kernel is not None else ipvs_exec.Pyroute2Ipvs()
+            programmer = ipvs_exec.IpvsProgrammer(kernel, executor)
+            self.proxier: proxier.Proxier = ipvs_exec.IpvsProxier(
+                self.config(addresses()), executor, programmer=programmer, **common
+            )
+        else:
+            self.proxier = proxier.Proxier(self.config(addresses()), executor, **common)
         self.nodes: dict[str, Mapping[str, Any]] = {}
         self._wake = asyncio.Event()
         self._nodes_changed = asyncio.Event()

@@ -118,6 +118,8 @@ class SyncOutcome:
     desired: rules.RuleSet | None = None
     restore: render.Restore | None = None
     error: str = ""
+    extra: Any = None
+    """What another mode's apply() produced (IPVS: the state it programmed)."""
     frontends: dict[model.ServiceKey, Frontends] | None = None
     """Frontends of the Services this sync looked at (all of them when full)."""
     flushed: int = 0
@@ -266,7 +268,7 @@ class Proxier:
         pending, self.pending = self.pending, Pending(full=False)
         self.metrics.service_changes_pending.set(0)
         self.metrics.endpoint_changes_pending.set(0)
-        full = full or pending.full or self.applied is None
+        full = full or pending.full or not self.synced_once
         reasons = pending.reasons | ({reason} if reason else set())
         return SyncJob(
             full=full,
@@ -281,18 +283,7 @@ class Proxier:
         start_wall, t0 = self._clock(), self._monotonic()
         out = SyncOutcome(start=start_wall)
         try:
-            out.desired = rules.build(
-                job.state,
-                job.config,
-                previous=self.built,
-                changed=None if job.full else set(job.pending.services),
-            )
-            existing = {t: self.executor.chains(t) for t in TABLES} if job.full else None
-            out.restore = render.render(out.desired, self.applied, full=job.full, existing=existing)
-            if not out.restore.empty:
-                self.executor.restore(out.restore.text)
-            if job.full:
-                self.executor.ensure(rules.ensure_jump_args(out.desired))
+            self.apply(job, out)
         except RestoreError as exc:
             out.error = str(exc)
             log.error(
@@ -317,13 +308,29 @@ class Proxier:
             out.flushed = self.conntrack.flush(conntrack.stale_flushes(before, after))
         return out
 
+    def apply(self, job: SyncJob, out: SyncOutcome) -> None:
+        """Put the job's state into the kernel (iptables mode); raises when refused."""
+        out.desired = rules.build(
+            job.state,
+            job.config,
+            previous=self.built,
+            changed=None if job.full else set(job.pending.services),
+        )
+        existing = {t: self.executor.chains(t) for t in TABLES} if job.full else None
+        out.restore = render.render(out.desired, self.applied, full=job.full, existing=existing)
+        if not out.restore.empty:
+            self.executor.restore(out.restore.text)
+        if job.full:
+            self.executor.ensure(rules.ensure_jump_args(out.desired))
+
     def finish(self, job: SyncJob, out: SyncOutcome) -> SyncRecord:
         """Record the outcome (on the thread that feeds events)."""
-        ok = not out.error and out.desired is not None
+        ok = not out.error
         now = self._clock()
         self.metrics.record_sync(out.duration, full=job.full, ok=ok, now=now)
-        if ok and out.desired is not None:
-            self.applied = self.built = out.desired
+        if ok:
+            if out.desired is not None:
+                self.applied = self.built = out.desired
             self.synced_once = True
             self.state = job.state
             for key, fronts in (out.frontends or {}).items():
@@ -336,7 +343,7 @@ class Proxier:
             for trigger in job.pending.triggers:
                 if trigger <= now:
                     self.metrics.network_programming.observe(now - trigger)
-            if job.full:  # counting walks every chain: not on the partial (fast) path
+            if job.full and out.desired is not None:  # walks every chain: not when partial
                 for table, chains in out.desired.tables.items():
                     count = sum(len(r) for r in chains.values())
                     self.metrics.iptables_total.labels(table).set(count)

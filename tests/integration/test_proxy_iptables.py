@@ -144,3 +144,52 @@ def test_cleanup_removes_every_rule_and_chain_of_ours(netns: str) -> None:
     saved = _save(netns)
     assert "KUBE-" not in saved and ":OTHER" in saved
     assert proxyproc.remove_rules(netns) == f"removed 0 chains ({p.executor.backend.name})"
+
+
+def test_ipvs_mode_ipsets_and_iptables_land_in_the_kernel(netns: str) -> None:
+    """IPVS itself is missing from this kernel: its netlink side is a recorder here, but the
+    ipsets and the fixed iptables rules of IPVS mode are real."""
+    from net.proxy import ipvs_exec
+    from net.proxy.ipvs_plan import IpvsState, Op
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.ops: list[str] = []
+
+        def ensure_dummy(self) -> None:
+            pass
+
+        def current(self) -> IpvsState:
+            return IpvsState({}, frozenset())
+
+        def apply(self, op: Op) -> None:
+            self.ops.append(op.text())
+
+    run = _runner(netns)
+    executor = Executor(iptables_exec.detect(run), run=run)
+    recorder = Recorder()
+    p = ipvs_exec.IpvsProxier(
+        CONFIG,
+        executor,
+        programmer=ipvs_exec.IpvsProgrammer(recorder, executor, run=run),
+        metrics=ProxyMetrics(CollectorRegistry()),
+        history=History(),
+    )
+    p.on_service(sync(service("web", "10.0.0.10", node_port=30080)))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    try:
+        record = p.sync()
+        assert not record.error, record.error
+        sets = run(["ipset", "list", "KUBE-CLUSTER-IP"], capture_output=True, text=True).stdout
+        assert "10.0.0.10,tcp:80" in sets
+        ports = run(["ipset", "list", "KUBE-NODE-PORT-TCP"], capture_output=True, text=True)
+        assert "30080" in ports.stdout
+        assert "--match-set KUBE-CLUSTER-IP dst,dst" in _save(netns)
+        assert "add-service tcp 10.0.0.10:80 rr" in recorder.ops
+    finally:
+        from net.proxy.cleanup import cleanup
+
+        assert cleanup(executor, run) >= 4
+        assert "KUBE-" not in _save(netns)
+        left = run(["ipset", "list", "-n"], capture_output=True, text=True).stdout
+        assert left.strip() == ""

@@ -93,7 +93,7 @@ class Kernel:
 
     def __call__(self, cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         self.commands.append(cmd)
-        if cmd[0].endswith("-restore"):
+        if cmd[0].endswith("-restore") or cmd[:2] == ["ipset", "restore"]:
             if self.fail_next is not None:
                 err, self.fail_next = self.fail_next, None
                 return subprocess.CompletedProcess(cmd, 2, "", err)

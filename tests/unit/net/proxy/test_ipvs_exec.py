@@ -1,0 +1,107 @@
+"""IPVS mode's executor with a recording netlink side: what a full and a partial sync program,
+ipsets created with their ranges, the fixed iptables rules, and op failures owing a full sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from net.proxy import ipvs_exec, model
+from net.proxy.daemon import Unsupported, check_mode
+from net.proxy.history import History
+from net.proxy.iptables_exec import NFT, Executor
+from net.proxy.ipvs_plan import IpvsState, Op
+from net.proxy.metrics import ProxyMetrics
+
+from .objects import Kernel, endpoint_slice, modified, service, sync
+
+CONFIG = model.ProxyConfig(node_name="n1", node_ips=("192.168.1.10",), cluster_cidr="10.88.0.0/16")
+
+
+class FakeIpvs:
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+        self.dummy = False
+        self.fail: str | None = None
+
+    def ensure_dummy(self) -> None:
+        self.dummy = True
+
+    def current(self) -> IpvsState:
+        return IpvsState({}, frozenset())
+
+    def apply(self, op: Op) -> None:
+        if self.fail and self.fail in op.text():
+            raise OSError(17, "File exists")
+        self.ops.append(op.text())
+
+
+def _proxier(kernel: Kernel, ipvs: FakeIpvs) -> ipvs_exec.IpvsProxier:
+    executor = Executor(NFT, run=kernel)
+    return ipvs_exec.IpvsProxier(
+        CONFIG,
+        executor,
+        programmer=ipvs_exec.IpvsProgrammer(ipvs, executor, run=kernel),
+        metrics=ProxyMetrics(CollectorRegistry()),
+        history=History(),
+    )
+
+
+def _ipset_inputs(kernel: Kernel) -> list[str]:
+    return [r for r in kernel.restores if r.startswith(("create", "add", "del"))]
+
+
+def test_full_then_partial_sync() -> None:
+    kernel, ipvs = Kernel(), FakeIpvs()
+    p = _proxier(kernel, ipvs)
+    p.on_service(sync(service("web", "10.0.0.10", node_port=30080)))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2", "10.88.1.3"])))
+    first = p.sync()
+    assert first.full and not first.error, first.error
+    assert ipvs.dummy
+    assert "add-address 10.0.0.10/32 dev kube-ipvs0" in ipvs.ops
+    assert "add-service tcp 10.0.0.10:80 rr" in ipvs.ops
+    assert "add-dest tcp 10.0.0.10:80 -> 10.88.1.3:8080 w1" in ipvs.ops
+    (ipsets,) = _ipset_inputs(kernel)
+    assert "create KUBE-NODE-PORT-TCP bitmap:port range 0-65535" in ipsets
+    assert "add KUBE-CLUSTER-IP 10.0.0.10,tcp:80" in ipsets
+    nat = next(r for r in kernel.restores if r.startswith("*"))
+    assert "--match-set KUBE-CLUSTER-IP dst,dst" in nat
+    checks = [c for c in kernel.commands if c[0] == "iptables-nft" and "-C" in c]
+    assert any("PREROUTING" in c for c in checks)
+    ipvs.ops.clear()
+    p.on_slice(modified(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    second = p.sync()
+    assert not second.full and not second.error
+    assert ipvs.ops == [
+        "del-dest tcp 10.0.0.10:80 -> 10.88.1.3:8080 w1",
+        "del-dest tcp 192.168.1.10:30080 -> 10.88.1.3:8080 w1",  # the NodePort's virtual server
+    ]
+
+
+def test_a_refused_op_owes_a_full_sync() -> None:
+    kernel, ipvs = Kernel(), FakeIpvs()
+    p = _proxier(kernel, ipvs)
+    p.on_service(sync(service("web", "10.0.0.10")))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    ipvs.fail = "add-service"
+    record = p.sync()
+    assert "add-service tcp 10.0.0.10:80 rr: [Errno 17] File exists" in record.error
+    assert p.pending.full and p.ipvs_applied is None
+    ipvs.fail = None
+    assert not p.sync().error
+    assert p.ipvs_applied is not None
+
+
+def test_check_mode_accepts_ipvs_when_the_kernel_has_it(tmp_path: Path) -> None:
+    (tmp_path / "net").mkdir()
+    (tmp_path / "modules").write_text("")
+    with pytest.raises(Unsupported, match="CONFIG_IP_VS"):
+        check_mode("ipvs", proc=tmp_path)
+    (tmp_path / "net" / "ip_vs").write_text("")
+    check_mode("ipvs", proc=tmp_path)
+    check_mode("iptables", proc=tmp_path)
+    with pytest.raises(Unsupported, match="nftables"):
+        check_mode("nftables", proc=tmp_path)
