@@ -104,64 +104,14 @@ def format_rules(data: Mapping[str, Any]) -> str:
     return f"{head}\n{table}"
 
 
-def _flags(ep: Mapping[str, Any]) -> str:
-    names = ("ready", "serving", "terminating", "local")
-    return ",".join(n for n in names if ep.get(n)) or "-"
-
-
 def format_explain(data: Mapping[str, Any]) -> str:
-    if isinstance(data.get("text"), str):
-        return str(data["text"]).rstrip("\n")
-    out = [f"Service {data.get('service', '?')}  type {data.get('type', '?')}"]
-    if data.get("affinity"):
-        out[0] += f"  sessionAffinity {data['affinity']}"
-    for port in data.get("ports", []):
-        out.append("")
-        out.append(f"port {port.get('name') or '-'} {port.get('protocol')}/{port.get('port')}")
-        for fe in port.get("frontends", []):
-            chain = " -> ".join(fe.get("chains", [])) or "-"
-            out.append(f"  {fe.get('kind')} {fe.get('address')}: {chain} => {fe.get('result')}")
-        eps = port.get("endpoints", [])
-        if eps:
-            rows = [
-                (e.get("address"), _flags(e), e.get("chain") or "-", e.get("probability") or "-")
-                for e in eps
-            ]
-            table = _table(("ENDPOINT", "FLAGS", "CHAIN", "PROBABILITY"), rows)
-            out.extend("  " + line for line in table.splitlines())
-        else:
-            out.append("  no endpoints")
-    conns = data.get("conntrack", [])
-    out.append("")
-    out.append(f"conntrack entries: {len(conns)}")
-    for c in conns[:20]:
-        out.append(
-            f"  {c.get('protocol')} {c.get('src')}:{c.get('sport')} -> "
-            f"{c.get('dst')}:{c.get('dport')} => {c.get('reply_src')}:{c.get('reply_sport')}"
-            f" {c.get('state') or ''}".rstrip()
-        )
-    return "\n".join(out)
+    """The rule model's own readable text (see net/proxy/explain.py)."""
+    return str(data.get("text") or json.dumps(data, indent=2)).rstrip("\n")
 
 
 def format_trace(data: Mapping[str, Any]) -> str:
-    if isinstance(data.get("text"), str):
-        return str(data["text"]).rstrip("\n")
-    out = [
-        f"packet {data.get('protocol', '')} {data.get('src')} -> {data.get('dst')}:"
-        f"{data.get('port')}"
-    ]
-    for step in data.get("steps", []):
-        where = f"{step.get('table')}/{step.get('chain')}"
-        rule = step.get("rule", "")
-        out.append(f"  {where:<40} {rule}")
-    out.append(f"result: {data.get('verdict', data.get('result', '?'))}")
-    if data.get("endpoint"):
-        out.append(f"endpoint: {data['endpoint']}")
-    if data.get("candidates"):
-        out.append(f"possible endpoints: {', '.join(map(str, data['candidates']))}")
-    if data.get("masquerade") is not None:
-        out.append(f"masquerade: {'yes' if data['masquerade'] else 'no'}")
-    return "\n".join(out)
+    """The rule model's own readable text (see net/proxy/trace.py)."""
+    return str(data.get("text") or json.dumps(data, indent=2)).rstrip("\n")
 
 
 def _show(args: argparse.Namespace, data: Any, fmt: Any) -> int:

@@ -287,6 +287,9 @@ def test_udp_clusterip(env: Env) -> None:
     env.wait_rules(f"{env.ns}/dns:dns -> {BACKENDS[0]}")
     results = requests(env.node, cluster_ip(svc), 53, 5, proto="udp")
     assert {r.backend for r in results} == {BACKENDS[0]}
+    explained = env.debug("/debug/explain", {"svc": f"{env.ns}/dns"})
+    flows = [c for c in explained["conntrack"] if c["dst"] == cluster_ip(svc)]
+    assert flows and all(c["reply_src"] == BACKENDS[0] for c in flows), explained["conntrack"]
 
 
 def test_nodeport_answers_from_another_host(env: Env) -> None:
