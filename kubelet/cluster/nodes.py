@@ -127,6 +127,12 @@ def build_segment(spec: ClusterSpec, *, say: Progress) -> None:
     """The switch netns with a bridge, a netns per node with eth0 on it, and the root netns
     joined with an address (idempotent: netns that exist are kept as they are)."""
     prefix = segment(spec).prefixlen
+    other = [r for r in root_routes(spec.node_subnet) if r.get("dev") != root_link(spec)]
+    if other:
+        raise process.ComponentFailed(
+            f"node subnet {spec.node_subnet} overlaps {other[0].get('dst')} on "
+            f"{other[0].get('dev')} in the root netns; choose another --node-subnet"
+        )
     members = [segment_.Member(n.netns, f"{n.address}/{prefix}") for n in sim_nodes(spec)]
     try:
         segment_.build(
@@ -146,8 +152,37 @@ def route_pod_cidrs_from_root(spec: ClusterSpec, pod_cidrs: dict[str, list[str]]
     the root veth in `down`)."""
     for n in sim_nodes(spec):
         for cidr in pod_cidrs.get(n.name, []):
-            if ipaddress.ip_network(cidr).version == 4:
-                _ip("route", "replace", cidr, "via", n.address, "dev", root_link(spec))
+            if ipaddress.ip_network(cidr).version != 4:
+                continue
+            other = [r for r in root_routes(cidr) if r.get("dev") != root_link(spec)]
+            if other:
+                raise process.ComponentFailed(
+                    f"node {n.name}: pod CIDR {cidr} is already routed in the root netns "
+                    f"({other[0].get('dst')} dev {other[0].get('dev')}): another cluster? "
+                    "choose another --cluster-cidr"
+                )
+            _ip("route", "replace", cidr, "via", n.address, "dev", root_link(spec))
+
+
+def root_routes(cidr: str) -> list[dict[str, str]]:
+    """Root netns IPv4 routes overlapping `cidr` (main table), from `ip -j`."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    r = subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True, text=True)
+    try:
+        routes = json.loads(r.stdout or "[]")
+    except ValueError:
+        return []
+    out = []
+    for route in routes:
+        dst = str(route.get("dst", ""))
+        if dst == "default":
+            continue
+        try:
+            if ipaddress.ip_network(dst, strict=False).overlaps(net):
+                out.append({k: str(v) for k, v in route.items() if isinstance(v, str)})
+        except ValueError:
+            continue
+    return out
 
 
 # ---- daemons ----------------------------------------------------------------------------------
