@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,10 +60,15 @@ import json, socket, sys, time
 ip, port, count, interval, proto = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
     float(sys.argv[4]), sys.argv[5]
 out = []
+one = None
 for _ in range(count):
     t = time.time()
     try:
-        if proto == "udp":
+        if proto == "udp1":  # one socket (one conntrack entry) for every datagram
+            one = one or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            one.settimeout(0.5); one.sendto(b"hi", (ip, port)); body = one.recv(1024).decode()
+            s = None
+        elif proto == "udp":
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
             s.sendto(b"hi", (ip, port)); body = s.recv(1024).decode()
         else:
@@ -70,7 +76,7 @@ for _ in range(count):
             s.sendall(b"GET / HTTP/1.0\r\n\r\n"); body = b""
             while chunk := s.recv(1024): body += chunk
             body = body.decode().split("\r\n\r\n", 1)[-1]
-        s.close(); out.append([t, time.time() - t, "ok", body])
+        s and s.close(); out.append([t, time.time() - t, "ok", body])
     except ConnectionRefusedError: out.append([t, time.time() - t, "refused", ""])
     except OSError as e: out.append([t, time.time() - t, type(e).__name__, str(e)])
     if interval: time.sleep(interval)
@@ -292,6 +298,42 @@ def test_udp_clusterip(env: Env) -> None:
     assert flows and all(c["reply_src"] == BACKENDS[0] for c in flows), explained["conntrack"]
 
 
+def test_udp_flow_moves_when_its_endpoint_goes(env: Env) -> None:
+    """One UDP socket keeps one conntrack entry: without flushing it when the endpoint goes,
+    the flow would keep going to the removed endpoint for as long as it keeps sending."""
+    svc = env.create_service("flip", ports=[{"name": "dns", "port": 53, "protocol": "UDP"}])
+    env.put_slice("flip", BACKENDS[:1], proto="UDP", name="dns")
+    env.wait_rules(f"{env.ns}/flip:dns -> {BACKENDS[0]}")
+    client = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{env.node.netns}",
+            "--",
+            sys.executable,
+            "-c",
+            CLIENT_SCRIPT,
+            cluster_ip(svc),
+            "53",
+            "60",
+            "0.05",
+            "udp1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.8)
+    changed = time.time()
+    env.put_slice("flip", BACKENDS[1:2], proto="UDP", name="dns")
+    out, _ = client.communicate(timeout=60)
+    rows = json.loads(out)
+    answers = [(t, body.partition(" ")[0]) for t, _, status, body in rows if status == "ok"]
+    assert answers[0][1] == BACKENDS[0]
+    late = [t - changed for t, b in answers if b == BACKENDS[0] and t > changed + 2.0]
+    assert not late, late
+    assert answers[-1][1] == BACKENDS[1], answers[-5:]
+    assert any(h["conntrack_flushed"] >= 1 for h in env.debug("/debug/rules")["history"])
+
+
 def test_nodeport_answers_from_another_host(env: Env) -> None:
     svc = env.create_service("np", type="NodePort")
     env.put_slice("np", BACKENDS[:2])
@@ -393,7 +435,9 @@ def test_restart_keeps_traffic_flowing_and_rebuilds(env: Env) -> None:
         text=True,
     )
     time.sleep(0.5)
-    assert proxyproc.stop_proxy(env.spec, NODE)
+    pid = proxyproc.proxy_daemon(env.spec, NODE).pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # no goodbye: the rules must simply stay
     # While it is down: rules stay, and a change made now must show up after the restart.
     later = env.create_service("while-down")
     env.put_slice("while-down", BACKENDS[:1])
