@@ -319,6 +319,8 @@ def _teardown_pods(spec: ClusterSpec, node: SimNode) -> None:
 
 
 def stop_node_processes(spec: ClusterSpec, node: SimNode, *, say: Progress) -> None:
+    """Proxy, agent and forwarder, then the node's pods through its CRI, then its containerd
+    and any shim left behind (the netns, and everything in it, goes in remove_segment)."""
     from kubelet.cluster.up import agent_daemon
 
     if proxyproc.stop_proxy(spec, node.name):
