@@ -449,6 +449,8 @@ class Agent:
             pods=pods,
         )
         supervise.spawn(self.tasks, "node-api", server.run)
+        if server.cert_manager is not None:
+            supervise.spawn(self.tasks, "serving-certificate", server.cert_manager.run)
 
     def _start_log_rotation(self, runtime: RuntimeClient) -> None:
         """Container log rotation (containerLogMaxSize / containerLogMaxFiles)."""

@@ -11,7 +11,9 @@ from kubelet.apiserver import ApiClient, JsonObject
 from kubelet.config import RunConfig, to_dict
 from kubelet.server.app import KubeletServer, Routes, Sources, make_app
 from kubelet.server.auth import Authenticator, Authorizer
-from kubelet.server.tls import server_context, serving_files
+from kubelet.server.certstore import CertStore
+from kubelet.server.servingcert import ServingCertManager
+from kubelet.server.tls import SwappableTLS, server_context, serving_files
 
 __all__ = ["KubeletServer", "Sources", "build"]
 
@@ -26,15 +28,10 @@ def build(
     health: Callable[[], tuple[bool, str]],
     pods: Callable[[], Awaitable[list[JsonObject]]],
 ) -> KubeletServer:
-    """The server for `config.kubelet` (address, port, TLS files, authentication, authorization)."""
+    """The server for `config.kubelet` (address, port, TLS files, authentication, authorization).
+    With serverTLSBootstrap and no tlsCertFile/tlsPrivateKeyFile the serving certificate comes
+    from a CSR: the server's `cert_manager` must run (the agent supervises it)."""
     kc = config.kubelet
-    files = serving_files(
-        cert_file=kc.tls_cert_file,
-        key_file=kc.tls_private_key_file,
-        cert_dir=config.cert_dir,
-        node=node,
-        ips=node_ips,
-    )
     authn = Authenticator(
         client,
         webhook=kc.authentication.webhook.enabled,
@@ -52,5 +49,25 @@ def build(
         node=node, runtime=runtime, health=health, pods=pods, config=lambda: to_dict(kc)
     )
     app = make_app(Routes(sources), authn, authz)
-    tls = server_context(files, kc.authentication.x509.client_ca_file)
+    client_ca = kc.authentication.x509.client_ca_file
+    if kc.server_tls_bootstrap and not (kc.tls_cert_file or kc.tls_private_key_file):
+        swap = SwappableTLS(client_ca)
+        manager = ServingCertManager(
+            client,
+            CertStore(config.cert_dir),
+            node=node,
+            addresses=lambda: ((node,), node_ips),
+            on_cert=lambda pair: swap.load(pair.path),
+        )
+        return KubeletServer(
+            app, address=kc.address, port=kc.port, tls=swap.context, cert_manager=manager
+        )
+    files = serving_files(
+        cert_file=kc.tls_cert_file,
+        key_file=kc.tls_private_key_file,
+        cert_dir=config.cert_dir,
+        node=node,
+        ips=node_ips,
+    )
+    tls = server_context(files, client_ca)
     return KubeletServer(app, address=kc.address, port=kc.port, tls=tls)

@@ -18,6 +18,7 @@ from cri.errors import CRIError
 from cri.errors import NotFound as CRINotFound
 from kubelet.server import logs, metrics, stats, streaming
 from kubelet.server.auth import Authenticator, Authorizer
+from kubelet.server.servingcert import ServingCertManager
 from kubelet.server.targets import HTTPError, PodRef, check_spec
 
 log = logging.getLogger(__name__)
@@ -172,12 +173,20 @@ class KubeletServer:
     """Serves the app on address:port with TLS until cancelled (a supervised task's body)."""
 
     def __init__(
-        self, app: web.Application, *, address: str, port: int, tls: ssl.SSLContext
+        self,
+        app: web.Application,
+        *,
+        address: str,
+        port: int,
+        tls: ssl.SSLContext,
+        cert_manager: ServingCertManager | None = None,
     ) -> None:
         self.app = app
         self.address = address
         self.port = port
         self.tls = tls
+        self.cert_manager = cert_manager
+        """Set with serverTLSBootstrap: keeps `tls` supplied with a CSR-issued certificate."""
 
     async def run(self) -> None:
         runner = web.AppRunner(

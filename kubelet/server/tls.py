@@ -84,3 +84,40 @@ def server_context(files: ServingFiles, client_ca_file: str) -> ssl.SSLContext:
         ctx.load_verify_locations(cafile=client_ca_file)
         ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
+
+
+class SwappableTLS:
+    """A server SSLContext whose certificate can change while serving (a renewed CSR-issued
+    pair): each handshake is handed the newest pair's context. Until the first pair is set,
+    handshakes fail, as upstream's kubelet fails them with "no serving certificate available"."""
+
+    def __init__(self, client_ca_file: str) -> None:
+        self._client_ca = client_ca_file
+        self._current: ssl.SSLContext | None = None
+        self.context = self._base()
+        self.context.sni_callback = self._pick
+
+    def _base(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self._client_ca:
+            ctx.load_verify_locations(cafile=self._client_ca)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    def load(self, path: Path) -> None:
+        """Serve the certificate and key in `path` (one PEM file) from the next handshake on."""
+        ctx = self._base()
+        ctx.load_cert_chain(path)
+        self._current = ctx
+
+    def _pick(self, sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> int | None:
+        current = self._current
+        if current is None:
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        sock.context = current
+        return None
