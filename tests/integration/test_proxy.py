@@ -506,6 +506,32 @@ def test_node_routes_follow_other_nodes(env: Env) -> None:
     wait_for(lambda: route() == "", 10, f"route to {cidr} removed")
 
 
+def test_metrics_with_upstream_names(env: Env) -> None:
+    import datetime as dt
+
+    env.create_service("timed")
+    body = env.slice_body("timed", BACKENDS[:1])
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body["metadata"]["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": stamp}
+    path = f"/apis/discovery.k8s.io/v1/namespaces/{env.ns}/endpointslices"
+    api_json(env.spec, path, method="POST", body=body)
+    env.wait_rules(f"{env.ns}/timed:http -> {BACKENDS[0]}")
+    url = f"http://127.0.0.1:{env.spec.ports.proxy_metrics}/metrics"
+    status, raw = proxyproc.get_in_netns(env.node.netns, url)
+    text = raw.decode()
+    assert status == 200
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert float(samples["kubeproxy_network_programming_duration_seconds_count"]) >= 1
+    assert float(samples["kubeproxy_sync_full_proxy_rules_duration_seconds_count"]) >= 1
+    assert float(samples["kubeproxy_sync_partial_proxy_rules_duration_seconds_count"]) >= 1
+    assert float(samples["kubeproxy_sync_proxy_rules_last_timestamp_seconds"]) > time.time() - 60
+    assert samples["kubeproxy_sync_proxy_rules_iptables_restore_failures_total"] == "0.0"
+    code, health = proxyproc.healthz(env.spec, env.node.netns)
+    assert code == 200 and set(health) == {"lastUpdated", "currentTime", "nodeEligible"}
+
+
 def test_proxy_log_has_no_errors(env: Env) -> None:
     log = proxyproc.proxy_daemon(env.spec, NODE).log_file.read_text()
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
