@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import ssl
 import statistics
@@ -286,7 +287,8 @@ def metrics(spec: ClusterSpec, netns: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in body.decode().splitlines():
         m = _SAMPLE.match(line)
-        if m and not m.group(2):
+        # unlabelled samples, or kube-proxy's ip_family="IPv4" ones (it also syncs IPv6)
+        if m and (not m.group(2) or m.group(2) == '{ip_family="IPv4"}'):
             out[m.group(1)] = float(m.group(3))
     return out
 
@@ -417,6 +419,13 @@ def run_agent(
             out["one_change_sync_s_median"] = round(statistics.median(sync_times), 4)
         last_ip = per_change[-1]["new_endpoint"] if per_change else None
         out["rules"] = chain_stats(netns)
+        saved = subprocess.run(
+            ["ip", "netns", "exec", netns, "iptables-nft-save"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).stdout
+        (spec.logs / f"{name}-{n}-iptables-save.txt").write_text(saved)
         if last_ip is not None:
             needle = f"--to-destination {last_ip}:{ENDPOINT_PORT}"
             out["last_change_in_kernel"] = any(
@@ -501,6 +510,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # a background run ignores SIGINT: make SIGTERM unwind too, so the teardown always runs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stamp = datetime.datetime.now(datetime.UTC)
     results: Json = {
         "benchmark": "proxy",
