@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 NNP_SOURCE = Path(__file__).parent / "src" / "nnp.c"
 # Tools from the host copied (with their shared libraries) into the agnhost image: the tests run
 # `curl` (lifecycle hooks, pod networking), `nc -u` (UDP node-to-pod checks; busybox nc has no
-# -u) and `/bin/bash` (probe tests). Debian packages: curl, netcat-openbsd, bash.
-AGNHOST_TOOLS = ("/usr/bin/curl", "/usr/bin/nc.openbsd", "/bin/bash")
+# -u) and `/bin/bash` (probe tests). /bin/sh is dash there: Debian's static busybox shell runs
+# its own applets before anything on PATH, so `sh -c "nc -u ..."` would never reach the real nc.
+# Debian packages: curl, netcat-openbsd, bash, dash.
+AGNHOST_TOOLS = ("/usr/bin/curl", "/usr/bin/nc.openbsd", "/bin/bash", "/bin/dash")
 AGNHOST_USERS = (
     "user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
     "group-defined-in-image:x:50000:user-defined-in-image\nuser-defined-in-image:x:1000:\n",
@@ -114,7 +116,7 @@ def tool_files(tools: Sequence[str] = AGNHOST_TOOLS) -> list[str]:
     missing = [t for t in tools if not Path(t).is_file()]
     if missing:
         raise base.ImageError(
-            f"agnhost image needs host tools {missing} (apt: curl netcat-openbsd bash)"
+            f"agnhost image needs host tools {missing} (apt: curl netcat-openbsd bash dash)"
         )
     files = set(tools)
     for t in tools:
@@ -169,9 +171,11 @@ def _agnhost_extra(agnhost: Path, files: Sequence[str]) -> Callable[[Path, Path]
             nc.unlink()
         nc.parent.mkdir(parents=True, exist_ok=True)
         os.symlink("nc.openbsd", nc)
-        bin_nc = rootfs / "bin" / "nc"  # busybox's nc comes first on PATH otherwise
-        if bin_nc.exists() or bin_nc.is_symlink():
-            bin_nc.unlink()
+        for name, target in (("nc", "/usr/bin/nc.openbsd"), ("sh", "dash")):
+            link = rootfs / "bin" / name  # busybox's applets otherwise
+            if link.exists() or link.is_symlink():
+                link.unlink()
+            os.symlink(target, link)
         shutil.copyfile(agnhost, rootfs / "agnhost")
         (rootfs / "agnhost").chmod(0o755)
         os.symlink("agnhost", rootfs / "agnhost-2")
