@@ -53,6 +53,7 @@ class Routes:
     def __init__(self, src: Sources) -> None:
         self.src = src
         self.node_cpu = stats.NodeCPU()
+        self.container_cpu = stats.ContainerCPURates()
         self.boot = stats.boot_time()
         metrics.NODE_NAME.labels(node=src.node).set(1)
 
@@ -107,7 +108,9 @@ class Routes:
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def _summary(self) -> Json:
-        return await stats.summary(self.src.runtime, self.src.node, self.node_cpu, self.boot)
+        return await stats.summary(
+            self.src.runtime, self.src.node, self.node_cpu, self.boot, self.container_cpu
+        )
 
     async def summary(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(await self._summary())

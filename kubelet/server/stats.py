@@ -81,12 +81,51 @@ class NodeCPU:
         return {"time": rfc3339(now), "usageCoreNanoSeconds": used, "usageNanoCores": max(0, cores)}
 
 
-def _cpu(c: api.CpuUsage) -> Json:
-    return {
+CPU_CACHE_NS = 10 * 60 * 1_000_000_000
+"""Samples older than this are dropped from the rate cache (upstream's defaultCachePeriod)."""
+
+
+@dataclass
+class ContainerCPURates:
+    """usageNanoCores of containers as upstream's CRI stats provider computes it when the runtime
+    does not report it: the growth of usageCoreNanoSeconds between this sample and the cached
+    previous one of the same container ID, over the samples' timestamps."""
+
+    cache: dict[str, tuple[int, int, int | None]] = field(default_factory=dict)
+    """container ID -> (sample timestamp ns, usageCoreNanoSeconds, the rate computed then)."""
+
+    def rate(self, cid: str, cpu: api.CpuUsage) -> int | None:
+        """The container's usageNanoCores now; None until two samples exist, after the counter
+        went backwards (a new cgroup), or without usageCoreNanoSeconds. The runtime's own value
+        wins when it sends one. A repeated sample (same timestamp) keeps the last rate."""
+        if cpu.HasField("usage_nano_cores"):
+            return int(cpu.usage_nano_cores.value)
+        if not cpu.HasField("usage_core_nano_seconds"):
+            return None
+        used, ts = int(cpu.usage_core_nano_seconds.value), int(cpu.timestamp)
+        prev = self.cache.get(cid)
+        if prev is not None and ts == prev[0] and used == prev[1]:
+            return prev[2]
+        if prev is None or used < prev[1] or ts <= prev[0]:
+            self.cache[cid] = (ts, used, None)
+            return None
+        cores = int((used - prev[1]) / (ts - prev[0]) * 1_000_000_000)
+        self.cache[cid] = (ts, used, cores)
+        return cores
+
+    def forget_older(self, now_ns: int, period_ns: int = CPU_CACHE_NS) -> None:
+        """Drop samples older than `period_ns` (containers that are gone)."""
+        self.cache = {k: v for k, v in self.cache.items() if now_ns - v[0] <= period_ns}
+
+
+def _cpu(c: api.CpuUsage, nano_cores: int | None) -> Json:
+    out: Json = {
         "time": rfc3339(c.timestamp / 1e9),
         "usageCoreNanoSeconds": c.usage_core_nano_seconds.value,
-        "usageNanoCores": c.usage_nano_cores.value,
     }
+    if nano_cores is not None:
+        out["usageNanoCores"] = nano_cores
+    return out
 
 
 def _memory(m: api.MemoryUsage) -> Json:
@@ -109,23 +148,25 @@ class PodStats:
     start: str
     containers: list[Json] = field(default_factory=list)
     cpu_ns: int = 0
-    nano_cores: int = 0
+    nano_cores: int | None = None
+    """The sum of the containers' usageNanoCores; None while none of them has one yet."""
     working_set: int = 0
     usage: int = 0
     time: str = ""
 
-    def add(self, s: api.ContainerStats) -> None:
+    def add(self, s: api.ContainerStats, nano_cores: int | None = None) -> None:
         meta = s.attributes.metadata
         self.containers.append(
             {
                 "name": meta.name,
                 "startTime": self.start,
-                "cpu": _cpu(s.cpu),
+                "cpu": _cpu(s.cpu, nano_cores),
                 "memory": _memory(s.memory),
             }
         )
         self.cpu_ns += s.cpu.usage_core_nano_seconds.value
-        self.nano_cores += s.cpu.usage_nano_cores.value
+        if nano_cores is not None:
+            self.nano_cores = (self.nano_cores or 0) + nano_cores
         self.working_set += s.memory.working_set_bytes.value
         self.usage += s.memory.usage_bytes.value
         self.time = rfc3339(s.cpu.timestamp / 1e9) if s.cpu.timestamp else rfc3339(time.time())
@@ -136,17 +177,18 @@ class PodStats:
             "podRef": self.ref,
             "startTime": self.start,
             "containers": self.containers,
-            "cpu": {
-                "time": t,
-                "usageCoreNanoSeconds": self.cpu_ns,
-                "usageNanoCores": self.nano_cores,
-            },
+            "cpu": {"time": t, "usageCoreNanoSeconds": self.cpu_ns}
+            | ({} if self.nano_cores is None else {"usageNanoCores": self.nano_cores}),
             "memory": {"time": t, "workingSetBytes": self.working_set, "usageBytes": self.usage},
         }
 
 
-async def pod_stats(runtime: RuntimeClient) -> list[PodStats]:
-    """Per pod (ready sandboxes) with its running containers' CPU and memory from CRI."""
+async def pod_stats(
+    runtime: RuntimeClient, rates: ContainerCPURates | None = None
+) -> list[PodStats]:
+    """Per pod (ready sandboxes) with its running containers' CPU and memory from CRI; `rates`
+    (kept between calls) gives the containers' usageNanoCores."""
+    rates = rates if rates is not None else ContainerCPURates()
     ready = api.PodSandboxState.Value("SANDBOX_READY")
     boxes = await runtime.list_pod_sandbox(
         filter=api.PodSandboxFilter(state=api.PodSandboxStateValue(state=ready)), deadline=10
@@ -158,7 +200,8 @@ async def pod_stats(runtime: RuntimeClient) -> list[PodStats]:
     for s in await runtime.list_container_stats(deadline=10):
         owner = pods.get(_sandbox_of(s, boxes))
         if owner is not None:
-            owner.add(s)
+            owner.add(s, rates.rate(s.attributes.id, s.cpu))
+    rates.forget_older(time.time_ns())
     return list(pods.values())
 
 
@@ -170,7 +213,13 @@ def _sandbox_of(s: api.ContainerStats, boxes: Iterable[api.PodSandbox]) -> str:
     return ""
 
 
-async def summary(runtime: RuntimeClient, node: str, cpu: NodeCPU, boot: float) -> Json:
+async def summary(
+    runtime: RuntimeClient,
+    node: str,
+    cpu: NodeCPU,
+    boot: float,
+    rates: ContainerCPURates | None = None,
+) -> Json:
     mem = proc_memory(_read("/proc/meminfo"))
     mem["time"] = rfc3339(time.time())
     node_stats: Json = {
@@ -181,7 +230,7 @@ async def summary(runtime: RuntimeClient, node: str, cpu: NodeCPU, boot: float) 
         "systemContainers": [],
     }
     try:
-        pods = [p.summary() for p in await pod_stats(runtime)]
+        pods = [p.summary() for p in await pod_stats(runtime, rates)]
     except CRIError:
         pods = []
     return {"node": node_stats, "pods": pods}

@@ -249,3 +249,25 @@ def test_attach_streams_output(node: Node) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_stats_summary_container_usage_nano_cores(node: Node) -> None:
+    """A busy container's usageNanoCores: a rate between two summaries, about one core."""
+    _running(node, "busy", "while true; do :; done")
+
+    def busy_cpu() -> Json:
+        summary = node.direct("/stats/summary").json()
+        for p in summary["pods"]:
+            if (p["podRef"]["namespace"], p["podRef"]["name"]) == (node.ns, "busy"):
+                cpu: Json = p["containers"][0]["cpu"]
+                return cpu
+        raise AssertionError("pod busy not in /stats/summary")
+
+    try:
+        busy_cpu()
+        time.sleep(2)
+        cpu = busy_cpu()
+        assert "usageNanoCores" in cpu, cpu
+        assert 300_000_000 < cpu["usageNanoCores"] < 2_200_000_000, cpu
+    finally:  # it burns a core
+        node.kubectl("delete", "pod", "busy", "--grace-period=0", "--force")
