@@ -193,6 +193,11 @@ class Agent:
         kc = self.config.kubelet
         try:
             found = cghost.detect()
+            if kc.fail_cgroup_v1 and found.version == cghost.V1:
+                raise SystemExit(
+                    "pykubelet run: failCgroupV1 is set and this host uses cgroup v1: "
+                    "set failCgroupV1: false or move the host to cgroup v2"
+                )
             cgroups = cgmanager.build(
                 found,
                 cgroup_root=kc.cgroup_root,

@@ -344,6 +344,8 @@ def agent_config(
         "cgroupDriver: cgroupfs",
         f"cgroupRoot: {cgroup_root(spec, logs.parent.name if pod_logs else '')}",
         "failCgroupV1: false",
+        # no registry here: an image collected by the periodic GC could never come back
+        "imageGCHighThresholdPercent: 100",
         f"port: {spec.ports.kubelet}",
         f"podLogsDirectory: {json.dumps(str(logs))}",
         "authentication:",
