@@ -48,7 +48,7 @@ conformance-binaries:
 # ~/.cache/pykubelet/conformance/<time>/. CONFORMANCE_ARGS: e.g. --procs 2, --focus REGEX.
 # curl, netcat-openbsd and bash are copied from the host into the agnhost test image.
 conformance: install conformance-binaries
-	@for p in curl netcat-openbsd bash; do \
+	@for p in curl netcat-openbsd bash dash hostname; do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p >/dev/null; \
 	done

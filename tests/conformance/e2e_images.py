@@ -26,6 +26,9 @@ NNP_SOURCE = Path(__file__).parent / "src" / "nnp.c"
 # its own applets before anything on PATH, so `sh -c "nc -u ..."` would never reach the real nc.
 # Debian packages: curl, netcat-openbsd, bash, dash.
 AGNHOST_TOOLS = ("/usr/bin/curl", "/usr/bin/nc.openbsd", "/bin/bash", "/bin/dash")
+# glibc-dns-testing is a Debian image upstream: its test runs `hostname -f` through glibc.
+GLIBC_TOOLS = ("/bin/dash", "/bin/hostname")
+NSSWITCH = "hosts: files dns\n"
 AGNHOST_USERS = (
     "user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
     "group-defined-in-image:x:50000:user-defined-in-image\nuser-defined-in-image:x:1000:\n",
@@ -46,7 +49,7 @@ class Wanted:
     """One image the selected tests need: the repository path it is known by, and why."""
 
     repository: str  # e.g. registry.k8s.io/e2e-test-images/agnhost
-    kind: str  # recipe kind: agnhost, busybox, pause, nonewprivs, nonroot, shell
+    kind: str  # recipe kind: agnhost, busybox, pause, nonewprivs, nonroot, glibc-shell
     why: str
     tag_prefix: str = ""  # pick the listed tag starting with this (agnhost has two tags)
 
@@ -63,7 +66,7 @@ WANTED: tuple[Wanted, ...] = (
     Wanted("registry.k8s.io/pause", "pause", "pods, sandboxes"),
     Wanted("registry.k8s.io/e2e-test-images/nonewprivs", "nonewprivs", "allowPrivilegeEscalation"),
     Wanted("registry.k8s.io/e2e-test-images/nonroot", "nonroot", "runAsNonRoot with image user"),
-    Wanted("registry.k8s.io/e2e-test-images/glibc-dns-testing", "shell", "hostnameOverride"),
+    Wanted("registry.k8s.io/e2e-test-images/glibc-dns-testing", "glibc-shell", "hostnameOverride"),
 )
 
 
@@ -116,7 +119,7 @@ def tool_files(tools: Sequence[str] = AGNHOST_TOOLS) -> list[str]:
     missing = [t for t in tools if not Path(t).is_file()]
     if missing:
         raise base.ImageError(
-            f"agnhost image needs host tools {missing} (apt: curl netcat-openbsd bash dash)"
+            f"test images need host tools {missing} (apt: curl netcat-openbsd bash dash hostname)"
         )
     files = set(tools)
     for t in tools:
@@ -162,10 +165,25 @@ def _applets_in_bin(rootfs: Path) -> None:
                 os.link(target, link)
 
 
-def _agnhost_extra(agnhost: Path, files: Sequence[str]) -> Callable[[Path, Path], None]:
+def porter_files(k8s_source: Path) -> list[Path]:
+    """The TLS pair agnhost's image carries at / (netexec --tls-cert-file /localhost.crt)."""
+    d = k8s_source / "test" / "images" / "agnhost" / "porter"
+    files = [d / "localhost.crt", d / "localhost.key"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise base.ImageError(f"agnhost image: missing {missing} in the k8s.io/kubernetes module")
+    return files
+
+
+def _agnhost_extra(
+    agnhost: Path, files: Sequence[str], porter: Sequence[Path]
+) -> Callable[[Path, Path], None]:
     def extra(rootfs: Path, scratch: Path) -> None:
         for f in files:
             _copy_host_file(rootfs, f)
+        for p in porter:
+            shutil.copyfile(p, rootfs / p.name)
+            (rootfs / p.name).chmod(0o644)
         nc = rootfs / "usr" / "bin" / "nc"
         if nc.exists() or nc.is_symlink():
             nc.unlink()
@@ -244,6 +262,18 @@ def _registry_extra(image: base.ImageArchive, repo: str, tag: str) -> Callable[[
     return extra
 
 
+def _glibc_extra(files: Sequence[str]) -> Callable[[Path, Path], None]:
+    def extra(rootfs: Path, scratch: Path) -> None:
+        for f in files:
+            _copy_host_file(rootfs, f)
+        sh = rootfs / "bin" / "sh"
+        sh.unlink()
+        os.symlink("dash", sh)
+        (rootfs / "etc" / "nsswitch.conf").write_text(NSSWITCH)
+
+    return extra
+
+
 def _nnp_extra(source: Path) -> Callable[[Path, Path], None]:
     def extra(rootfs: Path, scratch: Path) -> None:
         src = scratch / "nnp.c"
@@ -285,6 +315,7 @@ def recipe_for(
     pause_source: Path = base.PAUSE_SOURCE,
     nnp_source: Path = NNP_SOURCE,
     registry_image: base.ImageArchive | None = None,
+    k8s_source: Path | None = None,
 ) -> base.Recipe:
     """The build recipe of one wanted image under its exact listed name; agnhost's fake
     registry serves `registry_image` (the pause archive) when given."""
@@ -297,7 +328,19 @@ def recipe_for(
             populate=base._populate_pause(pause_source),
             config_args=("--config.entrypoint", "/pause", "--config.user", "65535:65535"),
         )
-    if kind in ("busybox", "shell"):
+    if kind == "glibc-shell":
+        files = tool_files(GLIBC_TOOLS)
+        return base.Recipe(
+            name=name,
+            inputs={
+                **bb_inputs,
+                "nsswitch": NSSWITCH,
+                **{f: base.sha256_file(Path(f)) for f in files},
+            },
+            populate=_busybox_then(_glibc_extra(files), busybox),
+            config_args=("--config.cmd", "sh", *shell_cfg),
+        )
+    if kind == "busybox":
         return base.Recipe(
             name=name,
             inputs=bb_inputs,
@@ -320,13 +363,16 @@ def recipe_for(
         )
     if kind == "agnhost":
         files = tool_files()
+        if k8s_source is None:
+            raise ValueError(f"{name}: the agnhost recipe needs the k8s.io/kubernetes source")
+        porter = porter_files(k8s_source)
         inputs = {
             **bb_inputs,
             "agnhost": base.sha256_file(agnhost),
             "users": base.sha256_bytes("".join(AGNHOST_USERS).encode()),
-            **{f: base.sha256_file(Path(f)) for f in files},
+            **{f: base.sha256_file(Path(f)) for f in [*files, *map(str, porter)]},
         }
-        steps = [_agnhost_extra(agnhost, files)]
+        steps = [_agnhost_extra(agnhost, files, porter)]
         if registry_image is not None:
             inputs["registry"] = f"{REGISTRY_REPO}:{REGISTRY_TAG}={registry_image.key}"
             steps.append(_registry_extra(registry_image, REGISTRY_REPO, REGISTRY_TAG))
@@ -377,7 +423,13 @@ def list_images(e2e_test: Path) -> list[str]:
 
 
 def prepare(
-    *, e2e_test: Path, agnhost: Path, cache_dir: Path, address: Path, ctr: str = "ctr"
+    *,
+    e2e_test: Path,
+    agnhost: Path,
+    k8s_source: Path,
+    cache_dir: Path,
+    address: Path,
+    ctr: str = "ctr",
 ) -> Mapping[str, str]:
     """Build (or reuse) every wanted image and import it into the containerd at `address`.
     Returns {image name: why it is needed}."""
@@ -388,7 +440,7 @@ def prepare(
     archives += build(
         cache_dir,
         [
-            recipe_for(n, w.kind, agnhost=agnhost, registry_image=pause)
+            recipe_for(n, w.kind, agnhost=agnhost, registry_image=pause, k8s_source=k8s_source)
             for n, w in sorted(selected.items())
             if w.kind == "agnhost"
         ],

@@ -121,6 +121,21 @@ def ensure_binaries() -> Path:
     return k8s
 
 
+def k8s_source_dir() -> Path:
+    """Where the Go module cache holds the k8s.io/kubernetes module the binaries came from."""
+    r = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes"],
+        cwd=cluster.BUILD_SCRIPT.parent / "k8s",
+        env={**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0 or not r.stdout.strip():
+        raise RuntimeError(f"go list -m k8s.io/kubernetes failed: {r.stderr.strip()[-300:]}")
+    return Path(r.stdout.strip())
+
+
 def make_spec(directory: Path) -> ClusterSpec:
     pid = os.getpid()
     return cluster.make_spec(
@@ -209,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             wanted = e2e_images.prepare(
                 e2e_test=e2e_test,
                 agnhost=k8s / "agnhost",
+                k8s_source=k8s_source_dir(),
                 cache_dir=DEFAULT_CACHE / "images",
                 address=spec.containerd_socket,
             )
