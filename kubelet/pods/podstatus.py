@@ -434,6 +434,10 @@ def _pod_ips(pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: Json)
     return [p["ip"] for p in prev.get("podIPs") or [] if isinstance(p, dict) and "ip" in p]
 
 
+DISRUPTION_TARGET, TERMINATION_BY_KUBELET = "DisruptionTarget", "TerminationByKubelet"
+"""The condition upstream adds to a pod the kubelet evicts, and its reason."""
+
+
 def derive_pod_status(
     pod: Pod,
     runtime: RuntimePod,
@@ -479,6 +483,11 @@ def derive_pod_status(
     if failure is not None:
         status["reason"] = failure.reason
         status["message"] = failure.message
+        conds = status["conditions"]
+        if failure.reason == "Evicted" and all(c["type"] != DISRUPTION_TARGET for c in conds):
+            conds.append(
+                _cond(DISRUPTION_TARGET, True, {}, now_iso, TERMINATION_BY_KUBELET, failure.message)
+            )
     return status
 
 

@@ -103,6 +103,8 @@ def _evicted_first(spec: ClusterSpec, ns: str, prefix: str, resource: str) -> Js
     assert all("terminated" in s["state"] for s in pod["status"]["containerStatuses"]), pod[
         "status"
     ]["containerStatuses"]
+    target = [c for c in pod["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+    assert target and target[0]["reason"] == "TerminationByKubelet", pod["status"]["conditions"]
     evs = events(spec, ns, f"{prefix}-be")
     assert any(e["reason"] == "Evicted" and e["type"] == "Warning" for e in evs), evs
     return pod
