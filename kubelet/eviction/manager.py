@@ -19,6 +19,7 @@ from kubelet.eviction.gc import ImageGC
 from kubelet.eviction.ranking import RANKERS, Stats
 from kubelet.eviction.thresholds import Observation, Threshold
 from kubelet.pods.admission import Rejection
+from kubelet.server.metrics import EVICTIONS
 
 log = logging.getLogger(__name__)
 Json = Mapping[str, Any]
@@ -141,6 +142,7 @@ class EvictionManager:
             )
         )
         self.evict(pod, message)
+        EVICTIONS.labels(eviction_signal=target.signal).inc()
         return pod
 
     async def run(self) -> None:

@@ -68,6 +68,12 @@ RUNTIME_OPERATIONS_ERRORS = Counter(
     ["operation_type"],
     registry=REGISTRY,
 )
+EVICTIONS = Counter(
+    "kubelet_evictions",
+    "Cumulative number of pod evictions by eviction signal",
+    ["eviction_signal"],
+    registry=REGISTRY,
+)
 PLEG_RELIST_DURATION = Histogram(
     "kubelet_pleg_relist_duration_seconds",
     "Duration in seconds for relisting pods in PLEG.",

@@ -12,6 +12,7 @@ from kubelet import events as ev
 from kubelet.eviction.manager import EvictionManager
 from kubelet.eviction.ranking import PodUsage
 from kubelet.eviction.thresholds import Observation, Threshold
+from kubelet.server.metrics import EVICTIONS
 
 MI = 1 << 20
 
@@ -65,8 +66,10 @@ def _run(m: EvictionManager) -> Any:
 def test_memory_pressure_evicts_best_effort_first_one_per_round() -> None:
     f = Fake()
     m = f.manager(Threshold("memory.available", "1500Mi"))
+    before = EVICTIONS.labels(eviction_signal="memory.available")._value.get()
     evicted = _run(m)
     assert evicted["metadata"]["name"] == "be"
+    assert EVICTIONS.labels(eviction_signal="memory.available")._value.get() == before + 1
     assert m.conditions == ["MemoryPressure"] and m.pressure("MemoryPressure")
     assert f.evicted == [
         (
