@@ -46,15 +46,27 @@ def first_line(text: str) -> str:
     lines[0] = re.sub(r"^\[(FAILED|PANICKED|TIMEDOUT|INTERRUPTED)\]\s*", "", lines[0])
     if lines[0].rstrip(":") != "Expected":
         return lines[0]
-    fields = dict(
-        (m.group(1), m.group(2).strip())
-        for ln in lines
-        if (m := re.match(r"^(reason|message): (.*)$", ln))
-    )
+    fields = _yaml_fields(lines, ("reason", "message"))
     if "<*v1.Event" in text and fields:
         return f"unexpected Event {fields.get('reason', '?')}: {fields.get('message', '')}"
     squashed = re.sub(r"\s*\|\s*0x[0-9a-f]+", "", " ".join(lines))
     return squashed if len(squashed) <= _SQUASH_LIMIT else squashed[: _SQUASH_LIMIT - 3] + "..."
+
+
+def _yaml_fields(lines: list[str], keys: tuple[str, ...]) -> dict[str, str]:
+    """First value of each key in gomega's YAML dump, folded continuation lines joined."""
+    out: dict[str, str] = {}
+    for i, ln in enumerate(lines):
+        m = re.match(r"^(\w+): (.*)$", ln)
+        if not m or m.group(1) not in keys or m.group(1) in out:
+            continue
+        value = [m.group(2)]
+        for more in lines[i + 1 :]:
+            if re.match(r"^[\w-]+:( |$)", more):
+                break
+            value.append(more)
+        out[m.group(1)] = " ".join(value).strip("'\" ")
+    return out
 
 
 def spec_name(raw: str) -> str:

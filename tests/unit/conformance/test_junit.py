@@ -95,9 +95,12 @@ def test_first_line_and_spec_name() -> None:
     assert first_line("") == ""
     event = (
         "[FAILED] Expected\n    <*v1.Event | 0x1a1d>: \n        count: 1\n"
-        "        reason: SysctlForbidden\n        message: forbidden sysctl: x\nto be nil"
+        "        reason: SysctlForbidden\n        message: 'forbidden sysctl: x\n"
+        "            folded on: two lines'\n        metadata:\n          a: b\nto be nil"
     )
-    assert first_line(event) == "unexpected Event SysctlForbidden: forbidden sysctl: x"
+    assert first_line(event) == (
+        "unexpected Event SysctlForbidden: forbidden sysctl: x folded on: two lines"
+    )
     cmp = "Expected\n    <string>: a\nto equal\n    <string>: b"
     assert first_line(cmp) == "Expected <string>: a to equal <string>: b"
     assert spec_name("[It] a [Conformance] [sig-node, Conformance]") == "a [Conformance]"
