@@ -55,6 +55,12 @@ def _changed_keys(desired: RuleSet, applied: RuleSet | None) -> list[ServiceKey]
         return sorted(desired.fragments)
     old = applied.fragments
     get = old.get
+    candidates = desired.changed_since(applied)
+    if candidates is not None:  # patched from `applied`: only these can differ
+        new = desired.fragments
+        out = [k for k in candidates if k in new and not _same(get(k), new[k])]
+        out.extend(k for k in candidates if k not in new and k in old)
+        return sorted(out)
     keys = [k for k, f in desired.fragments.items() if get(k) is not f]
     keys = [k for k in keys if not _same(get(k), desired.fragments[k])]
     keys.extend(k for k in old if k not in desired.fragments)

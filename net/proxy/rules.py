@@ -7,10 +7,11 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import itertools
 import shlex
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from net.proxy.model import (
     ClusterState,
@@ -106,15 +107,53 @@ class Fragment:
     jumps: tuple[tuple[str, str, str], ...]  # (table, shared chain, line), in order
 
 
-@dataclass(frozen=True)
+_serials = itertools.count(1)
+MAX_ANCESTORS = 8
+MAX_DELTA = 2000
+
+
+@dataclass(frozen=True, eq=False)
 class RuleSet:
-    tables: Mapping[str, Mapping[str, tuple[str, ...]]]
-    owners: Mapping[str, ServiceKey | None]
-    fragments: Mapping[ServiceKey, Fragment] = field(default_factory=dict)
+    """The desired rules of every Service. `tables` and `owners` are assembled from the
+    fragments on first access (a partial render never needs them)."""
+
+    fragments: Mapping[ServiceKey, Fragment]
     config: ProxyConfig | None = None
     order: tuple[ServiceKey, ...] = ()
-    jumps: tuple[tuple[str, str, str], ...] = BUILTIN_JUMPS
     large_cluster: bool = False  # over LARGE_CLUSTER_ENDPOINTS: no per-endpoint comments
+    endpoint_total: int = 0
+    # serial of an earlier RuleSet this one was patched from -> Services changed since then
+    ancestors: Mapping[int, frozenset[ServiceKey]] = field(default_factory=dict)
+    jumps: tuple[tuple[str, str, str], ...] = BUILTIN_JUMPS
+    serial: int = field(default_factory=lambda: next(_serials))
+
+    @cached_property
+    def tables(self) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
+        """table ("filter"/"nat") -> chain -> rule lines (the text after "-A CHAIN ")."""
+        owned: dict[str, dict[str, tuple[str, ...]]] = {FILTER: {}, NAT: {}}
+        frags = self.fragments
+        for key in self.order:
+            for (t, c), lines in frags[key].chains.items():
+                owned[t][c] = lines
+        config = self.config or ProxyConfig("", ())
+        shared = _Shared(frags, self.order, config)
+        return {t: _Table(t, owned[t], shared) for t in (FILTER, NAT)}
+
+    @cached_property
+    def owners(self) -> Mapping[str, ServiceKey | None]:
+        """chain -> the Service that owns it (None: a shared chain)."""
+        out: dict[str, ServiceKey | None] = {c: None for cs in SHARED_CHAINS.values() for c in cs}
+        for key in self.order:
+            for _t, c in self.fragments[key].chains:
+                out[c] = key
+        return out
+
+    def changed_since(self, other: RuleSet) -> frozenset[ServiceKey] | None:
+        """Services that may differ from `other` when this RuleSet was patched from it
+        (within the last MAX_ANCESTORS builds); None when unknown."""
+        if other.serial == self.serial:
+            return frozenset()
+        return self.ancestors.get(other.serial)
 
     def chain_table(self, chain: str) -> str | None:
         """The table holding a Service-owned chain (shared chains exist in several)."""
@@ -459,19 +498,13 @@ def build(
     changed: Collection[ServiceKey] | None = None,
 ) -> RuleSet:
     """The desired rules. With `previous` (built with the same config), fragments of Services
-    whose Service and endpoints are unchanged are reused and the tables are patched rather
-    than rebuilt; with `changed` too, only those keys are looked at (every other Service is
-    assumed unchanged), which keeps a one-Service change O(1) in Python work."""
+    whose Service and endpoints are unchanged are reused; with `changed` too, only those keys
+    are looked at (every other Service is assumed unchanged), which keeps a one-Service change
+    O(changed) in Python work."""
     services, endpoints = state.services, state.endpoints
     empty: tuple[Endpoint, ...] = ()
-    total = sum(len(v) for k, v in endpoints.items() if k in services)
-    large = total > LARGE_CLUSTER_ENDPOINTS
-    if previous is None or previous.config != config or previous.large_cluster != large:
-        frags = {
-            k: fragment(services[k], tuple(endpoints.get(k, empty)), config, large)
-            for k in sorted(services)
-        }
-        return assemble(frags, tuple(frags), config, large)
+    if previous is None or previous.config != config:
+        return _full_build(state, config)
     old = previous.fragments
     if changed is None:
         changed = [k for k in old if k not in services]
@@ -484,6 +517,16 @@ def build(
                 or not (f.endpoints is eps or f.endpoints == tuple(eps))
             ):
                 changed.append(key)
+    total = previous.endpoint_total
+    for key in changed:
+        f = old.get(key)
+        if f is not None:
+            total -= len(f.endpoints)
+        if key in services:
+            total += len(endpoints.get(key, empty))
+    large = total > LARGE_CLUSTER_ENDPOINTS
+    if large != previous.large_cluster:
+        return _full_build(state, config)
     frags = dict(old)
     updates: dict[ServiceKey, Fragment | None] = {}
     for key in changed:
@@ -495,7 +538,32 @@ def build(
             frags[key] = updates[key] = fragment(
                 current, tuple(endpoints.get(key, empty)), config, large
             )
-    return _patch(previous, frags, updates)
+    order = previous.order
+    added = [k for k, f in updates.items() if f is not None and k not in old]
+    gone = {k for k, f in updates.items() if f is None and k in old}
+    if added or gone:
+        new_order = [k for k in order if k not in gone] if gone else list(order)
+        for k in added:
+            bisect.insort(new_order, k)
+        order = tuple(new_order)
+    delta = frozenset(updates)
+    ancestors: dict[int, frozenset[ServiceKey]] = {previous.serial: delta}
+    for serial, keys in list(previous.ancestors.items())[: MAX_ANCESTORS - 1]:
+        if len(keys) + len(delta) <= MAX_DELTA:
+            ancestors[serial] = keys | delta
+    return RuleSet(frags, config, order, large, total, ancestors)
+
+
+def _full_build(state: ClusterState, config: ProxyConfig) -> RuleSet:
+    services, endpoints = state.services, state.endpoints
+    empty: tuple[Endpoint, ...] = ()
+    total = sum(len(endpoints.get(k, empty)) for k in services)
+    large = total > LARGE_CLUSTER_ENDPOINTS
+    frags = {
+        k: fragment(services[k], tuple(endpoints.get(k, empty)), config, large)
+        for k in sorted(services)
+    }
+    return RuleSet(frags, config, tuple(frags), large, total)
 
 
 class _Table(Mapping[str, tuple[str, ...]]):
@@ -547,62 +615,3 @@ class _Shared:
                     middle[(t, c)].append(line)
             self._cache = {k: (*h, *middle[k], *tail) for k, (h, tail) in heads.items()}
         return self._cache[(table, chain)]
-
-
-def assemble(
-    frags: Mapping[ServiceKey, Fragment],
-    order: tuple[ServiceKey, ...],
-    config: ProxyConfig,
-    large: bool = False,
-) -> RuleSet:
-    """Tables and owners from per-Service fragments, in `order`."""
-    owned: dict[str, dict[str, tuple[str, ...]]] = {FILTER: {}, NAT: {}}
-    owners: dict[str, ServiceKey | None] = {c: None for cs in SHARED_CHAINS.values() for c in cs}
-    for key in order:
-        for (t, c), lines in frags[key].chains.items():
-            owned[t][c] = lines
-            owners[c] = key
-    shared = _Shared(frags, order, config)
-    tables = {t: _Table(t, owned[t], shared) for t in (FILTER, NAT)}
-    return RuleSet(tables, owners, frags, config, order, large_cluster=large)
-
-
-def _patch(
-    previous: RuleSet,
-    frags: dict[ServiceKey, Fragment],
-    updates: Mapping[ServiceKey, Fragment | None],
-) -> RuleSet:
-    """`previous` with the fragments in `updates` replaced (None: removed)."""
-    assert previous.config is not None
-    owned: dict[str, dict[str, tuple[str, ...]]] = {}
-    for t in (FILTER, NAT):
-        table = previous.tables.get(t)
-        owned[t] = dict(
-            table.owned
-            if isinstance(table, _Table)
-            else {c: v for c, v in (table or {}).items() if c not in SHARED_CHAINS[t]}
-        )
-    owners = dict(previous.owners)
-    order = previous.order
-    added = [k for k, f in updates.items() if f is not None and k not in previous.fragments]
-    gone = {k for k, f in updates.items() if f is None and k in previous.fragments}
-    if added or gone:
-        new_order = [k for k in order if k not in gone] if gone else list(order)
-        for k in added:
-            bisect.insort(new_order, k)
-        order = tuple(new_order)
-    for key, frag in updates.items():
-        old = previous.fragments.get(key)
-        if old is not None:
-            for t, c in old.chains:
-                owned[t].pop(c, None)
-                owners.pop(c, None)
-        if frag is not None:
-            for (t, c), lines in frag.chains.items():
-                owned[t][c] = lines
-                owners[c] = key
-    shared = _Shared(frags, order, previous.config)
-    tables = {t: _Table(t, owned[t], shared) for t in (FILTER, NAT)}
-    return RuleSet(
-        tables, owners, frags, previous.config, order, large_cluster=previous.large_cluster
-    )

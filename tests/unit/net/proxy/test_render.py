@@ -288,3 +288,22 @@ def test_large_cluster_mode_switch_forces_full() -> None:
     apply_restore(kernel, render(small, None, full=True).text)
     apply_restore(kernel, r.text)
     assert _canonical(kernel) == _canonical(_via_full(large))
+
+
+def test_partial_against_an_older_or_unrelated_applied_ruleset() -> None:
+    """After a failed restore the daemon renders against an older RuleSet: the ancestry
+    delta (or, for an unrelated one, a scan of every fragment) still finds every change."""
+    services, slices = _all_services()
+    first = build(state(services, slices), CONFIG)
+    slices[1] = eps("s2", [ep("10.244.9.2")])
+    second = build(state(services, slices), CONFIG, previous=first, changed=[("ns", "s2")])
+    slices[2] = eps("s3", [ep("10.244.9.3")])
+    third = build(state(services, slices), CONFIG, previous=second, changed=[("ns", "s3")])
+    assert third.changed_since(first) == frozenset({("ns", "s2"), ("ns", "s3")})
+    unrelated = build(state(services, slices[:1] + slices[3:]), CONFIG)
+    assert third.changed_since(unrelated) is None
+    for applied in (first, unrelated):
+        kernel, _ = _via_partial(applied, third)
+        assert _canonical(kernel) == _canonical(_via_full(third))
+    assert render(third, first, full=False).changed == (("ns", "s2"), ("ns", "s3"))
+    assert render(third, unrelated, full=False).changed == (("ns", "s2"), ("ns", "s3"))
