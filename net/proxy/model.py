@@ -16,6 +16,10 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
             changed: keys known to have changed (others are then reused without comparing).
         RuleSet.tables  {"filter"|"nat": {chain: (rule text after "-A CHAIN ", ...)}}
         RuleSet.owners  {chain: ServiceKey | None}   (None: shared chain)
+            (both assembled on first access: O(Services); a partial render never needs them)
+        RuleSet.fragments {ServiceKey: Fragment}: each Service's chains and shared-chain lines;
+        RuleSet.ancestors: Services changed since the last few RuleSets it was patched from,
+            so render() against one of them is O(changed)
         RuleSet.jumps   ((table, builtin chain, rule), ...) to ensure with -C / -I after the
                         first full restore (upstream EnsureRule, Prepend)
         ensure_jump_args(ruleset) -> [[iptables args], ...] (the "-C" form; swap to "-I")
@@ -27,7 +31,8 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
     net.proxy.explain  explain(state, ruleset, key, conntrack=()) -> Explanation;
                        parse_conntrack(text) -> [ConntrackEntry]
     net.proxy.ipvs_plan  ipvs_available(...), desired(state, config), diff(current, desired)
-    net.proxy.ipvs_netlink  encode(op) -> bytes of the netlink message
+    net.proxy.ipvs_netlink  encode(ops, family_id=, ifindex=) -> netlink messages (bytes);
+                            ipset_restore_text(ops)
 IPv4 only: IPv6 cluster IPs, addresses and slices are ignored.
 """
 
