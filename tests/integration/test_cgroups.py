@@ -276,3 +276,17 @@ def test_v2_writer_on_a_real_cgroup2_mount(tmp_path: Path) -> None:
             if d.is_dir():
                 d.rmdir()
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_kubepods_is_sized_and_allocatable_reported(cluster_spec: ClusterSpec, ns: str) -> None:
+    """enforceNodeAllocatable=[pods] with nothing reserved: kubepods gets the node's memory and
+    CPUs; status.allocatable is capacity less the default hard eviction threshold (100Mi)."""
+    kubepods = f"{_root(cluster_spec)}/kubepods"
+    mem_total = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) * 1024
+    limit = int(_read(CG / "memory" / kubepods / "memory.limit_in_bytes"))
+    assert limit == mem_total // 4096 * 4096
+    assert _read(CG / "cpu" / kubepods / "cpu.shares") == str((os.cpu_count() or 1) * 1024)
+    node = api_json(cluster_spec, "/api/v1/nodes/itest-node")["status"]
+    capacity_ki = int(node["capacity"]["memory"].removesuffix("Ki"))
+    assert node["allocatable"]["memory"] == f"{capacity_ki - 100 * 1024}Ki"
+    assert node["allocatable"]["cpu"] == node["capacity"]["cpu"]
