@@ -52,6 +52,17 @@ def owned_routes(ipr: IPRoute) -> dict[RouteKey, Any]:
     return out
 
 
+def foreign_routes(ipr: IPRoute) -> dict[str, int]:
+    """dst/len -> protocol of main-table routes that are not ours (never replaced)."""
+    out: dict[str, int] = {}
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for r in ipr.get_routes(family=family, table=MAIN_TABLE):
+            dst = r.get_attr("RTA_DST")
+            if dst and r["proto"] != RTPROT_PYKUBELET:
+                out[f"{dst}/{r['dst_len']}"] = int(r["proto"])
+    return out
+
+
 def _uplink_mtu(ipr: IPRoute, local_ip: str) -> int:
     for a in ipr.get_addr(family=socket.AF_INET):
         if a.get_attr("IFA_ADDRESS") == local_ip:
@@ -174,8 +185,15 @@ def apply(ipr: IPRoute, p: RoutePlan, *, vxlan_device: str | None = None) -> lis
                 proto=RTPROT_PYKUBELET,
                 family=msg["family"],
             )
+    foreign = foreign_routes(ipr)
     for key, r in want.items():
         if key in have:
+            continue
+        if key[0] in foreign:
+            errors.append(
+                f"route {key[0]} (node {r.node}): the table already has a route to it that "
+                f"pykubelet did not make (protocol {foreign[key[0]]}); left alone"
+            )
             continue
         kwargs: dict[str, Any] = {
             "dst": key[0],

@@ -91,6 +91,12 @@ def test_host_gw_routes_connect_pod_cidrs_and_go_with_their_node(
     assert our_routes(h1) == []
     assert "10.77.0.0/24" in h1.run("ip", "route", "show")
     h1.run("ip", "route", "del", "10.77.0.0/24")
+    # nor is someone else's route to a pod CIDR we would route: reported, left alone
+    h1.run("ip", "route", "add", "10.9.1.0/24", "via", h2.address, "proto", "static")
+    s = sync(h1, "n1", nodes(h1, h2))
+    assert our_routes(h1) == [] and "did not make (protocol 4)" in s.last_errors[0]
+    assert "10.9.1.0/24 via" in h1.run("ip", "route", "show", "proto", "static")
+    h1.run("ip", "route", "del", "10.9.1.0/24")
     sync(h2, "n2", nodes(h1, h2)[1:])
 
 
