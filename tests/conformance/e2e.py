@@ -121,12 +121,19 @@ class Outcome:
     killed_by_watchdog: bool
 
 
-def run_pass(p: Pass, *, env: dict[str, str] | None = None) -> Outcome:
-    """Run a pass in its own process group, output to its log; on watchdog expiry or Ctrl-C the
-    whole group is killed (ginkgo workers included) before returning or re-raising."""
+def run_pass(
+    p: Pass,
+    *,
+    env: dict[str, str] | None = None,
+    grace: float = WATCHDOG_GRACE,
+    interrupt_wait: float = 30.0,
+) -> Outcome:
+    """Run a pass in its own process group, output to its log; on watchdog expiry (`grace`
+    seconds past the pass's timeout) or Ctrl-C the whole group is killed (ginkgo workers
+    included) before returning or re-raising."""
     p.log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    deadline = t0 + p.timeout_s + WATCHDOG_GRACE
+    deadline = t0 + p.timeout_s + grace
     with p.log.open("ab") as out:
         proc = subprocess.Popen(
             list(p.argv),
@@ -141,18 +148,18 @@ def run_pass(p: Pass, *, env: dict[str, str] | None = None) -> Outcome:
             while proc.poll() is None:
                 if time.monotonic() > deadline:
                     killed = True
-                    _kill_group(proc)
+                    _kill_group(proc, interrupt_wait)
                     break
-                time.sleep(2)
+                time.sleep(min(2.0, max(0.1, grace / 4)))
         except BaseException:
-            _kill_group(proc)
+            _kill_group(proc, interrupt_wait)
             raise
     return Outcome(proc.wait(), time.monotonic() - t0, killed)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT first (ginkgo writes its reports on interrupt), SIGKILL after 30 s."""
-    for sig, wait in ((signal.SIGINT, 30.0), (signal.SIGKILL, 10.0)):
+def _kill_group(proc: subprocess.Popen[bytes], interrupt_wait: float) -> None:
+    """SIGINT first (ginkgo writes its reports on interrupt), SIGKILL if still there."""
+    for sig, wait in ((signal.SIGINT, interrupt_wait), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

@@ -150,3 +150,20 @@ def test_supervisor_records_a_crash_and_restarts() -> None:
     assert sup.crashes[0].log_tail == "last words" and "pid 10" in sup.crashes[0].exit_info
     sup.check()  # alive again
     assert len(sup.crashes) == 1
+
+
+def test_run_pass_watchdog_kills_the_whole_group(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    script = f"sleep 60 & echo $! > {marker}; trap '' INT; wait"
+    p = e2e.Pass("t", ("sh", "-c", script), tmp_path / "j.xml", 0.0, tmp_path / "t.log")
+    out = e2e.run_pass(p, grace=0.5, interrupt_wait=0.5)
+    assert out.killed_by_watchdog and out.exit_code != 0
+    child = int(marker.read_text())
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
+
+
+def test_run_pass_returns_the_exit_code(tmp_path: Path) -> None:
+    p = e2e.Pass("t", ("sh", "-c", "echo hi; exit 3"), tmp_path / "j.xml", 60.0, tmp_path / "t.log")
+    out = e2e.run_pass(p)
+    assert (out.exit_code, out.killed_by_watchdog) == (3, False)
+    assert (tmp_path / "t.log").read_text() == "hi\n"
