@@ -321,7 +321,9 @@ class PodWorkers:
         self._probes.sync(pod, pod_json, runtime)
         for c in new_oom_kills(runtime.containers, w.oom_seen):
             self._exec.container_event(pod, c.name, ev.WARNING, OOM_EVENT_REASON, oom_message(c))
-        self._derive(pod, pod_json, runtime, actions, outcome, status_json)
+        if not (w.halted and status_json.get("phase") in TERMINAL_PHASES and not _running(runtime)):
+            # a halted pod's final status stays as written (its containers may be collected)
+            self._derive(pod, pod_json, runtime, actions, outcome, status_json)
         self._observe_start(w, pod, runtime, status_json)
         await self._release_volumes(uid, w, runtime)
         if w.phase == Phase.TERMINATING and not _running(runtime):

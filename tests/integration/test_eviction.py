@@ -213,6 +213,12 @@ def test_disk_pressure_collects_unused_images_then_evicts(
     assert not _has_image(cluster_spec, GC_IMAGE), cluster.agent_daemon(cluster_spec, NODE).tail()
     assert _has_image(cluster_spec, images.BUSYBOX_IMAGE), "an image in use was collected"
     assert _has_image(cluster_spec, images.PAUSE_IMAGE), "the sandbox image was collected"
+    # the next round evicts the Burstable pod; dead-container GC ran again meanwhile, and the
+    # first evicted pod's final status stayed as written
+    wait_for(lambda: _phase(cluster_spec, ns, "disk-bu") == "Failed", 30, "Burstable evicted next")
+    be = get_pod(cluster_spec, ns, "disk-be") or {}
+    assert be["status"]["phase"] == "Failed" and be["status"]["reason"] == "Evicted"
+    assert all("terminated" in c["state"] for c in be["status"]["containerStatuses"]), be["status"]
     _start(cluster_spec)
     wait_for(
         lambda: _condition(cluster_spec, "DiskPressure").get("status") == "False",
