@@ -130,8 +130,15 @@ class PodExecutor:
         )
 
     def container_event(self, pod: Pod, name: str, type_: str, reason: str, message: str) -> None:
+        self._event(pod, type_, reason, message, self._field_path(pod, name))
+
+    @staticmethod
+    def _field_path(pod: Pod, name: str) -> str:
+        """spec.initContainers{n}, spec.ephemeralContainers{n} or spec.containers{n}."""
+        if any(c.name == name for c in pod.ephemeral_containers):
+            return ephemeral.field_path(name)
         init = any(c.name == name for c in pod.init_containers)
-        self._event(pod, type_, reason, message, ev.container_field_path(name, init=init))
+        return ev.container_field_path(name, init=init)
 
     def sandbox_config(
         self, pod_json: Mapping[str, Any], attempt: int, pod: Pod | None = None
@@ -191,7 +198,7 @@ class PodExecutor:
                 info.message
                 if info.reason in (KILL_LIVENESS, KILL_STARTUP) and info.message
                 else f"Stopping container {info.name}",
-                ev.container_field_path(info.name),
+                self._field_path(pod, info.name),
             )
             with contextlib.suppress(KeyError):
                 spec, _ = _container_spec(pod_json, info.name)
@@ -290,16 +297,11 @@ class PodExecutor:
         sb_config: api.PodSandboxConfig,
         name: str,
     ) -> Waiting | None:
-        spec, is_init = _container_spec(pod_json, name)
+        spec, _ = _container_spec(pod_json, name)
         model = pod.container(name)
         if model is None:
             return Waiting(CREATE_CONFIG_ERROR, f"container {name!r} not in the pod spec")
-        is_ephemeral = model in pod.ephemeral_containers
-        fpath = (
-            ephemeral.field_path(name)
-            if is_ephemeral
-            else ev.container_field_path(name, init=is_init)
-        )
+        fpath = self._field_path(pod, name)
         pulled = await self.ensure_image(
             pod, model.image, model.image_pull_policy, sb_config, fpath
         )
