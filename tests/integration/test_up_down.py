@@ -4,6 +4,7 @@ Runs its own cluster (separate dir, ports and bridge) next to the session one.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,45 +12,88 @@ import time
 from pathlib import Path
 
 from kubelet.cluster import hostops, process
-from kubelet.cluster.up import find_binaries
+from kubelet.cluster.up import find_binaries, load_record
+from net import names
 
 from .conftest import free_ports
 
-CIDR = "10.89.0.0/16"
-BRIDGE = "pykud0"
+_PID = os.getpid()
+CIDR = f"10.{30 + _PID % 40}.0.0/16"
+BRIDGE = f"pykud{_PID % 100000}"
+"""Per-pid bridge and pod CIDR, so this test can run while other sessions run theirs."""
+CGROUP_ROOT = f"/sys/fs/cgroup/memory/{BRIDGE}"
+"""The agents' cgroupRoot is named after the bridge (up.cgroup_root)."""
 
 
-def _links() -> list[str]:
-    """Links that could be this cluster's: its bridge, or links not enslaved to another bridge
-    (other clusters may run on this machine meanwhile; their veths hang off their bridges)."""
+def _own_links() -> list[str]:
+    """This cluster's bridge and the links enslaved to it (its pods' host-side veths)."""
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     names = []
     for line in out.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        if " master " not in line or f" master {BRIDGE} " in line:
+        if name == BRIDGE or f" master {BRIDGE} " in line:
             names.append(name)
     return sorted(names)
 
 
-def _snapshot(directory: Path) -> dict[str, object]:
-    """Everything on the host that this cluster could have made."""
+def _own_routes() -> list[str]:
+    """Root netns routes into this cluster's pod CIDR (any table)."""
+    out = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all", "root", CIDR],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return sorted(out.splitlines())
+
+
+def _own_iptables() -> list[str]:
+    """Rules and chains of this cluster: its PYK-<bridge>- chains, or naming its pod CIDR."""
+    ipt = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    prefix, chains = CIDR.split(".0.0/")[0] + ".", names.chain_prefix(BRIDGE)
+    return sorted(
+        ln
+        for ln in ipt.splitlines()
+        if ln.startswith(("-A", ":")) and (prefix in ln or chains in ln)
+    )
+
+
+def _pod_netns(directory: Path) -> list[str]:
+    """The netns of this cluster's pod sandboxes, asked of its own containerd."""
+    spec = load_record(directory)
+    crictl = find_binaries(build=False).crictl
+    assert spec is not None and crictl is not None
+    base = [str(crictl), "--runtime-endpoint", f"unix://{spec.containerd_socket}"]
+    ids = subprocess.run([*base, "pods", "-q"], capture_output=True, text=True).stdout.split()
+    paths = []
+    for sandbox in ids:
+        raw = subprocess.run([*base, "inspectp", sandbox], capture_output=True, text=True).stdout
+        for n in json.loads(raw)["info"]["runtimeSpec"]["linux"]["namespaces"]:
+            if n.get("type") == "network" and n.get("path"):
+                paths.append(str(n["path"]))
+    return sorted(paths)
+
+
+def _snapshot(directory: Path, pod_netns: list[str]) -> dict[str, object]:
+    """Everything on the host that this cluster could have made (and nothing of other
+    sessions, which may create and remove their own netns, links and rules meanwhile)."""
     procs = sorted(
         " ".join(argv) for _, _, argv in process.processes() if str(directory) in " ".join(argv)
     )
-    ipt = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    prefix = CIDR.split(".0.0/")[0] + "."
     return {
         "processes": procs,
         "mounts": hostops.mounts_under(directory) if directory.exists() else [],
-        "netns": sorted(hostops.netns_names()),
-        "links": _links(),
-        "iptables": sorted(ln for ln in ipt.splitlines() if ln.startswith("-A") and prefix in ln),
+        "netns": [p for p in pod_netns if Path(p).exists()],
+        "links": _own_links(),
+        "routes": _own_routes(),
+        "iptables": _own_iptables(),
+        "cgroup": Path(CGROUP_ROOT).exists(),
     }
 
 
 def test_up_kubectl_down_leaves_nothing(root_required: None, tmp_path: Path) -> None:
     directory = tmp_path / "usercluster"
-    before = _snapshot(directory)
+    before = _snapshot(directory, [])
+    pod_netns: list[str] = []
     api, etcd, peer, cm, sched, kubelet = free_ports(6)
     cli = [sys.executable, "-m", "kubelet.cli"]
     up = subprocess.run(
@@ -127,13 +171,21 @@ def test_up_kubectl_down_leaves_nothing(root_required: None, tmp_path: Path) -> 
             text=True,
             env=env,
         ).stdout
-        assert ip.startswith("10.89."), ip
+        assert ip.startswith(CIDR.split(".0.0/")[0] + "."), ip
+        # What the up made is seen by the snapshot, so its comparison after down means something.
+        pod_netns = _pod_netns(directory)
+        during = _snapshot(directory, pod_netns)
+        assert pod_netns and during["netns"] == pod_netns, during
+        links = _own_links()
+        assert BRIDGE in links and len(links) >= 2, links  # the bridge and bb's veth
+        assert during["routes"] and during["iptables"] and during["processes"], during
+        assert during["cgroup"], CGROUP_ROOT
     finally:
         down = subprocess.run(
             [*cli, "down", "--dir", str(directory)], capture_output=True, text=True, timeout=120
         )
     assert down.returncode == 0, down.stderr
     assert not directory.exists()
-    assert _snapshot(directory) == before
+    assert _snapshot(directory, pod_netns) == before
     again = subprocess.run([*cli, "down", "--dir", str(directory)], capture_output=True, text=True)
     assert again.returncode == 0
