@@ -165,7 +165,7 @@ class Agent:
             self.runtime_health.apply(await runtime.status(deadline=5))
         except CRIError as e:
             log.warning("first runtime status check failed: %s", e)
-        cgroups, cg_host = self._start_cgroups()
+        cgroups, cg_host = self._start_cgroups(await self._runtime_cgroup_driver(runtime))
         self._start_pods(client, runtime, ident, cgroups)
         await self._start_eviction(runtime, cgroups, cg_host)
         self._start_server(client, runtime, ident)
@@ -188,10 +188,25 @@ class Agent:
             await runtime.close()
             await client.close()
 
-    def _start_cgroups(self) -> tuple[cgmanager.CgroupManager, cghost.CgroupHost]:
-        """Detect v1/v2 once, create kubepods (sized to allocatable when enforced) and tiers."""
+    async def _runtime_cgroup_driver(self, runtime: RuntimeClient) -> str | None:
+        """The runtime's cgroup driver as its verbose Status reports it (containerd), if any."""
+        try:
+            info = (await runtime.status(verbose=True, deadline=5)).info
+        except CRIError as e:
+            log.warning("the runtime's cgroup driver is unknown: %s", e)
+            return None
+        driver = cghost.runtime_driver(info.get("config", ""))
+        log.info("container runtime cgroup driver: %s", driver or "not reported")
+        return driver
+
+    def _start_cgroups(
+        self, runtime_driver: str | None
+    ) -> tuple[cgmanager.CgroupManager, cghost.CgroupHost]:
+        """Detect v1/v2 once, check the driver against the runtime's, create kubepods (sized to
+        allocatable when enforced) and the QoS tiers."""
         kc = self.config.kubelet
         try:
+            cghost.check_runtime_driver(kc.cgroup_driver, runtime_driver)
             found = cghost.detect()
             if kc.fail_cgroup_v1 and found.version == cghost.V1:
                 raise SystemExit(

@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 V1, V2 = 1, 2
 CGROUPFS, SYSTEMD = "cgroupfs", "systemd"
@@ -62,6 +64,38 @@ def parse_mountinfo(text: str) -> CgroupHost:
 
 def detect(mountinfo: Path = Path("/proc/self/mountinfo")) -> CgroupHost:
     return parse_mountinfo(mountinfo.read_text())
+
+
+def runtime_driver(config_json: str) -> str | None:
+    """The cgroup driver containerd's CRI plugin uses, from its Status verbose "config" (the
+    default runtime's SystemdCgroup option, or the old top-level systemdCgroup); None when
+    the runtime does not say."""
+    try:
+        cfg = json.loads(config_json)
+    except ValueError:
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    if cfg.get("systemdCgroup") is True:
+        return SYSTEMD
+    ctd = _obj(cfg, "containerd")
+    runtime = _obj(_obj(ctd, "runtimes"), str(ctd.get("defaultRuntimeName") or "runc"))
+    if not runtime:
+        return None
+    return SYSTEMD if _obj(runtime, "options").get("SystemdCgroup") is True else CGROUPFS
+
+
+def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def check_runtime_driver(driver: str, runtime: str | None) -> None:
+    if runtime is not None and runtime != driver:
+        raise CgroupSetupError(
+            f'cgroupDriver "{driver}" does not match the container runtime\'s cgroup driver '
+            f'"{runtime}": set cgroupDriver: {runtime}, or change the runtime\'s configuration'
+        )
 
 
 def check_driver(driver: str, pid1_comm: str) -> None:

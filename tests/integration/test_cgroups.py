@@ -290,3 +290,6 @@ def test_kubepods_is_sized_and_allocatable_reported(cluster_spec: ClusterSpec, n
     capacity_ki = int(node["capacity"]["memory"].removesuffix("Ki"))
     assert node["allocatable"]["memory"] == f"{capacity_ki - 100 * 1024}Ki"
     assert node["allocatable"]["cpu"] == node["capacity"]["cpu"]
+    # containerd's CRI config says cgroupfs (SystemdCgroup = false), matching the agent's
+    log_text = cluster.agent_daemon(cluster_spec, "itest-node").log_file.read_text()
+    assert "container runtime cgroup driver: cgroupfs" in log_text

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from kubelet.cgroups.host import V1, V2, CgroupSetupError, check_driver, parse_mountinfo
+from kubelet.cgroups.host import (
+    V1,
+    V2,
+    CgroupSetupError,
+    check_driver,
+    check_runtime_driver,
+    parse_mountinfo,
+    runtime_driver,
+)
 
 HYBRID = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -56,3 +65,29 @@ def test_systemd_driver_needs_systemd_as_pid_1() -> None:
     check_driver("cgroupfs", "tini")
     with pytest.raises(CgroupSetupError, match="unknown cgroupDriver"):
         check_driver("cgroupfsx", "tini")
+
+
+def test_runtime_driver_from_containerd_status_config() -> None:
+    def cfg(options: dict[str, object], **top: object) -> str:
+        return json.dumps(
+            {
+                "containerd": {
+                    "defaultRuntimeName": "runc",
+                    "runtimes": {
+                        "runc": {"runtimeType": "io.containerd.runc.v2", "options": options}
+                    },
+                },
+                **top,
+            }
+        )
+
+    assert runtime_driver(cfg({"SystemdCgroup": False})) == "cgroupfs"
+    assert runtime_driver(cfg({})) == "cgroupfs"
+    assert runtime_driver(cfg({"SystemdCgroup": True})) == "systemd"
+    assert runtime_driver(cfg({}, systemdCgroup=True)) == "systemd"
+    assert runtime_driver("") is None
+    assert runtime_driver('{"containerd": {"runtimes": {}}}') is None
+    check_runtime_driver("cgroupfs", None)
+    check_runtime_driver("cgroupfs", "cgroupfs")
+    with pytest.raises(CgroupSetupError, match='runtime\'s cgroup driver "systemd"'):
+        check_runtime_driver("cgroupfs", "systemd")
