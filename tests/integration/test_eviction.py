@@ -1,6 +1,7 @@
 """Node-pressure eviction for real: thresholds above what is free make the node report
-MemoryPressure / DiskPressure, evict BestEffort pods first with reason Evicted (disk: after
-garbage-collecting an unused image), refuse new pods, and recover once the threshold is lowered.
+MemoryPressure / DiskPressure / PIDPressure, evict pods in upstream's order with reason Evicted
+(disk: after garbage-collecting an unused image), refuse new pods, and recover once the
+threshold is lowered.
 
 Thresholds are changed the way an operator does it: the agent is restarted with another
 KubeletConfiguration (running pods are adopted, not admitted again).
@@ -224,4 +225,43 @@ def test_disk_pressure_collects_unused_images_then_evicts(
         lambda: _condition(cluster_spec, "DiskPressure").get("status") == "False",
         30,
         "DiskPressure gone",
+    )
+
+
+def test_pid_pressure_evicts_the_pod_with_most_processes(
+    cluster_spec: ClusterSpec, eviction_ns: str
+) -> None:
+    ns = eviction_ns
+    _start(cluster_spec)
+    many = container("c", "sleep 3600 & sleep 3600 & sleep 3600 & wait")
+    create_pod(cluster_spec, ns, pod_body("pid-many", [many], grace=1))
+    create_pod(cluster_spec, ns, pod_body("pid-few", [container("c", "sleep 3600")], grace=1))
+    for name in ("pid-many", "pid-few"):
+        wait_pod(
+            cluster_spec, ns, name, lambda p: p["status"].get("phase") == "Running", 60, "Running"
+        )
+    limit = min(
+        int(Path("/proc/sys/kernel/pid_max").read_text()),
+        int(Path("/proc/sys/kernel/threads-max").read_text()),
+    )
+    _start(cluster_spec, f'evictionHard: {{pid.available: "{limit}"}}')
+    cond = wait_for(
+        lambda: (c := _condition(cluster_spec, "PIDPressure")).get("status") == "True" and c,
+        30,
+        "PIDPressure",
+    )
+    assert cond["reason"] == "KubeletHasInsufficientPID"
+    pod = wait_pod(
+        cluster_spec, ns, "pid-many", lambda p: p["status"].get("phase") == "Failed", 60, "evicted"
+    )
+    assert _phase(cluster_spec, ns, "pid-few") == "Running"
+    assert pod["status"]["reason"] == "Evicted"
+    assert pod["status"]["message"].startswith(
+        f"The node was low on resource: pids. Threshold quantity: {limit}, available: "
+    )
+    _start(cluster_spec)
+    wait_for(
+        lambda: _condition(cluster_spec, "PIDPressure").get("status") == "False",
+        30,
+        "PIDPressure gone",
     )
