@@ -49,6 +49,14 @@ POD_WORKER_DURATION = Histogram(
     buckets=_OP_BUCKETS,
     registry=REGISTRY,
 )
+SERVER_CERT_TTL = Gauge(
+    "kubelet_certificate_manager_server_ttl_seconds",
+    "Gauge of the shortest TTL (time-to-live) of the Kubelet's serving certificate. The value is "
+    "in seconds until certificate expiry (negative if already expired). If serving certificate "
+    "is invalid or unused, the value will be +INF.",
+    registry=REGISTRY,
+)
+SERVER_CERT_TTL.set(float("inf"))
 RUNTIME_OPERATIONS_DURATION = Histogram(
     "kubelet_runtime_operations_duration_seconds",
     "Duration in seconds of runtime operations. Broken down by operation type.",

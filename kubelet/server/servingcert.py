@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from kubelet.apiserver import ApiError, Resource
 from kubelet.apiserver.requests import CERTIFICATESIGNINGREQUESTS
 from kubelet.server.certstore import CertStore, Pair, StoreError, matches
+from kubelet.server.metrics import SERVER_CERT_TTL
 
 log = logging.getLogger(__name__)
 SIGNER = "kubernetes.io/kubelet-serving"
@@ -163,9 +164,16 @@ class ServingCertManager:
                 await asyncio.sleep(retry)
                 retry = min(RETRY_MAX, retry * 2)
 
+    def ttl_seconds(self) -> float:
+        """Seconds until the served certificate expires; +inf while there is none."""
+        if self.current is None:
+            return float("inf")
+        return (self.current.not_after - self._now()).total_seconds()
+
     def _use(self, pair: Pair) -> None:
         self.current = pair
         self._on_cert(pair)
+        SERVER_CERT_TTL.set_function(self.ttl_seconds)
         log.info(
             "serving certificate from %s valid until %s",
             pair.path,
@@ -175,6 +183,8 @@ class ServingCertManager:
     async def request(self) -> Pair:
         """One CSR: create it, wait for the certificate, check it, store it."""
         dns_names, ips = self._addresses()
+        if not ips:  # upstream requires an IP unless the AllowDNSOnlyNodeCSR gate is on
+            raise CSRError("the node has no IP address yet; a serving certificate needs one")
         csr_pem, key_pem = serving_csr(self._node, dns_names, ips)
         created = await self._client.create(CERTIFICATESIGNINGREQUESTS, csr_body(csr_pem))
         name = str(created["metadata"]["name"])

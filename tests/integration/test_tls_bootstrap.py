@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from kubelet.cluster import process
 from kubelet.cluster import up as cluster
+from kubelet.cluster.http import request
 from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
@@ -138,6 +139,14 @@ def test_serving_certificate_from_an_approved_csr(boot: Boot) -> None:
     assert current.is_symlink(), sorted(p.name for p in pki_dir.iterdir())
     target = current.resolve()
     assert target.name.startswith("kubelet-server-2") and target.stat().st_mode & 0o077 == 0
+    admin = (spec.pki / "admin.crt", spec.pki / "admin.key")
+    metrics = request(f"https://127.0.0.1:{spec.ports.kubelet}/metrics", cert=admin, timeout=10)
+    ttl = [
+        float(line.split()[1])
+        for line in metrics.body.decode().splitlines()
+        if line.startswith("kubelet_certificate_manager_server_ttl_seconds ")
+    ]
+    assert len(ttl) == 1 and 0 < ttl[0] <= 366 * 86400, ttl
     # the apiserver reaches the node API: kubectl logs goes through the CSR-issued certificate
     create_pod(spec, boot.ns, pod_body("tlslogs", [container("c", "echo hello-tls; sleep 3600")]))
     wait_pod(

@@ -16,10 +16,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
+from prometheus_client import generate_latest
 
 from kubelet.apiserver import Resource
 from kubelet.cluster import pki
 from kubelet.server.certstore import CertStore, StoreError, parse_pair
+from kubelet.server.metrics import REGISTRY
 from kubelet.server.servingcert import (
     SIGNER,
     CSRError,
@@ -202,6 +204,31 @@ async def test_request_stores_and_reports_the_issued_pair(tmp_path: Path) -> Non
     assert signer.reads == 3 and list(signer.csrs) == ["csr-1"]
     assert pair.cert.issuer == x509.load_pem_x509_certificate(CA.cert_pem).subject
     assert CertStore(tmp_path).load() is not None
+
+
+async def test_no_csr_without_an_ip_address(tmp_path: Path) -> None:
+    signer = FakeSigner()
+    m = ServingCertManager(
+        signer,
+        CertStore(tmp_path),
+        node="node-1",
+        addresses=lambda: (("node-1",), ()),
+        on_cert=lambda pair: None,
+    )
+    with pytest.raises(CSRError, match="no IP address"):
+        await m.request()
+    assert signer.csrs == {}
+
+
+async def test_ttl_metric_follows_the_served_certificate(tmp_path: Path) -> None:
+    served: list[Path] = []
+    clock = T0 + datetime.timedelta(hours=1)
+    m = _manager(FakeSigner(), CertStore(tmp_path), served, now=lambda: clock)
+    assert m.ttl_seconds() == float("inf")
+    m._use(await m.request())
+    assert m.ttl_seconds() == 9 * 3600  # a 10 h certificate from T0, an hour in
+    text = generate_latest(REGISTRY).decode()
+    assert "kubelet_certificate_manager_server_ttl_seconds 32400.0" in text
 
 
 async def test_denied_csr_and_timeout_are_errors(tmp_path: Path) -> None:
