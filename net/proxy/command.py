@@ -222,7 +222,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--hostname-override", help="the node name (default: the hostname)")
     p.add_argument("--cluster-cidr", help="the pod network (for masquerading off-cluster traffic)")
     p.add_argument("--proxy-mode", choices=MODES, help="iptables (default), ipvs or nftables")
-    p.add_argument("--bind-address", help="the node's address (0.0.0.0: any)")
+    p.add_argument(
+        "--bind-address", help="the node's primary IP, as upstream (0.0.0.0: from the interfaces)"
+    )
     p.add_argument("--healthz-bind-address", help="host:port of /healthz (0.0.0.0:10256)")
     p.add_argument("--metrics-bind-address", help="host:port of /metrics (127.0.0.1:10249)")
     p.add_argument(

@@ -147,6 +147,8 @@ class ProxyDaemon:
 
     def config(self, addresses: tuple[str, ...]) -> model.ProxyConfig:
         s = self.settings
+        if s.bind_address not in ("", "0.0.0.0", "::") and s.bind_address not in addresses:
+            addresses = (s.bind_address, *addresses)  # upstream: the node's primary IP
         return model.ProxyConfig(
             node_name=self.node_name,
             node_ips=addresses,

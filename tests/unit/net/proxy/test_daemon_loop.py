@@ -235,3 +235,9 @@ async def test_node_routes_follow_the_node_list(monkeypatch: pytest.MonkeyPatch)
     assert (routes.node_name, routes.mode) == ("n1", "host-gw")
     assert routes.synced == [["n1", "n2"], ["n1", "n2", "n3"]]
     assert routes.closed
+
+
+def test_bind_address_is_the_node_ip_as_upstream() -> None:
+    settings = ProxySettings(bind_address="192.168.9.9", metrics_bind_address="")
+    assert _daemon(Kernel(), settings).proxier.config.node_ips == ("192.168.9.9", "192.168.1.10")
+    assert _daemon(Kernel()).proxier.config.node_ips == ("192.168.1.10",)

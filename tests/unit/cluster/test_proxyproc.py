@@ -1,0 +1,36 @@
+"""The command line `pykubelet up` runs the proxy with, one per node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubelet.cluster import proxyproc
+from kubelet.cluster.spec import Binaries, ClusterSpec, Ports
+
+
+def _spec(tmp_path: Path) -> ClusterSpec:
+    return ClusterSpec(
+        directory=tmp_path,
+        binaries=Binaries(kubernetes=tmp_path, etcd=tmp_path / "etcd"),
+        ports=Ports(proxy_healthz=20256, proxy_metrics=20249),
+        cluster_cidr="10.99.0.0/16",
+    )
+
+
+def test_proxy_command_uses_the_kube_proxy_identity_and_upstream_flags(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    cmd = proxyproc.proxy_command(spec, "node-a", node_routes="host-gw", extra_args=["--v=4"])
+    assert cmd[1:4] == ["-m", "kubelet.cli", "proxy"]
+    assert f"--kubeconfig={tmp_path / 'kubeconfig' / 'kube-proxy.kubeconfig'}" in cmd
+    assert "--hostname-override=node-a" in cmd
+    assert "--cluster-cidr=10.99.0.0/16" in cmd
+    assert "--healthz-bind-address=0.0.0.0:20256" in cmd
+    assert "--metrics-bind-address=127.0.0.1:20249" in cmd
+    assert "--node-routes=host-gw" in cmd and cmd[-1] == "--v=4"
+
+
+def test_daemon_names_are_per_node(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    a, b = proxyproc.proxy_daemon(spec, "a"), proxyproc.proxy_daemon(spec, "b")
+    assert a.pid_file != b.pid_file and a.log_file.name == "pykubelet-proxy-a.log"
+    assert not proxyproc.ran_in_root_netns(spec.run)
