@@ -28,6 +28,11 @@ IMAGE_GC_PERIOD = 300.0
 Reclaim = Callable[[], Awaitable[None]]
 
 
+def _static(pod: Json) -> bool:
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get("kubernetes.io/config.source") == "file")
+
+
 @dataclass
 class EvictionManager:
     thresholds: Sequence[Threshold]
@@ -117,7 +122,8 @@ class EvictionManager:
         rank = RANKERS.get(resource)
         if rank is None:
             return None
-        pods = rank(self.active_pods(), self.stats)
+        # static pods count as critical upstream and are never evicted (not re-admitted after)
+        pods = [p for p in rank(self.active_pods(), self.stats) if not _static(p)]
         if not pods:
             log.warning("eviction: %s under pressure but no pod to evict", target.signal)
             return None

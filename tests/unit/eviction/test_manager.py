@@ -133,3 +133,14 @@ def test_minimum_reclaim_keeps_the_threshold_met() -> None:
     f.obs["memory.available"] = Observation(1800 * MI, 2000 * MI)
     f.pods = [_pod("x")]
     assert _run(m) is None
+
+
+def test_static_pods_are_never_evicted() -> None:
+    f = Fake()
+    static = _pod("static")
+    static["metadata"]["annotations"] = {"kubernetes.io/config.source": "file"}
+    f.pods = [static]
+    m = f.manager(Threshold("memory.available", "1500Mi"))
+    assert _run(m) is None and f.evicted == []
+    f.pods = [static, _pod("be")]
+    assert _run(m)["metadata"]["name"] == "be"
