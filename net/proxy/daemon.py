@@ -41,6 +41,8 @@ from net.proxy.metrics import ProxyMetrics
 log = logging.getLogger(__name__)
 
 FAILURE_BACKOFF_CAP = 30.0
+FULL_SYNC_SHARE = 10
+"""A periodic full sync waits at least this many times as long as the last one took."""
 
 
 class Unsupported(RuntimeError):
@@ -144,6 +146,8 @@ class ProxyDaemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runners: list[web.AppRunner] = []
         self.failures = 0
+        self.full_every = settings.sync_period
+        """Seconds between periodic full syncs (sync period, stretched when they are slow)."""
 
     def config(self, addresses: tuple[str, ...]) -> model.ProxyConfig:
         s = self.settings
@@ -195,18 +199,21 @@ class ProxyDaemon:
     # ---- sync loop -----------------------------------------------------------------------------
     async def sync_loop(self) -> None:
         """Coalesce changes; at most one sync per min sync period; a full one every sync period
-        (and first, and after a failure)."""
+        (and first, and after a failure). When full syncs are slow (nf_tables with thousands
+        of Services), they are spaced to take at most 1/FULL_SYNC_SHARE of the time, so
+        partial syncs of changes are not stuck behind them."""
         for event in self._synced.values():
             await event.wait()
         s = self.settings
         last_start = last_full = -float("inf")
+        self.full_every = s.sync_period
         while True:
             now = time.monotonic()
-            due_full = now - last_full >= s.sync_period
+            due_full = now - last_full >= self.full_every
             if not (self.proxier.dirty or due_full):
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), last_full + s.sync_period - now)
+                    await asyncio.wait_for(self._wake.wait(), last_full + self.full_every - now)
                 continue
             gap = s.min_sync_period * (2 ** min(self.failures, 5)) if self.failures else 0.0
             wait = last_start + max(s.min_sync_period, min(gap, FAILURE_BACKOFF_CAP)) - now
@@ -228,6 +235,7 @@ class ProxyDaemon:
             self.failures = 0
             if job.full:
                 last_full = last_start
+                self.full_every = max(s.sync_period, FULL_SYNC_SHARE * record.duration)
             self.health.updated(self._clock())
             if self.proxier.dirty:
                 self.health.queued(self.proxier.pending.since or self._clock())

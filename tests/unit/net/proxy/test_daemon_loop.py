@@ -81,8 +81,7 @@ async def test_bursts_are_coalesced_and_partial() -> None:
     async with _running(d):
         await _until(lambda: len(d.history) == 1)
         for ips in (["10.88.1.2"], ["10.88.1.2", "10.88.1.4"], ["10.88.1.4"]):
-            d.on_slice(modified(endpoint_slice("web-1", "web", ips)))
-            await asyncio.sleep(0.01)
+            d.on_slice(modified(endpoint_slice("web-1", "web", ips)))  # one burst, no yield
         await _until(lambda: len(d.history) == 2)
         await asyncio.sleep(0.3)
     records = d.history.to_json()
@@ -241,3 +240,26 @@ def test_bind_address_is_the_node_ip_as_upstream() -> None:
     settings = ProxySettings(bind_address="192.168.9.9", metrics_bind_address="")
     assert _daemon(Kernel(), settings).proxier.config.node_ips == ("192.168.9.9", "192.168.1.10")
     assert _daemon(Kernel()).proxier.config.node_ips == ("192.168.1.10",)
+
+
+async def test_periodic_full_syncs_are_spaced_when_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = Kernel()
+    settings = ProxySettings(min_sync_period=0.01, sync_period=0.2, metrics_bind_address="")
+    d = _daemon(kernel, settings)
+    _prime(d)
+    run = d.proxier.run
+
+    def slow(job: Any) -> Any:
+        out = run(job)
+        out.duration = 0.05  # as if restores took 50 ms: full syncs at most every 0.5 s
+        return out
+
+    monkeypatch.setattr(d.proxier, "run", slow)
+    async with _running(d):
+        await _until(lambda: len(d.history) == 1)
+        assert d.full_every == pytest.approx(0.5)
+        await asyncio.sleep(0.35)
+        assert len(d.history) == 1  # the 0.2 s sync period alone would have synced again
+        await _until(lambda: len(d.history) == 2, limit=2.0)
+    assert all(r["full"] for r in d.history.to_json())
+    assert d.history.to_json()[0]["reasons"] == ["periodic"]
