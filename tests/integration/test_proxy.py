@@ -532,6 +532,20 @@ def test_metrics_with_upstream_names(env: Env) -> None:
     assert code == 200 and set(health) == {"lastUpdated", "currentTime", "nodeEligible"}
 
 
+def test_kube_proxy_identity_is_upstreams_node_proxier(env: Env) -> None:
+    binding = api_json(
+        env.spec, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:node-proxier"
+    )
+    assert binding["roleRef"]["name"] == "system:node-proxier"
+    assert {
+        "kind": "User",
+        "apiGroup": "rbac.authorization.k8s.io",
+        "name": "system:kube-proxy",
+    } in (binding["subjects"])
+    kubeconfig = env.spec.kubeconfig("kube-proxy").read_text()
+    assert "kube-proxy.crt" in kubeconfig
+
+
 def test_proxy_log_has_no_errors(env: Env) -> None:
     log = proxyproc.proxy_daemon(env.spec, NODE).log_file.read_text()
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
