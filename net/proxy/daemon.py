@@ -85,19 +85,6 @@ def local_ipv4(
     return tuple(sorted(out, key=ipaddress.ip_address))
 
 
-def node_addresses(node: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """InternalIP/ExternalIP IPv4 addresses of a Node object."""
-    if not node:
-        return ()
-    out = []
-    for a in (node.get("status") or {}).get("addresses") or []:
-        if a.get("type") in ("InternalIP", "ExternalIP"):
-            with contextlib.suppress(ValueError):
-                if ipaddress.ip_address(a.get("address", "")).version == 4:
-                    out.append(a["address"])
-    return tuple(out)
-
-
 class ProxyDaemon:
     """Everything `pykubelet proxy` runs, wired together."""
 

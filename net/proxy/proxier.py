@@ -94,6 +94,7 @@ class Pending:
     triggers: list[float] = field(default_factory=list)
     """last-change-trigger-time of EndpointSlice changes, for network programming latency."""
     reasons: set[str] = field(default_factory=set)
+    endpoint_changes: int = 0
     full: bool = True
     """A full sync is owed (start-up, node facts changed, a failed restore)."""
     since: float = 0.0
@@ -240,6 +241,8 @@ class Proxier:
                     self._endpoints.pop(svc_key, None)
                 self.metrics.endpoint_changes_total.inc()
                 self._changed(svc_key, f"EndpointSlice {key[0]}/{key[1]}")
+                self.pending.endpoint_changes += 1
+                self.metrics.endpoint_changes_pending.set(self.pending.endpoint_changes)
 
     def set_config(self, config: model.ProxyConfig, reason: str) -> None:
         """New node facts (addresses): everything is rebuilt."""
@@ -249,9 +252,6 @@ class Proxier:
             self.pending.reasons.add(reason)
             if not self.pending.since:
                 self.pending.since = self._clock()
-
-    def service_object(self, key: model.ServiceKey) -> Mapping[str, Any] | None:
-        return self._service_objects.get(key)
 
     @property
     def dirty(self) -> bool:
@@ -386,9 +386,3 @@ class Proxier:
         """prepare, run and finish on the calling thread (tests, one-shot use)."""
         job = self.prepare(full=full, reason=reason)
         return self.finish(job, self.run(job))
-
-    def owed_since(self) -> float:
-        return self.pending.since
-
-    def pending_counts(self) -> tuple[int, int]:
-        return len(self.pending.services), len(self.pending.triggers)

@@ -14,7 +14,7 @@ from kubelet.apiserver import ApiClient
 from net.proxy import http, views_command
 from net.proxy.command import ProxySettings
 from net.proxy.conntrack import Conntrack
-from net.proxy.daemon import ProxyDaemon, local_ipv4, node_addresses
+from net.proxy.daemon import ProxyDaemon, local_ipv4
 from net.proxy.iptables_exec import NFT, Executor
 
 from .objects import Kernel, endpoint_slice, modified, node, service, sync
@@ -191,8 +191,6 @@ def test_unreachable_proxy_is_a_one_line_error(capsys: pytest.CaptureFixture[str
 
 
 def test_node_facts() -> None:
-    assert node_addresses(node("n1", "192.168.1.10")) == ("192.168.1.10",)
-    assert node_addresses(None) == ()
     addrs = local_ipv4()
     assert "127.0.0.1" not in addrs
 
