@@ -162,14 +162,19 @@ class Env:
         }
 
     def put_slice(self, svc: str, ips: list[str], **kw: Any) -> None:
-        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices"
-        body = self.slice_body(svc, ips, **kw)
+        self.put_slice_body(self.slice_body(svc, ips, **kw))
+
+    def put_slice_body(self, body: dict[str, Any]) -> None:
+        """Create the EndpointSlice, or replace it when it exists."""
         from kubelet.cluster import up as cluster
 
-        status, raw = cluster.api(self.spec, f"{path}/{svc}-manual")
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices"
+        name = body["metadata"]["name"]
+        body["metadata"].pop("resourceVersion", None)
+        status, raw = cluster.api(self.spec, f"{path}/{name}")
         if status == 200:
             body["metadata"]["resourceVersion"] = json.loads(raw)["metadata"]["resourceVersion"]
-            api_json(self.spec, f"{path}/{svc}-manual", method="PUT", body=body)
+            api_json(self.spec, f"{path}/{name}", method="PUT", body=body)
         else:
             api_json(self.spec, path, method="POST", body=body)
 
@@ -386,6 +391,39 @@ def test_client_ip_affinity_sticks(env: Env) -> None:
     results = requests(env.node, cluster_ip(svc), 80, 40)
     assert all(r.status == "ok" for r in results)
     assert len({r.backend for r in results}) == 1, shares(results)
+
+
+def test_internal_local_policy_uses_only_this_nodes_endpoints(env: Env) -> None:
+    svc = env.create_service("itp", internalTrafficPolicy="Local")
+    path = f"/apis/discovery.k8s.io/v1/namespaces/{env.ns}/endpointslices"
+    body = env.slice_body("itp", BACKENDS[:2])
+    body["endpoints"][0]["nodeName"] = "some-other-node"
+    body["endpoints"][1]["nodeName"] = "some-other-node"
+    api_json(env.spec, path, method="POST", body=body)
+    env.wait_rules(f"{env.ns}/itp:http has no local endpoints")
+    results = requests(env.node, cluster_ip(svc), 80, 2)
+    assert [r.status for r in results] == ["TimeoutError"] * 2, results  # dropped
+    assert set(env.trace(env.node.address, cluster_ip(svc), 80)["outcomes"]) == {"drop"}
+    body["endpoints"][1]["nodeName"] = NODE
+    env.put_slice_body(body)
+    env.wait_rules(f"{env.ns}/itp:http -> {BACKENDS[1]}")
+    results = requests(env.node, cluster_ip(svc), 80, 10)
+    assert {r.backend for r in results} == {BACKENDS[1]}, results
+    outcomes = env.trace(env.node.address, cluster_ip(svc), 80)["outcomes"]
+    assert set(outcomes) == {f"dnat {BACKENDS[1]}:{BACKEND_PORT}"}
+
+
+def test_serving_terminating_endpoints_are_the_fallback(env: Env) -> None:
+    svc = env.create_service("draining")
+    body = env.slice_body("draining", BACKENDS[:2])
+    body["endpoints"][0]["conditions"] = {"ready": False, "serving": True, "terminating": True}
+    body["endpoints"][1]["conditions"] = {"ready": False, "serving": False, "terminating": True}
+    env.put_slice_body(body)
+    env.wait_rules(f"{env.ns}/draining:http -> {BACKENDS[0]}")
+    results = requests(env.node, cluster_ip(svc), 80, 10)
+    assert {r.backend for r in results} == {BACKENDS[0]}, results
+    outcomes = env.trace(env.node.address, cluster_ip(svc), 80)["outcomes"]
+    assert set(outcomes) == {f"dnat {BACKENDS[0]}:{BACKEND_PORT}"}
 
 
 def test_no_endpoints_is_refused_at_once(env: Env) -> None:
