@@ -231,9 +231,15 @@ def test_missing_configmap_then_created(cluster_spec: ClusterSpec, ns: str) -> N
         30,
         "FailedMount naming the configmap",
     )
-    pod = get_pod(cluster_spec, ns, "late")
-    assert pod is not None
-    assert waiting_reason(pod, "c") in ("ContainerCreating", "CreateContainerConfigError")
+    # the status write follows the event closely, not necessarily before it is listed
+    wait_pod(
+        cluster_spec,
+        ns,
+        "late",
+        lambda p: waiting_reason(p, "c") in ("ContainerCreating", "CreateContainerConfigError"),
+        10,
+        "waiting for its volume",
+    )
     _create(cluster_spec, ns, "configmaps", _configmap("late", {"k": "arrived"}))
     pod = wait_pod(cluster_spec, ns, "late", lambda p: bool(_terminated(p)), 60, "terminated")
     assert _terminated(pod)["message"] == "arrived"
