@@ -30,6 +30,7 @@ BACKEND_PORT = 8080
 SUBNET = "10.124.0"
 BACKENDS = [f"{SUBNET}.{i}" for i in (11, 12, 13)]
 EXTERNAL_IP = f"{SUBNET}.200"
+LB_IP = f"{SUBNET}.201"
 
 BACKEND_SCRIPT = r"""
 import socket, sys, threading
@@ -235,6 +236,7 @@ def env(cluster_spec: ClusterSpec) -> Iterator[Env]:
             node.run("sysctl", "-qw", "net.ipv4.conf.eth0.send_redirects=0")
             node.run("ip", "route", "add", "default", "dev", "eth0")
             client.run("ip", "route", "add", f"{EXTERNAL_IP}/32", "via", node.address)
+            client.run("ip", "route", "add", f"{LB_IP}/32", "via", node.address)
             for ip in BACKENDS:
                 backend_host.run("ip", "addr", "add", f"{ip}/24", "dev", "eth0")
             # As with pods behind a node: replies to the client go back through the node.
@@ -378,6 +380,18 @@ def test_external_ip(env: Env) -> None:
     assert {r.backend for r in results} == {BACKENDS[2]}, results
     trace = env.trace(env.client.address, EXTERNAL_IP, 80)
     assert set(trace["outcomes"]) == {f"dnat {BACKENDS[2]}:{BACKEND_PORT}"}
+
+
+def test_load_balancer_ingress_ip(env: Env) -> None:
+    svc = env.create_service("lb", type="LoadBalancer")
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}  # as a cloud's controller
+    api_json(env.spec, f"/api/v1/namespaces/{env.ns}/services/lb/status", method="PUT", body=svc)
+    env.put_slice("lb", BACKENDS[1:2])
+    env.wait_rules(f"-d {LB_IP}/32")
+    results = requests(env.client, LB_IP, 80, 10)
+    assert {r.backend for r in results} == {BACKENDS[1]}, results
+    trace = env.trace(env.client.address, LB_IP, 80)
+    assert set(trace["outcomes"]) == {f"dnat {BACKENDS[1]}:{BACKEND_PORT}"}
 
 
 def test_client_ip_affinity_sticks(env: Env) -> None:
