@@ -5,6 +5,7 @@ auto-approves serving CSRs upstream), then serves the issued certificate; kubect
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import ssl
@@ -14,12 +15,15 @@ from dataclasses import dataclass
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kubelet.cluster import process
 from kubelet.cluster import up as cluster
 from kubelet.cluster.http import request
 from kubelet.cluster.spec import ClusterSpec
+from kubelet.server.certstore import CertStore
 
 from .conftest import NODE
 from .podutil import (
@@ -108,17 +112,7 @@ def test_serving_certificate_from_an_approved_csr(boot: Boot) -> None:
     # nothing is served before the CSR is approved and issued
     assert _handshake_fails(spec)
     name = csr["metadata"]["name"]
-    csr["status"] = {
-        "conditions": [
-            {
-                "type": "Approved",
-                "status": "True",
-                "reason": "TestApprove",
-                "message": "approved by the integration test",
-            }
-        ]
-    }
-    api_json(spec, f"{CSRS}/{name}/approval", method="PUT", body=csr)
+    _approve(spec, csr)
     cert = wait_for(
         lambda: None if _handshake_fails(spec) else _handshake(spec), 60, "the issued cert served"
     )
@@ -161,3 +155,73 @@ def test_serving_certificate_from_an_approved_csr(boot: Boot) -> None:
         lambda: "hello-tls" in _kubectl(spec, boot.ns, "logs", "tlslogs"), 30, "kubectl logs"
     )
     assert logs
+
+
+def _near_expiry_pair(spec: ClusterSpec) -> tuple[bytes, bytes]:
+    """A serving pair from the cluster's signer at 90% of a one-hour life: due for rotation."""
+    ca_cert = x509.load_pem_x509_certificate((spec.pki / "client-ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key(
+        (spec.pki / "client-ca.key").read_bytes(), password=None
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{NODE}"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=54))
+        .not_valid_after(now + datetime.timedelta(minutes=6))
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _approve(spec: ClusterSpec, csr: Json) -> None:
+    csr["status"] = {
+        "conditions": [
+            {
+                "type": "Approved",
+                "status": "True",
+                "reason": "TestApprove",
+                "message": "approved by the integration test",
+            }
+        ]
+    }
+    api_json(spec, f"{CSRS}/{csr['metadata']['name']}/approval", method="PUT", body=csr)
+
+
+def test_a_certificate_past_its_rotation_deadline_is_renewed(boot: Boot) -> None:
+    """A restarted agent finds a stored pair at 90% of its life: it serves it, and asks for a
+    new one at once; once that is approved the new certificate is served."""
+    spec = boot.spec
+    process.stop(cluster.agent_daemon(spec, NODE))
+    _delete_serving_csrs(spec)
+    store = CertStore(spec.directory / "nodes" / NODE / "root" / "pki")
+    old = store.save(*_near_expiry_pair(spec), datetime.datetime.now(datetime.UTC))
+    cluster.start_node(spec, NODE, extra="serverTLSBootstrap: true")
+    served = wait_for(
+        lambda: None if _handshake_fails(spec) else _handshake(spec), 30, "the stored pair served"
+    )
+    assert served.serial_number == old.cert.serial_number
+    csr = wait_for(lambda: _serving_csrs(spec), 30, "a renewal CSR")[0]
+    _approve(spec, csr)
+    new = wait_for(
+        lambda: (c := _handshake(spec)).serial_number != old.cert.serial_number and c,
+        60,
+        "the renewed certificate served",
+    )
+    assert new.not_valid_after_utc > old.not_after + datetime.timedelta(days=1)
+    assert store.current_path.resolve() != old.path
