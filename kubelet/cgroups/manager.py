@@ -62,15 +62,20 @@ class CgroupManager:
         """The sandbox's cgroup parent in CRI (the pod cgroup, named for the driver)."""
         return self.name(self.pod_parts(pod))
 
+    def fs(self, parts: planner.Parts) -> tuple[str, ...]:
+        """Where the cgroup's directories are for this driver (what the writer is given)."""
+        return planner.fs_parts(parts, self.driver)
+
     def _containers(self) -> list[tuple[str, ...]]:
-        """The cgroups that hold pod cgroups directly."""
+        """The cgroups (directories) that hold pod cgroups directly."""
         base = planner.node_parts(self.root, self.per_qos)
         if not self.per_qos:
-            return [base]
-        return [base, *(planner.tier_parts(self.root, q) for q in (QOS_BURSTABLE, QOS_BEST_EFFORT))]
+            return [self.fs(base)]
+        tiers = (planner.tier_parts(self.root, q) for q in (QOS_BURSTABLE, QOS_BEST_EFFORT))
+        return [self.fs(base), *(self.fs(t) for t in tiers)]
 
     def pod_cgroups(self) -> dict[str, tuple[str, ...]]:
-        """Pod UID -> its cgroup, for every pod<uid> cgroup present."""
+        """Pod UID -> its cgroup's directories, for every pod cgroup present."""
         out: dict[str, tuple[str, ...]] = {}
         for base in self._containers():
             for child in self.writer.children(base):
@@ -82,7 +87,7 @@ class CgroupManager:
     # ---- node level ------------------------------------------------------------------------
     def setup(self, node: Resources, pods: Iterable[Json] = ()) -> None:
         """Create kubepods with the node's resources and the QoS tiers (start-up)."""
-        self.writer.ensure(planner.node_parts(self.root, self.per_qos), node)
+        self.writer.ensure(self.fs(planner.node_parts(self.root, self.per_qos)), node)
         if self.per_qos:
             self.update_qos(pods)
         log.info(
@@ -96,13 +101,14 @@ class CgroupManager:
         if not self.per_qos:
             return
         for qos, res in planner.qos_tier_resources(pods).items():
-            self.writer.ensure(planner.tier_parts(self.root, qos), res)
+            self.writer.ensure(self.fs(planner.tier_parts(self.root, qos)), res)
 
     # ---- pods ------------------------------------------------------------------------------
     def ensure_pod(self, pod: Json) -> str:
         """Create or update the pod's cgroup; returns its name for the sandbox's cgroup parent."""
         parts = self.pod_parts(pod)
-        self.writer.ensure(parts, planner.pod_resources(pod, pids_limit=self.pod_pids_limit))
+        res = planner.pod_resources(pod, pids_limit=self.pod_pids_limit)
+        self.writer.ensure(self.fs(parts), res)
         return self.name(parts)
 
     def cleanup(self, active: set[str]) -> list[str]:
@@ -119,7 +125,7 @@ class CgroupManager:
                 continue
             if gone:
                 removed.append(uid)
-                log.info("removed cgroup %s of pod uid=%s", self.name(parts), uid)
+                log.info("removed cgroup %s of pod uid=%s", "/".join(parts), uid)
         return removed
 
     def working_set(self, uid: str) -> int | None:

@@ -87,10 +87,23 @@ def systemd_name(parts: Sequence[str]) -> str:
 
 
 def pod_uid_of(directory: str) -> str | None:
-    """The pod UID a pod<uid> cgroup directory is for (None for anything else)."""
+    """The pod UID a pod cgroup directory is for: pod<uid> (cgroupfs) or
+    ...-pod<uid with _ for ->.slice (systemd); None for anything else."""
+    if directory.endswith(".slice"):
+        stem = directory.removesuffix(".slice")
+        start = stem.rfind("-" + POD_PREFIX) + 1 if "-" in stem else 0
+        uid = pod_uid_of(stem[start:])
+        return uid.replace("_", "-") if uid is not None else None
     if directory.startswith(POD_PREFIX) and len(directory) > len(POD_PREFIX) + 8:
         return directory[len(POD_PREFIX) :]
     return None
+
+
+def fs_parts(parts: Sequence[str], driver: str) -> tuple[str, ...]:
+    """The directories a cgroup is at: its components (cgroupfs) or its nested slices."""
+    if driver == "systemd" and parts:
+        return tuple(systemd_name(parts).strip("/").split("/"))
+    return tuple(parts)
 
 
 # ---------------------------------------------------------------------------- pod resources

@@ -77,3 +77,21 @@ def test_systemd_driver_names(tmp_path: Path) -> None:
         "/pykt1.slice/pykt1-kubepods.slice/pykt1-kubepods-besteffort.slice/"
         f"pykt1-kubepods-besteffort-pod{E.replace('-', '_')}.slice"
     )
+
+
+@pytest.mark.usefixtures("cgroupfs_rmdir")
+def test_systemd_driver_lays_out_slices(tmp_path: Path) -> None:
+    m = _manager(tmp_path)
+    m.driver = "systemd"
+    m.setup(Resources(cpu_shares=2048))
+    m.ensure_pod(_pod(E))
+    slices = tmp_path / "cpu" / "pykt1.slice" / "pykt1-kubepods.slice"
+    pod = (
+        slices
+        / "pykt1-kubepods-besteffort.slice"
+        / f"pykt1-kubepods-besteffort-pod{E.replace('-', '_')}.slice"
+    )
+    assert (pod / "cpu.shares").read_text() == "2"
+    assert set(m.pod_cgroups()) == {E}
+    assert m.cleanup(set()) == [E]
+    assert not pod.exists()

@@ -124,6 +124,11 @@ def test_pod_uid_of() -> None:
     assert planner.pod_uid_of("pod0a1b2c3d-0000") == "0a1b2c3d-0000"
     assert planner.pod_uid_of("burstable") is None
     assert planner.pod_uid_of("pod") is None
+    assert planner.pod_uid_of("kubepods-besteffort-pod0a1b2c3d_0000.slice") == "0a1b2c3d-0000"
+    assert planner.pod_uid_of("kubepods-pod0a1b2c3d_0000.slice") == "0a1b2c3d-0000"
+    assert planner.pod_uid_of("kubepods-besteffort.slice") is None
+    assert planner.fs_parts(("a", "b-c"), "systemd") == ("a.slice", "a-b_c.slice")
+    assert planner.fs_parts(("a", "b-c"), "cgroupfs") == ("a", "b-c")
 
 
 def test_cpu_weight_from_shares() -> None:
