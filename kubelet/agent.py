@@ -221,6 +221,9 @@ class Agent:
                 pod_pids_limit=kc.pod_pids_limit,
             )
             enforce = kc.cgroups_per_qos and "pods" in kc.enforce_node_allocatable
+            unenforced = [e for e in kc.enforce_node_allocatable if e not in ("pods", "none")]
+            if unenforced:
+                log.warning("enforceNodeAllocatable %s: not enforced yet (only pods)", unenforced)
             size = alloc.kubepods_size(
                 machine.gather(self.config.root_dir), self.reservations, enforce
             )
