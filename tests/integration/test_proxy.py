@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from kubelet.cluster import process, proxyproc
+from kubelet.cluster import up as cluster
 from kubelet.cluster.nsforward import forward_command
 from kubelet.cluster.spec import ClusterSpec
 
@@ -167,8 +168,6 @@ class Env:
 
     def put_slice_body(self, body: dict[str, Any]) -> None:
         """Create the EndpointSlice, or replace it when it exists."""
-        from kubelet.cluster import up as cluster
-
         path = f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices"
         name = body["metadata"]["name"]
         body["metadata"].pop("resourceVersion", None)
@@ -229,6 +228,7 @@ def env(cluster_spec: ClusterSpec) -> Iterator[Env]:
     tag = f"pkp{os.getpid() % 100000}"
     fwd = process.Daemon(f"nsforward-{NODE}", spec.run, spec.logs)
     backend_proc: subprocess.Popen[str] | None = None
+    ns = ""
     with hosts(3, subnet=SUBNET, prefix=tag) as (node, backend_host, client):
         try:
             node.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -261,8 +261,11 @@ def env(cluster_spec: ClusterSpec) -> Iterator[Env]:
             proxyproc.start_proxy(
                 spec, NODE, netns=node.netns, node_routes="host-gw", extra_args=["--v=4"]
             )
-            yield Env(spec, new_namespace(spec), node, backend_host, client)
+            ns = new_namespace(spec)
+            yield Env(spec, ns, node, backend_host, client)
         finally:
+            if ns:
+                cluster.api(spec, f"/api/v1/namespaces/{ns}", method="DELETE")
             proxyproc.stop_proxy(spec, NODE)
             process.stop(fwd)
             if backend_proc is not None:
