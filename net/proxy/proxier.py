@@ -86,6 +86,32 @@ def frontends_of(
     return out
 
 
+def committed_tables(text: str, failed_line: int | None) -> list[str]:
+    """Tables of a restore input whose COMMIT comes before the line iptables-restore blamed
+    (those it had already committed)."""
+    if failed_line is None:
+        return []
+    out, table = [], ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.strip() == "COMMIT" and number < failed_line:
+            out.append(table)
+    return out
+
+
+def table_sections(text: str, tables: list[str]) -> str:
+    """Only the `*table ... COMMIT` sections of `tables` from a restore input."""
+    out: list[str] = []
+    keep = False
+    for line in text.splitlines():
+        if line.startswith("*"):
+            keep = line[1:].strip() in tables
+        if keep:
+            out.append(line)
+    return "\n".join(out) + "\n" if out else ""
+
+
 @dataclass
 class Pending:
     """What changed since the last sync that was applied."""
@@ -319,9 +345,33 @@ class Proxier:
         existing = {t: self.executor.chains(t) for t in TABLES} if job.full else None
         out.restore = render.render(out.desired, self.applied, full=job.full, existing=existing)
         if not out.restore.empty:
-            self.executor.restore(out.restore.text)
+            try:
+                self.executor.restore(out.restore.text)
+            except RestoreError as exc:
+                self._roll_back(out.restore.text, exc, out.desired)
+                raise
         if job.full:
             self.executor.ensure(rules.ensure_jump_args(out.desired))
+
+    def _roll_back(self, text: str, exc: RestoreError, desired: rules.RuleSet) -> None:
+        """iptables-restore commits table by table: when a later table of the batch fails,
+        the earlier ones are already in. Put those back as they were (one more restore, only
+        on failure), so a failed sync leaves the kernel as it found it."""
+        done = committed_tables(text, exc.line)
+        if not done:
+            return
+        if self.applied is None:
+            log.warning("tables %s of a failed restore stay applied (no earlier rules)", done)
+            return
+        inverse = render.render(self.applied, desired, full=False)
+        undo = table_sections(inverse.text, done)
+        if not undo:
+            return
+        try:
+            self.executor.restore(undo)
+            log.info("rolled back tables %s of the failed restore", ",".join(done))
+        except RestoreError as again:
+            log.error("rolling back tables %s failed: %s", ",".join(done), again)
 
     def finish(self, job: SyncJob, out: SyncOutcome) -> SyncRecord:
         """Record the outcome (on the thread that feeds events)."""

@@ -193,3 +193,31 @@ def test_ipvs_mode_ipsets_and_iptables_land_in_the_kernel(netns: str) -> None:
         assert "KUBE-" not in _save(netns)
         left = run(["ipset", "list", "-n"], capture_output=True, text=True).stdout
         assert left.strip() == ""
+
+
+def test_failed_batch_leaves_no_table_half_applied(netns: str) -> None:
+    """iptables-restore commits table by table (both backends): when nat fails after filter
+    went in, the proxier puts filter back, so the kernel holds what it held before."""
+    p = _proxier(netns)
+    p.on_service(sync(service("web", "10.0.0.10")))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    assert not p.sync().error
+    before = _rules(_save(netns))
+    real_run = p.executor._run
+
+    def sabotage(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        text = kw.get("input") or ""
+        if "*filter" in text and "*nat" in text:  # break the nat part only
+            head, _, tail = text.rpartition("COMMIT")
+            kw["input"] = head + "-A KUBE-SERVICES -j KUBE-NO-SUCH-CHAIN\nCOMMIT" + tail
+        return real_run(cmd, **kw)
+
+    p.executor._run = sabotage
+    p.on_slice(modified(endpoint_slice("web-1", "web", [])))  # filter REJECT + nat changes
+    record = p.sync()
+    assert record.error
+    assert _rules(_save(netns)) == before
+    p.executor._run = real_run
+    retry = p.sync()
+    assert retry.full and not retry.error
+    assert "default/web:p has no endpoints" in _save(netns)

@@ -88,7 +88,8 @@ class Kernel:
         self.restores: list[str] = []
         self.commands: list[list[str]] = []
         self.fail_next: str | None = None
-        """stderr of the next restore, which then fails."""
+        """stderr of the next restore, which then fails ({last_commit}: the line of its last
+        COMMIT, where nf_tables reports a table it could not commit)."""
         self.conntrack_deleted = 1
 
     def __call__(self, cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -96,7 +97,11 @@ class Kernel:
         if cmd[0].endswith("-restore") or cmd[:2] == ["ipset", "restore"]:
             if self.fail_next is not None:
                 err, self.fail_next = self.fail_next, None
-                return subprocess.CompletedProcess(cmd, 2, "", err)
+                lines = kw["input"].splitlines()
+                last = max(i for i, ln in enumerate(lines, 1) if ln == "COMMIT")
+                return subprocess.CompletedProcess(
+                    cmd, 2, "", err.replace("{last_commit}", str(last))
+                )
             self.restores.append(kw["input"])
         if cmd[0] == "conntrack":
             err = f"conntrack v1.4.7: {self.conntrack_deleted} flow entries have been deleted.\n"

@@ -12,7 +12,7 @@ from net.proxy.conntrack import Conntrack
 from net.proxy.history import History
 from net.proxy.iptables_exec import NFT, Executor
 from net.proxy.metrics import ProxyMetrics
-from net.proxy.proxier import Proxier
+from net.proxy.proxier import Proxier, committed_tables, table_sections
 
 from .objects import Kernel, added, deleted, endpoint_slice, modified, service, sync
 
@@ -161,3 +161,26 @@ def test_bad_objects_are_skipped_not_raised() -> None:
     p.on_slice(sync({"metadata": {"name": "s"}, "endpoints": "garbage"}))
     record = p.sync()
     assert not record.error and record.services == 0
+
+
+def test_tables_committed_before_the_failure_are_rolled_back() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    p.sync()
+    p.on_slice(modified(endpoint_slice("web-1", "web", [])))  # REJECT (filter) + nat chains go
+    kernel.fail_next = "Chain 'X' does not exist\nError occurred at line: {last_commit}\n"
+    record = p.sync()
+    assert record.error
+    undo = kernel.restores[-1]  # the only restore that went in after the failure
+    assert undo.startswith("*filter") and "*nat" not in undo
+    assert '-D KUBE-SERVICES -m comment --comment "default/web:p has no endpoints"' in undo
+    retry = p.sync()
+    assert retry.full and not retry.error
+
+
+def test_committed_tables_and_sections() -> None:
+    text = "*filter\n-A X\nCOMMIT\n*nat\n-A Y\nCOMMIT\n"
+    assert committed_tables(text, 6) == ["filter"]
+    assert committed_tables(text, 2) == []
+    assert committed_tables(text, None) == []
+    assert table_sections(text, ["nat"]) == "*nat\n-A Y\nCOMMIT\n"
