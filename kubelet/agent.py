@@ -255,6 +255,8 @@ class Agent:
             with contextlib.suppress(CRIError):
                 await manager.image_gc.unused()  # images present now are first seen at start-up
         supervise.spawn(self.tasks, "eviction", manager.run)
+        if manager.image_gc is None or kc.image_gc_high_threshold_percent >= 100:
+            return  # periodic image GC is off (imageGCHighThresholdPercent: 100)
         supervise.spawn(
             self.tasks,
             "image-gc",
