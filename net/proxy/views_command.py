@@ -123,8 +123,16 @@ def _show(args: argparse.Namespace, data: Any, fmt: Any) -> int:
 
 
 def run_rules(args: argparse.Namespace) -> int:
-    params = {"text": "1"} if args.output == "json" and args.with_text else None
-    return _show(args, fetch(args.metrics_address, "/debug/rules", params), format_rules)
+    params = {"text": "1"} if args.with_text else None
+    data = fetch(args.metrics_address, "/debug/rules", params)
+    if args.output == "json" or not args.with_text:
+        return _show(args, data, format_rules)
+    print(format_rules(data))
+    newest = next((r for r in data.get("history", []) if r.get("text")), None)
+    if newest is not None:
+        print(f"\n# restore input of the sync at {_clock(newest['time'])}")
+        print(newest["text"], end="")
+    return 0
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -167,7 +175,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     rules = sub.add_parser("rules", help="the last applied rulesets of the Service proxy")
     _common(rules)
     rules.add_argument(
-        "--with-text", action="store_true", help="with -o json: include the restore input"
+        "--with-text",
+        action="store_true",
+        help="also the iptables-restore input (the newest one; with -o json each one kept)",
     )
     rules.set_defaults(func=_guard(run_rules))
     explain = sub.add_parser("explain", help="how a Service's addresses reach its endpoints")

@@ -520,6 +520,9 @@ def test_net_views(env: Env) -> None:
     assert r.returncode == 0, r.stderr
     assert f"node {NODE}" in r.stdout and "full" in r.stdout and "DURATION" in r.stdout
     print(r.stdout)
+    r = env.net_cli("rules", "--with-text")
+    assert r.returncode == 0 and "# restore input of the sync at" in r.stdout
+    assert "COMMIT" in r.stdout
     r = env.net_cli("rules", "-o", "json")
     data = json.loads(r.stdout)
     assert data["synced"] and data["history"]
