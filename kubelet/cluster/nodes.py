@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kubelet.cluster import containerd, hostops, images, nsforward, process, proxyproc
 from kubelet.cluster import segment as segment_
-from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec
+from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec, RuntimeDirs
 from net import netns
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ NODE_BRIDGE = "pykbr0"
 
 
 @dataclass(frozen=True)
-class SimNode:
+class SimNode(RuntimeDirs):
     """One simulated node: its netns, its address on the segment and its own directories."""
 
     name: str
@@ -41,26 +41,6 @@ class SimNode:
     @property
     def netns_path(self) -> str:
         return f"/run/netns/{self.netns}"
-
-    @property
-    def containerd_root(self) -> Path:
-        return self.directory / "containerd" / "root"
-
-    @property
-    def containerd_state(self) -> Path:
-        return self.directory / "containerd" / "state"
-
-    @property
-    def containerd_config(self) -> Path:
-        return self.directory / "containerd" / "config.toml"
-
-    @property
-    def containerd_socket(self) -> Path:
-        return self.directory / "run" / "containerd.sock"
-
-    @property
-    def cni_conf_dir(self) -> Path:
-        return self.directory / "cni" / "net.d"
 
     @property
     def cni_bin_dir(self) -> Path:

@@ -45,8 +45,34 @@ class Ports:
     """`pykubelet proxy` /metrics and /debug/* on 127.0.0.1 of the node's netns."""
 
 
+class RuntimeDirs:
+    """Where one containerd keeps its files below `directory` (a cluster's or a simulated node)."""
+
+    directory: Path
+
+    @property
+    def containerd_root(self) -> Path:
+        return self.directory / "containerd" / "root"
+
+    @property
+    def containerd_state(self) -> Path:
+        return self.directory / "containerd" / "state"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.directory / "run" / "containerd.sock"
+
+    @property
+    def containerd_config(self) -> Path:
+        return self.directory / "containerd" / "config.toml"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.directory / "cni" / "net.d"
+
+
 @dataclass(frozen=True)
-class ClusterSpec:
+class ClusterSpec(RuntimeDirs):
     """One local cluster: a directory that holds everything it makes, and its network choices."""
 
     directory: Path
@@ -88,26 +114,6 @@ class ClusterSpec:
     @property
     def etcd_data(self) -> Path:
         return self.directory / "etcd"
-
-    @property
-    def containerd_root(self) -> Path:
-        return self.directory / "containerd" / "root"
-
-    @property
-    def containerd_state(self) -> Path:
-        return self.directory / "containerd" / "state"
-
-    @property
-    def containerd_socket(self) -> Path:
-        return self.run / "containerd.sock"
-
-    @property
-    def containerd_config(self) -> Path:
-        return self.directory / "containerd" / "config.toml"
-
-    @property
-    def cni_conf_dir(self) -> Path:
-        return self.directory / "cni" / "net.d"
 
     @property
     def cni_bin_dir(self) -> Path:
