@@ -252,6 +252,7 @@ def test_cluster_ip_spreads_over_pods_on_three_nodes(env: Env) -> None:
     trace = env.trace(A, env.client_ip, vip, 80)
     assert {env.pod_of(ip) for ip in dnat_targets(trace)} == set(share)
     assert all(abs(p - 1 / 3) < 0.01 for p in trace["outcomes"].values()), trace["outcomes"]
+    assert not any(b["masquerade"] for b in trace["branches"]), trace["branches"]
     print(f"shares over 300 requests: {share}")
 
 
@@ -371,6 +372,8 @@ def test_proxy_killed_and_restarted_refuses_nothing(env: Env) -> None:
     env.wait_synced(A, "while-down", ["srv-a"])
     after = send(env.client_netns, later["spec"]["clusterIP"], 80, 3)
     assert {(r.status, r.pod) for r in after} == {("ok", "srv-a")}
+    trace = env.trace(A, env.client_ip, later["spec"]["clusterIP"], 80)
+    assert dnat_targets(trace) == {env.ips["srv-a"]}
     print(f"proxy restart to first sync: {restart:.2f}s")
 
 
@@ -383,7 +386,7 @@ def test_deleted_pod_gets_no_new_connections_within_2s(env: Env) -> None:
         text=True,
     )
     try:
-        time.sleep(0.5)
+        time.sleep(1.0)  # ~20 requests first, half of them to shr-c
         deleted = time.time()
         cluster.api(env.spec, f"/api/v1/namespaces/{env.ns}/pods/shr-c", method="DELETE")
         out, _ = client.communicate(timeout=120)
