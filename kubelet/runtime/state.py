@@ -23,15 +23,11 @@ from kubelet.pods.model import (
     SandboxID,
     SandboxState,
 )
-from kubelet.runtime import labels
+from kubelet.runtime import labels, termination
 from kubelet.server.metrics import PLEG_RELIST_DURATION
 
 log = logging.getLogger(__name__)
 NS = 1e9
-MAX_MESSAGE_FILE_BYTES = 4096
-MAX_MESSAGE_LOG_BYTES = 2048
-MAX_MESSAGE_LOG_LINES = 80
-FALLBACK_TO_LOGS = "FallbackToLogsOnError"
 
 _CSTATE = {
     api.CONTAINER_CREATED: ContainerState.CREATED,
@@ -55,45 +51,23 @@ def sandbox_from_cri(s: api.PodSandbox, ip: str | None = None) -> RuntimeSandbox
 
 
 def termination_message(c: api.ContainerStatus, ref: labels.ContainerRef) -> str:
-    """Upstream's rule: the file at terminationMessagePath (up to 4 KiB); if it is empty and the
-    policy is FallbackToLogsOnError and the exit was not clean, the log's tail; else CRI's."""
-    for m in c.mounts:
-        if m.container_path == ref.termination_message_path and m.host_path:
-            text = _read_tail(m.host_path, MAX_MESSAGE_FILE_BYTES, lines=None)
-            if text:
-                return text
-    if ref.termination_message_policy == FALLBACK_TO_LOGS and c.exit_code != 0 and c.log_path:
-        text = _cri_log_text(_read_tail(c.log_path, 4 * MAX_MESSAGE_LOG_BYTES, lines=None))
-        tail = "\n".join(text.splitlines()[-MAX_MESSAGE_LOG_LINES:])
-        return tail[-MAX_MESSAGE_LOG_BYTES:]
-    return c.message
-
-
-def _read_tail(path: str, limit: int, *, lines: int | None) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - limit) if lines is None else 0)
-            return f.read(limit).decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _cri_log_text(raw: str) -> str:
-    """The payload of CRI log lines ("<time> <stream> <P|F> <text>"), partial lines joined."""
-    out, partial = [], ""
-    for line in raw.splitlines():
-        parts = line.split(" ", 3)
-        if len(parts) < 3:
-            continue
-        text = parts[3] if len(parts) == 4 else ""
-        if parts[2] == "P":
-            partial += text
-            continue
-        out.append(partial + text)
-        partial = ""
-    return "\n".join(out)
+    """The exited container's message by upstream's rules (kubelet.runtime.termination)."""
+    host_file = next(
+        (
+            m.host_path
+            for m in c.mounts
+            if m.container_path == ref.termination_message_path and m.host_path
+        ),
+        None,
+    )
+    return termination.message(
+        cri_message=c.message,
+        exit_code=c.exit_code,
+        reason=c.reason,
+        policy=ref.termination_message_policy,
+        file_path=host_file,
+        log_path=c.log_path,
+    )
 
 
 def container_from_cri(c: api.ContainerStatus, sandbox_id: str) -> RuntimeContainer | None:

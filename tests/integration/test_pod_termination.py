@@ -28,7 +28,20 @@ def test_fallback_to_logs_on_error(cluster_spec: ClusterSpec, ns: str) -> None:
     pod = wait_pod(cluster_spec, ns, "msg-logs", lambda p: bool(_terminated(p)), 30, "terminated")
     term = _terminated(pod)
     assert term["exitCode"] == 7
-    assert term["message"] == "first\nlast words"
+    assert term["message"] == "first\nlast words\n"  # upstream keeps each full line's newline
+
+
+def test_fallback_to_logs_keeps_an_unfinished_last_line(cluster_spec: ClusterSpec, ns: str) -> None:
+    # The upstream conformance case: `echo -n DONE; false` leaves a line without its newline,
+    # which containerd writes with the partial (P) tag.
+    c = container("c", "echo -n DONE; false")
+    c["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    create_pod(cluster_spec, ns, pod_body("msg-partial", [c], restart="Never"))
+    pod = wait_pod(
+        cluster_spec, ns, "msg-partial", lambda p: bool(_terminated(p)), 30, "terminated"
+    )
+    assert _terminated(pod)["exitCode"] == 1
+    assert _terminated(pod)["message"] == "DONE"
 
 
 def test_default_path_without_fallback_gives_no_log_text(
