@@ -120,6 +120,7 @@ def build_segment(spec: ClusterSpec, *, say: Progress) -> None:
             members,
             root=(root_link(spec), f"{root_address(spec)}/{prefix}"),
             forwarding=True,
+            default_route=True,
         )
     except segment_.SegmentError as e:
         raise process.ComponentFailed(str(e)) from None

@@ -43,10 +43,15 @@ def build(
     *,
     root: tuple[str, str] | None = None,
     forwarding: bool = False,
+    default_route: bool = False,
 ) -> None:
     """Make the switch netns and each member (idempotent: existing netns are kept as they
     are). `root` = (link name, address/len) joins the root netns through a veth of that name.
-    With `forwarding`, members get net.ipv4.ip_forward=1 (nodes that route pod traffic)."""
+    With `forwarding`, members get net.ipv4.ip_forward=1 (nodes that route pod traffic).
+    With `default_route`, members get an on-link default route on their uplink, as a real
+    node has a default route: a packet to an address no rule handles (a Service IP without
+    endpoints) then reaches the FORWARD chain's REJECT instead of failing with no route.
+    On-link, with no gateway, so nothing leaves the segment."""
     have = set(hostops.netns_names())
     if switch not in have:
         ip("netns", "add", switch)
@@ -81,6 +86,8 @@ def build(
         ip("-n", m.netns, "addr", "add", m.cidr, "dev", UPLINK)
         ip("-n", m.netns, "link", "set", UPLINK, "up")
         ip("-n", m.netns, "link", "set", "lo", "up")
+        if default_route:
+            ip("-n", m.netns, "route", "add", "default", "dev", UPLINK)
         if forwarding:
             r = subprocess.run(
                 [
