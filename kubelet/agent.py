@@ -22,7 +22,7 @@ from kubelet.cgroups import host as cghost
 from kubelet.cgroups import manager as cgmanager
 from kubelet.cgroups.planner import node_resources
 from kubelet.config import RunConfig
-from kubelet.events import EventRecorder
+from kubelet.events import EventRecorder, node_status_event
 from kubelet.eviction import setup as eviction_setup
 from kubelet.eviction import signals as eviction_signals
 from kubelet.eviction.manager import EvictionManager
@@ -101,6 +101,8 @@ class Agent:
         self.workers: PodWorkers | None = None
         self.recorder: EventRecorder | None = None
         self.eviction: EvictionManager | None = None
+        self.kubepods_memory = 0
+        """Bytes the kubepods cgroup was sized to (allocatableMemory.available's capacity)."""
         kc = config.kubelet
         self.reservations = alloc.Reservations(
             kc.kube_reserved, kc.system_reserved, kc.eviction_hard
@@ -117,6 +119,11 @@ class Agent:
             disk_pressure=em is not None and em.pressure(DISK_PRESSURE),
             pid_pressure=em is not None and em.pressure(PID_PRESSURE),
         )
+
+    def _node_event(self, node: str, reason: str) -> None:
+        """A Node status event (pressure transitions), once the event recorder exists."""
+        if self.recorder is not None:
+            self.recorder.record_node(node_status_event(node, reason))
 
     async def _runtime_status_loop(self, runtime: RuntimeClient) -> None:
         while True:
@@ -160,6 +167,7 @@ class Agent:
             report_every=kc.node_status_report_frequency.total_seconds(),
             lease_duration=kc.node_lease_duration_seconds,
             allocatable=lambda facts: alloc.node_allocatable(facts, kc.max_pods, self.reservations),
+            record=lambda reason: self._node_event(ident.name, reason),
         )
         try:
             self.runtime_health.apply(await runtime.status(deadline=5))
@@ -228,6 +236,7 @@ class Agent:
                 machine.gather(self.config.root_dir), self.reservations, enforce
             )
             cgroups.setup(node_resources(*size))
+            self.kubepods_memory = size[1]
         except (cghost.CgroupSetupError, OSError) as e:
             raise SystemExit(f"pykubelet run: setting up pod cgroups failed: {e}") from e
         return cgroups, found
@@ -247,8 +256,11 @@ class Agent:
             root_dir=self.config.root_dir,
             imagefs=imagefs,
             active_pods=workers.active_pods,
-            evict=lambda pod, message: workers.evict(PodUID(pod["metadata"]["uid"]), message),
+            evict=lambda pod, message, grace: workers.evict(
+                PodUID(pod["metadata"]["uid"]), message, grace
+            ),
             record=self.recorder.record,
+            kubepods_memory=self.kubepods_memory,
         )
         self.eviction = manager
         if manager.image_gc is not None:

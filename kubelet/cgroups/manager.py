@@ -128,6 +128,10 @@ class CgroupManager:
                 log.info("removed cgroup %s of pod uid=%s", "/".join(parts), uid)
         return removed
 
+    def pods_working_set(self) -> int | None:
+        """The working set of every pod together (the kubepods cgroup)."""
+        return self.writer.memory_working_set(self.fs(planner.node_parts(self.root, self.per_qos)))
+
     def working_set(self, uid: str) -> int | None:
         parts = self.pod_cgroups().get(uid)
         return None if parts is None else self.writer.memory_working_set(parts)

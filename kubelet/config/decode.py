@@ -71,7 +71,6 @@ _UPSTREAM_ONLY = frozenset(
         "singleProcessOOMKill",
         "imagePullCredentialsVerificationPolicy",
         "preloadedImagesVerificationAllowlist",
-        "evictionMaxPodGracePeriod",
         "mergeDefaultEvictionSettings",
         "reservedSystemCPUs",
         "showHiddenMetricsForVersion",

@@ -441,3 +441,8 @@ class KubeletConfiguration:
         default_factory=frozen({}), metadata=spec("evictionMinimumReclaim", _THRESHOLDS)
     )
     """Signal -> how much beyond the threshold an eviction frees."""
+    eviction_max_pod_grace_period: int = field(
+        default=0, metadata=spec("evictionMaxPodGracePeriod", Int(0))
+    )
+    """Longest grace period (seconds) a pod evicted for a soft threshold is stopped with; the
+    pod's own terminationGracePeriodSeconds when shorter. Hard evictions stop pods at once."""

@@ -25,7 +25,18 @@ log = logging.getLogger(__name__)
 Json = Mapping[str, Any]
 MONITORING_INTERVAL = 10.0
 IMAGE_GC_PERIOD = 300.0
+IMMEDIATE_GRACE_SECONDS = 1
+"""Upstream's immediateEvictionGracePeriodSeconds: what hard evictions stop pods with."""
 Reclaim = Callable[[], Awaitable[None]]
+
+
+def eviction_grace(t: Threshold, pod: Json, max_pod_grace: int) -> int:
+    """Seconds the evicted pod's containers get to stop: at once for a hard threshold; for a
+    soft one evictionMaxPodGracePeriod, or the pod's terminationGracePeriodSeconds if less."""
+    if t.hard:
+        return IMMEDIATE_GRACE_SECONDS
+    own = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return min(max_pod_grace, own) if isinstance(own, int) else max_pod_grace
 
 
 def _static(pod: Json) -> bool:
@@ -39,13 +50,16 @@ class EvictionManager:
     observe: Callable[[], dict[str, Observation]]
     active_pods: Callable[[], Sequence[Json]]
     stats: Stats
-    evict: Callable[[Json, str], None]
-    """Kill the pod and mark it Failed/Evicted with the message (the pod workers)."""
+    evict: Callable[[Json, str, int], None]
+    """Kill the pod with a grace period (seconds) and mark it Failed/Evicted with the message
+    (the pod workers)."""
     record: Callable[[ev.PodEvent], None]
     image_gc: ImageGC | None = None
     container_gc: Reclaim | None = None
     imagefs_is_nodefs: bool = True
     transition_period: timedelta = timedelta(minutes=5)
+    max_pod_grace: int = 0
+    """evictionMaxPodGracePeriod (soft evictions)."""
     interval: float = MONITORING_INTERVAL
     clock: Callable[[], float] = time.monotonic
     conditions: list[str] = field(default_factory=list)
@@ -147,7 +161,7 @@ class EvictionManager:
                 message,
             )
         )
-        self.evict(pod, message)
+        self.evict(pod, message, eviction_grace(target, pod, self.max_pod_grace))
         EVICTIONS.labels(eviction_signal=target.signal).inc()
         return pod
 

@@ -71,15 +71,25 @@ def build(
     root_dir: Path,
     imagefs: Path,
     active_pods: Callable[[], Sequence[Json]],
-    evict: Callable[[Json, str], None],
+    evict: Callable[[Json, str, int], None],
     record: Callable[[ev.PodEvent], None],
+    kubepods_memory: int = 0,
 ) -> EvictionManager:
+    """`kubepods_memory`: the memory the kubepods cgroup was given (allocatable when "pods" is
+    enforced), the capacity of allocatableMemory.available; 0 leaves that signal out."""
     thresholds = th.parse(
         kc.eviction_hard,
         kc.eviction_soft,
         kc.eviction_soft_grace_period,
         kc.eviction_minimum_reclaim,
+        enforce_pods=kc.cgroups_per_qos and "pods" in kc.enforce_node_allocatable,
     )
+
+    def pods_memory() -> th.Observation | None:
+        working_set = cgroups.pods_working_set() if kubepods_memory > 0 else None
+        if working_set is None:
+            return None
+        return signals.allocatable_memory(kubepods_memory, working_set)
 
     def stats(pod: Json) -> PodUsage:
         uid = str((pod.get("metadata") or {}).get("uid") or "")
@@ -98,7 +108,7 @@ def build(
     log.info("eviction: nodefs %s, imagefs %s (%s)", root_dir, imagefs, "same" if same else "own")
     return EvictionManager(
         thresholds=thresholds,
-        observe=lambda: signals.observe(host, root_dir, imagefs),
+        observe=lambda: signals.observe(host, root_dir, imagefs, pods_memory()),
         active_pods=active_pods,
         stats=stats,
         evict=evict,
@@ -107,4 +117,5 @@ def build(
         container_gc=container_gc,
         imagefs_is_nodefs=same,
         transition_period=kc.eviction_pressure_transition_period,
+        max_pod_grace=kc.eviction_max_pod_grace_period,
     )

@@ -1,5 +1,6 @@
 """Reads the eviction signals from the host: memory.available from the root cgroup's working set
-(as upstream), nodefs / imagefs bytes and inodes from statvfs, pid.available from the kernel.
+(as upstream), allocatableMemory.available from the kubepods cgroup's, nodefs / imagefs bytes and
+inodes from statvfs, pid.available from the kernel.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def memory(host: CgroupHost, meminfo: str) -> Observation:
     return Observation(available=max(0, capacity - working_set), capacity=capacity)
 
 
+def allocatable_memory(allocatable: int, pods_working_set: int) -> Observation:
+    """The pods' share: what the kubepods cgroup is given (node allocatable when enforced)
+    less its working set; capacity is the allocatable amount, as upstream's available +
+    working set of the pods' system container."""
+    return Observation(available=max(0, allocatable - pods_working_set), capacity=allocatable)
+
+
 def filesystem(path: Path) -> tuple[Observation, Observation]:
     """(bytes, inodes) available to unprivileged users and the filesystem's totals."""
     st = os.statvfs(path)
@@ -54,9 +62,14 @@ def pids(pid_max: str, threads_max: str, loadavg: str) -> Observation:
     return Observation(available=max(0, limit - running), capacity=limit)
 
 
-def observe(host: CgroupHost, nodefs: Path, imagefs: Path) -> dict[str, Observation]:
-    """Every signal; imagefs is the runtime's image filesystem (may be nodefs itself)."""
+def observe(
+    host: CgroupHost, nodefs: Path, imagefs: Path, pods: Observation | None = None
+) -> dict[str, Observation]:
+    """Every signal; imagefs is the runtime's image filesystem (may be nodefs itself); `pods`
+    the allocatableMemory.available observation, when the kubepods cgroup could be read."""
     out = {th.MEMORY_AVAILABLE: memory(host, Path("/proc/meminfo").read_text())}
+    if pods is not None:
+        out[th.ALLOCATABLE_MEMORY] = pods
     node_bytes, node_inodes = filesystem(nodefs)
     image_bytes, image_inodes = filesystem(imagefs if imagefs.exists() else nodefs)
     out[th.NODEFS_AVAILABLE], out[th.NODEFS_INODES] = node_bytes, node_inodes

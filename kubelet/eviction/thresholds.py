@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from kubelet.node.allocatable import threshold_bytes
@@ -14,11 +14,13 @@ MEMORY_AVAILABLE = "memory.available"
 NODEFS_AVAILABLE, NODEFS_INODES = "nodefs.available", "nodefs.inodesFree"
 IMAGEFS_AVAILABLE, IMAGEFS_INODES = "imagefs.available", "imagefs.inodesFree"
 PID_AVAILABLE = "pid.available"
+ALLOCATABLE_MEMORY = "allocatableMemory.available"
+"""Node allocatable memory less the kubepods cgroup's working set."""
 MEMORY_PRESSURE, DISK_PRESSURE, PID_PRESSURE = "MemoryPressure", "DiskPressure", "PIDPressure"
 
 CONDITION = {
     MEMORY_AVAILABLE: MEMORY_PRESSURE,
-    "allocatableMemory.available": MEMORY_PRESSURE,
+    ALLOCATABLE_MEMORY: MEMORY_PRESSURE,
     NODEFS_AVAILABLE: DISK_PRESSURE,
     NODEFS_INODES: DISK_PRESSURE,
     IMAGEFS_AVAILABLE: DISK_PRESSURE,
@@ -29,7 +31,7 @@ CONDITION = {
 }
 RESOURCE = {
     MEMORY_AVAILABLE: "memory",
-    "allocatableMemory.available": "memory",
+    ALLOCATABLE_MEMORY: "memory",
     NODEFS_AVAILABLE: "ephemeral-storage",
     IMAGEFS_AVAILABLE: "ephemeral-storage",
     "containerfs.available": "ephemeral-storage",
@@ -63,8 +65,12 @@ def parse(
     soft: Mapping[str, str],
     soft_grace: Mapping[str, timedelta],
     min_reclaim: Mapping[str, str],
+    *,
+    enforce_pods: bool = False,
 ) -> list[Threshold]:
-    """The configured thresholds; a value of 0 or 0% disables a signal's threshold."""
+    """The configured thresholds; a value of 0 or 0% disables a signal's threshold. With
+    enforceNodeAllocatable "pods", every hard memory.available threshold also applies to
+    allocatableMemory.available (upstream's addAllocatableThresholds)."""
     out = []
     for thresholds, is_hard in ((hard, True), (soft, False)):
         for signal, value in sorted(thresholds.items()):
@@ -72,6 +78,13 @@ def parse(
                 continue
             grace = timedelta(0) if is_hard else soft_grace.get(signal, timedelta(0))
             out.append(Threshold(signal, value, grace, min_reclaim.get(signal, ""), is_hard))
+    if enforce_pods:
+        extra = [
+            replace(t, signal=ALLOCATABLE_MEMORY)
+            for t in out
+            if t.signal == MEMORY_AVAILABLE and t.hard
+        ]
+        out = merge(out, extra)
     return out
 
 

@@ -70,7 +70,12 @@ class NodeHeartbeat:
     pod_cidr: str | None = None
     allocatable: Callable[[MachineFacts], dict[str, str]] | None = None
     """status.allocatable from the facts (node.allocatable); None: capacity less hugepages."""
+    record: Callable[[str], None] | None = None
+    """Records a Node status event by reason (NodeHasDiskPressure...) once it is written."""
     _written: dict[str, Any] = field(default_factory=dict)
+    _conditions: list[dict[str, Any]] = field(default_factory=list)
+    """The Node's conditions as last written or found at registration (an adopted Node keeps
+    its transition times, and a restarted agent records only real transitions)."""
     _written_at: float = 0.0
     registered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -85,6 +90,7 @@ class NodeHeartbeat:
             log.info("node %s already registered; adopting it", self.ident.name)
         self.node_uid = node["metadata"]["uid"]
         self.pod_cidr = node.get("spec", {}).get("podCIDR") or self.pod_cidr
+        self._conditions = list((node.get("status") or {}).get("conditions") or [])
         self._written = {}
         self.registered.set()
 
@@ -96,7 +102,7 @@ class NodeHeartbeat:
             self.ident,
             facts,
             self.health(),
-            previous=self._written,
+            previous={"conditions": self._conditions},
             now=now,
             max_pods=self.max_pods,
             alloc=self.allocatable(facts) if self.allocatable is not None else None,
@@ -123,6 +129,11 @@ class NodeHeartbeat:
             return
         self.pod_cidr = node.get("spec", {}).get("podCIDR") or self.pod_cidr
         self._written, self._written_at = new, time.monotonic()
+        transitions = nodestatus.condition_events(self._conditions, new["conditions"])
+        self._conditions = new["conditions"]
+        if self.record is not None:
+            for reason in transitions:
+                self.record(reason)
 
     async def renew_lease(self) -> None:
         body = lease_body(

@@ -164,6 +164,28 @@ def conditions(health: Health, previous: list[Json], now: str) -> list[Json]:
     return out
 
 
+_PRESSURE_EVENTS = {
+    # type: (event when it turns False, event when it turns True), upstream's setters
+    "MemoryPressure": ("NodeHasSufficientMemory", "NodeHasInsufficientMemory"),
+    "DiskPressure": ("NodeHasNoDiskPressure", "NodeHasDiskPressure"),
+    "PIDPressure": ("NodeHasSufficientPID", "NodeHasInsufficientPID"),
+}
+
+
+def condition_events(previous: list[Json], new: list[Json]) -> list[str]:
+    """Reasons of the Normal events upstream records when a pressure condition changes status
+    (a condition not there before counts as Unknown, so a new Node gets one of each)."""
+    prev = {c.get("type"): c.get("status", "Unknown") for c in previous}
+    out = []
+    for c in new:
+        names = _PRESSURE_EVENTS.get(str(c.get("type")))
+        status = c.get("status")
+        changed = prev.get(c.get("type"), "Unknown") != status
+        if names is not None and status in ("True", "False") and changed:
+            out.append(names[status == "True"])
+    return out
+
+
 def node_status(
     ident: NodeIdentity,
     facts: MachineFacts,

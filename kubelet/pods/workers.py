@@ -78,6 +78,8 @@ class _Worker:
     """Never run again: the pod was evicted, or had already ended when this agent found it."""
     failure: Waiting | None = None
     """Why the node failed the pod (Evicted and its message)."""
+    kill_grace: int = 0
+    """Grace period (seconds) a halted pod's containers are stopped with (soft evictions)."""
     oom_seen: set[str] = field(default_factory=set)
     """Container IDs whose OOM kill was already reported with an event."""
 
@@ -199,11 +201,13 @@ class PodWorkers:
                 out.append(w.pod)
         return out
 
-    def evict(self, uid: PodUID, message: str) -> None:
-        """Kill the pod's containers and fail it with reason Evicted; the object stays."""
+    def evict(self, uid: PodUID, message: str, grace_seconds: int = 0) -> None:
+        """Kill the pod's containers (with this grace period) and fail it with reason Evicted;
+        the object stays."""
         w = self._workers.get(uid)
         if w is not None:
             w.halted, w.failure = True, Waiting(EVICTED, message)
+            w.kill_grace = max(0, grace_seconds)
             w.wake.set()
 
     def could_have_running_containers(self, uid: PodUID) -> bool:
@@ -292,7 +296,7 @@ class PodWorkers:
         status_json = self._status.get(uid) or pod_json.get("status") or {}
         probe_results, _ = self._probes.results(uid)
         actions = compute_pod_actions(
-            _as_deleted(pod_json) if w.halted and not pod.is_deleted else pod,
+            _as_deleted(pod_json, w.kill_grace) if w.halted and not pod.is_deleted else pod,
             runtime,
             now=time.time(),
             backoff=self._backoff,
@@ -441,11 +445,11 @@ class PodWorkers:
         return True
 
 
-def _as_deleted(pod_json: Json) -> Pod:
-    """The pod as if deleted now with grace 0: its object vanished (force delete)."""
+def _as_deleted(pod_json: Json, grace: int = 0) -> Pod:
+    """The pod as if deleted now with this grace (0: its object vanished, a force delete)."""
     meta = {
         **pod_json["metadata"],
         "deletionTimestamp": _iso_now(),
-        "deletionGracePeriodSeconds": 0,
+        "deletionGracePeriodSeconds": grace,
     }
     return pod_from_api({**pod_json, "metadata": meta})

@@ -55,6 +55,15 @@ def _condition(spec: ClusterSpec, ctype: str) -> Json:
     return {}
 
 
+def _node_events(spec: ClusterSpec, reason: str) -> list[Json]:
+    """Events recorded against the Node (as upstream: default namespace, uid = node name)."""
+    selector = f"involvedObject.kind=Node,involvedObject.name={NODE},reason={reason}"
+    items: list[Json] = api_json(
+        spec, f"/api/v1/namespaces/default/events?fieldSelector={selector}"
+    )["items"]
+    return items
+
+
 def _phase(spec: ClusterSpec, ns: str, name: str) -> str:
     return str(((get_pod(spec, ns, name) or {}).get("status") or {}).get("phase", ""))
 
@@ -123,6 +132,12 @@ def test_memory_pressure_evicts_best_effort_first_and_recovers(
         "MemoryPressure",
     )
     assert cond["reason"] == "KubeletHasInsufficientMemory"
+    pressed = wait_for(
+        lambda: _node_events(cluster_spec, "NodeHasInsufficientMemory"), 15, "node event"
+    )
+    assert pressed[0]["type"] == "Normal", pressed
+    assert pressed[0]["message"] == f"Node {NODE} status is now: NodeHasInsufficientMemory"
+    assert pressed[0]["involvedObject"]["uid"] == NODE
     _evicted_first(cluster_spec, ns, "mem", "memory")
     # a new BestEffort pod is refused while the node is under memory pressure
     create_pod(cluster_spec, ns, pod_body("mem-late", [container("c", "sleep 3600")]))
@@ -141,6 +156,16 @@ def test_memory_pressure_evicts_best_effort_first_and_recovers(
         "MemoryPressure gone",
     )
     assert _condition(cluster_spec, "MemoryPressure")["reason"] == "KubeletHasSufficientMemory"
+    relieved = wait_for(
+        lambda: [
+            e
+            for e in _node_events(cluster_spec, "NodeHasSufficientMemory")
+            if e["lastTimestamp"] >= cond["lastTransitionTime"]
+        ],
+        15,
+        "NodeHasSufficientMemory after the pressure",
+    )
+    assert relieved[0]["type"] == "Normal", relieved
     create_pod(cluster_spec, ns, pod_body("mem-after", [container("c", "sleep 3600")], grace=1))
     wait_pod(
         cluster_spec,
@@ -210,6 +235,7 @@ def test_disk_pressure_collects_unused_images_then_evicts(
         "DiskPressure",
     )
     assert cond["reason"] == "KubeletHasDiskPressure"
+    wait_for(lambda: _node_events(cluster_spec, "NodeHasDiskPressure"), 15, "node event")
     _evicted_first(cluster_spec, ns, "disk", "ephemeral-storage")
     assert not _has_image(cluster_spec, GC_IMAGE), cluster.agent_daemon(cluster_spec, NODE).tail()
     assert _has_image(cluster_spec, images.BUSYBOX_IMAGE), "an image in use was collected"
@@ -251,6 +277,7 @@ def test_pid_pressure_evicts_the_pod_with_most_processes(
         "PIDPressure",
     )
     assert cond["reason"] == "KubeletHasInsufficientPID"
+    wait_for(lambda: _node_events(cluster_spec, "NodeHasInsufficientPID"), 15, "node event")
     pod = wait_pod(
         cluster_spec, ns, "pid-many", lambda p: p["status"].get("phase") == "Failed", 60, "evicted"
     )

@@ -171,6 +171,7 @@ evictionSoft: {memory.available: 500Mi}
 evictionSoftGracePeriod: {memory.available: 1m30s}
 evictionPressureTransitionPeriod: 30s
 evictionMinimumReclaim: {memory.available: 100Mi}
+evictionMaxPodGracePeriod: 20
 kubeReserved: {cpu: 100m, memory: 256Mi, pid: "1000"}
 systemReserved: {cpu: 1, ephemeral-storage: 1Gi, hugepages-2Mi: 0}
 systemReservedCgroup: /system.slice

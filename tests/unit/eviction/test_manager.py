@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from kubelet import events as ev
-from kubelet.eviction.manager import EvictionManager
+from kubelet.eviction.manager import EvictionManager, eviction_grace
 from kubelet.eviction.ranking import PodUsage
 from kubelet.eviction.thresholds import Observation, Threshold
 from kubelet.server.metrics import EVICTIONS
@@ -26,11 +26,13 @@ class Fake:
         }
         self.pods: list[dict[str, Any]] = [_pod("bu", "100Mi"), _pod("be")]
         self.evicted: list[tuple[str, str]] = []
+        self.graces: list[int] = []
         self.events: list[ev.PodEvent] = []
         self.gc_runs = 0
 
-    def evict(self, pod: Any, message: str) -> None:
+    def evict(self, pod: Any, message: str, grace: int) -> None:
         self.evicted.append((pod["metadata"]["name"], message))
+        self.graces.append(grace)
         self.pods = [p for p in self.pods if p is not pod]
 
     def manager(self, *thresholds: Threshold, **kw: Any) -> EvictionManager:
@@ -144,3 +146,33 @@ def test_static_pods_are_never_evicted() -> None:
     assert _run(m) is None and f.evicted == []
     f.pods = [static, _pod("be")]
     assert _run(m)["metadata"]["name"] == "be"
+
+
+def test_hard_evictions_stop_at_once_soft_ones_with_the_capped_grace() -> None:
+    f = Fake()
+    m = f.manager(Threshold("memory.available", "1500Mi"), max_pod_grace=20)
+    _run(m)
+    assert f.graces == [1]  # upstream's immediateEvictionGracePeriodSeconds
+    f = Fake()
+    f.pods[1]["spec"]["terminationGracePeriodSeconds"] = 60
+    soft = Threshold("memory.available", "1500Mi", timedelta(seconds=5), hard=False)
+    m = f.manager(soft, max_pod_grace=20)
+    _run(m)
+    f.now = 5.0
+    _run(m)
+    assert f.graces == [20]  # the pod's 60 s capped by evictionMaxPodGracePeriod
+    short = {"spec": {"terminationGracePeriodSeconds": 3}}
+    assert eviction_grace(soft, short, 20) == 3
+    assert eviction_grace(soft, {"spec": {}}, 20) == 20
+    assert eviction_grace(soft, short, 0) == 0
+
+
+def test_allocatable_memory_signal_evicts_like_memory() -> None:
+    f = Fake()
+    f.obs["allocatableMemory.available"] = Observation(50 * MI, 1000 * MI)
+    m = f.manager(Threshold("allocatableMemory.available", "100Mi"))
+    assert _run(m)["metadata"]["name"] == "be"
+    assert m.conditions == ["MemoryPressure"]
+    assert f.evicted[0][1].startswith(
+        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. "
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from kubelet.eviction import thresholds as th
+from kubelet.eviction.signals import allocatable_memory
 from kubelet.eviction.thresholds import Observation, Threshold
 
 GI = 1 << 30
@@ -72,3 +73,20 @@ def test_eviction_message() -> None:
         "The node was low on resource: pids. Threshold quantity: 1000, available: 10. "
     )
     assert th.eviction_message(t, None) == "The node was low on resource: memory. "
+
+
+def test_enforced_pods_copy_hard_memory_thresholds_to_allocatable() -> None:
+    hard = {"memory.available": "100Mi", "nodefs.available": "10%"}
+    soft = {"memory.available": "300Mi"}
+    grace = {"memory.available": timedelta(seconds=30)}
+    out = th.parse(hard, soft, grace, {"memory.available": "50Mi"}, enforce_pods=True)
+    assert [t for t in out if t.signal == "allocatableMemory.available"] == [
+        Threshold("allocatableMemory.available", "100Mi", timedelta(0), "50Mi", True)
+    ]  # only the hard one, as upstream's addAllocatableThresholds
+    plain = th.parse(hard, soft, grace, {})
+    assert all(t.signal != "allocatableMemory.available" for t in plain)
+
+
+def test_allocatable_memory_observation() -> None:
+    assert allocatable_memory(4 * GI, GI) == Observation(available=3 * GI, capacity=4 * GI)
+    assert allocatable_memory(GI, 2 * GI) == Observation(available=0, capacity=GI)
