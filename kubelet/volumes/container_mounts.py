@@ -5,6 +5,7 @@ checked against escapes (symlinks included). Mounts nothing itself: the runtime 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,19 @@ PROPAGATION = {
     "HostToContainer": api.PROPAGATION_HOST_TO_CONTAINER,
     "Bidirectional": api.PROPAGATION_BIDIRECTIONAL,
 }
-SUBPATH_DIR_MODE = 0o755
+
+
+def _make_dirs(base: Path, full: Path) -> None:
+    """The missing directories from `base` down to `full`, each with the mode of the volume's
+    root, setgid and sticky bits included (umask aside), as upstream's SafeMakeDir: a subPath
+    in an fsGroup volume stays group-writable and keeps handing the group on."""
+    mode = stat.S_IMODE(base.stat().st_mode)
+    path = base
+    for part in full.relative_to(base).parts:
+        path = path / part
+        if not path.exists():
+            path.mkdir()
+            os.chmod(path, mode)
 
 
 def resolve_subpath(base: Path, sub_path: str, *, mount_name: str) -> Path:
@@ -44,7 +57,12 @@ def resolve_subpath(base: Path, sub_path: str, *, mount_name: str) -> Path:
             f"outside of its volume"
         )
     if not full.exists() and not full.is_symlink():
-        full.mkdir(parents=True, exist_ok=True, mode=SUBPATH_DIR_MODE)
+        try:
+            _make_dirs(real_base, full)
+        except OSError as e:
+            raise ContainerConfigError(
+                f'subPath "{sub_path}" of volumeMount "{mount_name}": cannot create {full}: {e}'
+            ) from e
         again = full.resolve()
         if not within(real_base, again):
             raise ContainerConfigError(

@@ -28,6 +28,8 @@ from kubelet.volumes.paths import (
 Json = Mapping[str, Any]
 log = logging.getLogger(__name__)
 EMPTY_DIR_MODE = 0o777
+MEMORY_EMPTY_DIR_MODE = 0o1777
+"""A tmpfs root as upstream leaves it (the kernel's default): sticky, like /tmp."""
 
 
 def _fail(name: str, text: str) -> VolumeSetupError:
@@ -96,7 +98,7 @@ def setup_volume(
 def _empty_dir(target: Path, volume: Json, gid: int | None, memory_bytes: int | None) -> None:
     """Disk or tmpfs; ownership only when first made (later the pod's files are its own)."""
     if (volume.get("emptyDir") or {}).get("medium") == "Memory":
-        made = hostfs.mount_tmpfs(target, memory_bytes, EMPTY_DIR_MODE)
+        made = hostfs.mount_tmpfs(target, memory_bytes, MEMORY_EMPTY_DIR_MODE)
     else:
         made = not target.is_dir()
         target.mkdir(parents=True, exist_ok=True)

@@ -363,6 +363,27 @@ def test_fs_group_ownership_and_subpath_file(cluster_spec: ClusterSpec, ns: str)
     ]
 
 
+def test_fs_group_memory_empty_dir_new_subpath_mode(cluster_spec: ClusterSpec, ns: str) -> None:
+    # The upstream e2e "nonexistent volume subPath should have the correct mode and owner using
+    # FSGroup": the tmpfs root is sticky like /tmp, fsGroup adds setgid, and a subPath the node
+    # creates takes the root's mode rather than the runtime's 0755.
+    c = container("c", "stat -c '%u %g %A' /sub /whole > /dev/termination-log")
+    c["volumeMounts"] = [
+        {"name": "m", "mountPath": "/sub", "subPath": "test-sub"},
+        {"name": "m", "mountPath": "/whole"},
+    ]
+    body = pod_body("fsg-sub", [c], restart="Never")
+    body["spec"]["securityContext"] = {"fsGroup": 123}
+    body["spec"]["volumes"] = [{"name": "m", "emptyDir": {"medium": "Memory"}}]
+    create_pod(cluster_spec, ns, body)
+    pod = wait_pod(cluster_spec, ns, "fsg-sub", lambda p: bool(_terminated(p)), 60, "terminated")
+    assert _terminated(pod)["message"].split("\n") == [
+        "0 123 drwxrwsrwt",
+        "0 123 drwxrwsrwt",
+        "",
+    ]
+
+
 def test_teardown_after_agent_restart(cluster_spec: ClusterSpec, ns: str) -> None:
     c = container("c", "sleep 3600")
     c["volumeMounts"] = [{"name": "m", "mountPath": "/m"}]

@@ -5,6 +5,7 @@ Symlink checks run on a temporary directory.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,37 @@ def test_subpath_symlink_inside_is_fine(tmp_path: Path) -> None:
 def test_subpath_lexical_escape_refused(tmp_path: Path) -> None:
     with pytest.raises(ContainerConfigError, match=r'must not contain "\.\."'):
         resolve_subpath(tmp_path, "a/../../b", mount_name="v")
+
+
+def test_missing_subpath_dirs_take_the_volume_roots_mode(tmp_path: Path) -> None:
+    # An fsGroup tmpfs emptyDir's root is drwxrwsrwt: a new subPath keeps setgid and sticky
+    # (upstream's SafeMakeDir), whatever the umask.
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    os.chmod(vol, 0o3777)
+    old = os.umask(0o022)
+    try:
+        got = resolve_subpath(vol, "a/b", mount_name="v")
+    finally:
+        os.umask(old)
+    assert got == (vol / "a" / "b").resolve()
+    for d in (vol / "a", vol / "a" / "b"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o3777
+
+
+def test_existing_subpath_dirs_keep_their_mode(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    (vol / "a").mkdir(parents=True)
+    os.chmod(vol, 0o777)
+    os.chmod(vol / "a", 0o700)
+    resolve_subpath(vol, "a/b", mount_name="v")
+    assert stat.S_IMODE((vol / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE((vol / "a" / "b").stat().st_mode) == 0o777
+
+
+def test_subpath_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "file").write_text("x")
+    with pytest.raises(ContainerConfigError, match=r'subPath "file/sub".*cannot create'):
+        resolve_subpath(vol, "file/sub", mount_name="v")
