@@ -20,7 +20,7 @@ from kubelet import KUBERNETES_VERSION, __version__, supervise
 from kubelet.apiserver import NODES, ApiClient, ApiError
 from kubelet.cgroups import host as cghost
 from kubelet.cgroups import manager as cgmanager
-from kubelet.cgroups.planner import node_resources
+from kubelet.cgroups.planner import node_resources, reserved_resources
 from kubelet.config import RunConfig
 from kubelet.events import EventRecorder, node_status_event
 from kubelet.eviction import setup as eviction_setup
@@ -229,14 +229,22 @@ class Agent:
                 pod_pids_limit=kc.pod_pids_limit,
             )
             enforce = kc.cgroups_per_qos and "pods" in kc.enforce_node_allocatable
-            unenforced = [e for e in kc.enforce_node_allocatable if e not in ("pods", "none")]
-            if unenforced:
-                log.warning("enforceNodeAllocatable %s: not enforced yet (only pods)", unenforced)
             size = alloc.kubepods_size(
                 machine.gather(self.config.root_dir), self.reservations, enforce
             )
             cgroups.setup(node_resources(*size))
             self.kubepods_memory = size[1]
+            for rc in alloc.reserved_cgroups(
+                kc.enforce_node_allocatable,
+                self.reservations,
+                system_cgroup=kc.system_reserved_cgroup,
+                kube_cgroup=kc.kube_reserved_cgroup,
+            ):
+                cgroups.enforce_existing(
+                    rc.cgroup,
+                    reserved_resources(rc.reserved, rc.compressible_only),
+                    what=f'enforceNodeAllocatable "{rc.option}" ({rc.field})',
+                )
         except (cghost.CgroupSetupError, OSError) as e:
             raise SystemExit(f"pykubelet run: setting up pod cgroups failed: {e}") from e
         return cgroups, found

@@ -96,6 +96,20 @@ class CgroupManager:
             self.name(planner.node_parts(self.root, self.per_qos)),
         )
 
+    def enforce_existing(self, name: str, res: Resources, *, what: str) -> None:
+        """Apply limits to a cgroup the node's operator made (kube-/system-reserved), by its
+        cgroupfs path; refuses, naming `what` asked for it, when the cgroup is not there."""
+        parts = planner.root_parts(name)
+        missing = self.writer.absent(parts) if parts else []
+        if not parts or missing:
+            where = f" (not in: {', '.join(missing)})" if missing else ""
+            raise cghost.CgroupSetupError(
+                f'{what}: cgroup "{name}" does not exist{where}; create it before starting '
+                "the node agent, or stop enforcing it"
+            )
+        self.writer.ensure(parts, res)
+        log.info("cgroup %s limited for %s: %s", name, what, res)
+
     def update_qos(self, pods: Iterable[Json]) -> None:
         """The burstable tier's shares follow the Burstable pods' CPU requests; besteffort 2."""
         if not self.per_qos:

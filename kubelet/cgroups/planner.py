@@ -4,7 +4,7 @@ resources (ResourceConfigForPod), the QoS tiers' and the kubepods cgroup's. No I
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,6 +200,29 @@ def qos_tier_resources(pods: Iterable[Json]) -> dict[str, Resources]:
         QOS_BURSTABLE: Resources(cpu_shares=milli_cpu_to_shares(burstable_milli)),
         QOS_BEST_EFFORT: Resources(cpu_shares=MIN_SHARES),
     }
+
+
+def reserved_resources(reserved: Mapping[str, str], compressible_only: bool = False) -> Resources:
+    """A kube-/system-reserved cgroup's limits (upstream's getCgroupConfig): cpu shares for the
+    reserved CPU; unless only compressible resources are enforced, the memory limit and
+    pids.max too. Unparsable or absent amounts leave the kernel's value."""
+
+    def amount(name: str, parse: Callable[[object], int]) -> int | None:
+        if name not in reserved:
+            return None
+        try:
+            return parse(reserved[name])
+        except QuantityError:
+            return None
+
+    cpu = amount("cpu", parse_cpu)
+    memory = None if compressible_only else amount("memory", parse_memory)
+    pids = None if compressible_only else amount("pid", parse_memory)
+    return Resources(
+        cpu_shares=milli_cpu_to_shares(cpu) if cpu is not None else None,
+        memory_limit=memory if memory else None,
+        pids_limit=pids if pids else None,
+    )
 
 
 def node_resources(millicpu: int, memory_bytes: int, pids: int | None = None) -> Resources:

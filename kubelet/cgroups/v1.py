@@ -55,6 +55,9 @@ class V1Writer:
     def exists(self, parts: w.Parts) -> bool:
         return any(p.is_dir() for p in self._unique(parts))
 
+    def absent(self, parts: w.Parts) -> list[str]:
+        return sorted(name for name, path in self._paths(parts).items() if not path.is_dir())
+
     def children(self, parts: w.Parts) -> list[str]:
         names: set[str] = set()
         for p in self._unique(parts):

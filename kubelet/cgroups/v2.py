@@ -72,6 +72,9 @@ class V2Writer:
     def exists(self, parts: w.Parts) -> bool:
         return self.mount.joinpath(*parts).is_dir()
 
+    def absent(self, parts: w.Parts) -> list[str]:
+        return [] if self.exists(parts) else [str(self.mount)]
+
     def children(self, parts: w.Parts) -> list[str]:
         p = self.mount.joinpath(*parts)
         return sorted(c.name for c in p.iterdir() if c.is_dir()) if p.is_dir() else []

@@ -29,6 +29,9 @@ class CgroupWriter(Protocol):
 
     def exists(self, parts: Parts) -> bool: ...
 
+    def absent(self, parts: Parts) -> list[str]:
+        """Where the cgroup is not (v1: the controllers lacking it; v2: the unified mount)."""
+
     def children(self, parts: Parts) -> list[str]:
         """Names of the child cgroups (directories) of `parts`."""
 

@@ -4,7 +4,7 @@ the hard eviction thresholds (for the Node status and admission); the kubepods c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kubelet.node import status as nodestatus
@@ -102,3 +102,32 @@ def kubepods_size(facts: MachineFacts, r: Reservations, enforce: bool) -> tuple[
         max(0, facts.cpus * 1000 - res.get("cpu", 0)),
         max(0, facts.memory_bytes - res.get("memory", 0)),
     )
+
+
+@dataclass(frozen=True)
+class ReservedCgroup:
+    """A reservation enforceNodeAllocatable puts on its cgroup as limits."""
+
+    option: str
+    """system-reserved, kube-reserved (or their -compressible forms)."""
+    field: str
+    """The configuration field naming the cgroup (systemReservedCgroup, kubeReservedCgroup)."""
+    cgroup: str
+    reserved: Mapping[str, str]
+    compressible_only: bool
+
+
+def reserved_cgroups(
+    enforce: Sequence[str], r: Reservations, *, system_cgroup: str, kube_cgroup: str
+) -> list[ReservedCgroup]:
+    """The reserved cgroups to enforce, system first then kube as upstream; an empty cgroup
+    name is kept (the caller refuses it, naming the field)."""
+    out = []
+    for option, field_name, cgroup, reserved in (
+        ("system-reserved", "systemReservedCgroup", system_cgroup, r.system_reserved),
+        ("kube-reserved", "kubeReservedCgroup", kube_cgroup, r.kube_reserved),
+    ):
+        for name, compressible in ((option, False), (f"{option}-compressible", True)):
+            if name in enforce:
+                out.append(ReservedCgroup(name, field_name, cgroup, reserved, compressible))
+    return out

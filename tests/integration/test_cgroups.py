@@ -15,12 +15,15 @@ from pathlib import Path
 
 from cri import api
 from cri.client import RuntimeClient
+from kubelet.cgroups import host as cghost
 from kubelet.cgroups.manager import CgroupManager
 from kubelet.cgroups.planner import node_resources
 from kubelet.cgroups.v2 import V2Writer
+from kubelet.cluster import process
 from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec
 
+from .conftest import NODE
 from .podutil import (
     Json,
     api_json,
@@ -293,3 +296,62 @@ def test_kubepods_is_sized_and_allocatable_reported(cluster_spec: ClusterSpec, n
     # containerd's CRI config says cgroupfs (SystemdCgroup = false), matching the agent's
     log_text = cluster.agent_daemon(cluster_spec, "itest-node").log_file.read_text()
     assert "container runtime cgroup driver: cgroupfs" in log_text
+
+
+def _restart_agent(spec: ClusterSpec, extra: str = "", wait: bool = True) -> None:
+    process.stop(cluster.agent_daemon(spec, NODE))
+    cluster.start_node(spec, NODE, extra=extra, wait=wait)
+
+
+def test_reserved_cgroups_get_their_limits_and_an_absent_one_is_refused(
+    cluster_spec: ClusterSpec, ns: str
+) -> None:
+    """enforceNodeAllocatable with system-reserved and kube-reserved: the cgroups this test makes
+    (below the session's own cgroup root, in every v1 hierarchy) get the reservations as limits;
+    kubepods is sized to capacity less both. A kubeReservedCgroup that does not exist stops the
+    agent with a message naming it."""
+    root = _root(cluster_spec)
+    mounts = cghost.detect().v1_mounts
+    made = [m / root / name for m in set(mounts.values()) for name in ("sysres", "kubres")]
+    for d in made:
+        d.mkdir()
+    reserved = (
+        'systemReserved: {cpu: 100m, memory: 64Mi, pid: "1000"}\n'
+        "kubeReserved: {cpu: 200m, memory: 32Mi}\n"
+        f"systemReservedCgroup: /{root}/sysres\n"
+    )
+    enforce = "enforceNodeAllocatable: [pods, system-reserved, kube-reserved]\n"
+    try:
+        _restart_agent(cluster_spec, reserved + enforce + f"kubeReservedCgroup: /{root}/kubres")
+        sysres, kubres = f"{root}/sysres", f"{root}/kubres"
+        # the Node was Ready already: wait for the new agent's start-up to write the limits
+        wait_for(
+            lambda: _read(CG / "memory" / sysres / "memory.limit_in_bytes") == str(64 * MI),
+            30,
+            "system-reserved memory limit",
+        )
+        assert _read(CG / "cpu" / sysres / "cpu.shares") == "102"
+        assert _read(CG / "pids" / sysres / "pids.max") == "1000"
+        assert _read(CG / "memory" / kubres / "memory.limit_in_bytes") == str(32 * MI)
+        assert _read(CG / "cpu" / kubres / "cpu.shares") == "204"
+        assert _read(CG / "pids" / kubres / "pids.max") == "max"  # no pid reserved: untouched
+        mem_total = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) * 1024
+        kubepods = int(_read(CG / "memory" / root / "kubepods" / "memory.limit_in_bytes"))
+        assert kubepods == (mem_total - 96 * MI) // 4096 * 4096
+        cpus = (os.cpu_count() or 1) * 1000 - 300
+        assert _read(CG / "cpu" / root / "kubepods" / "cpu.shares") == str(cpus * 1024 // 1000)
+        # a kubeReservedCgroup nobody made: the agent refuses to start, naming it
+        _restart_agent(
+            cluster_spec, reserved + enforce + f"kubeReservedCgroup: /{root}/absent", wait=False
+        )
+        agent = cluster.agent_daemon(cluster_spec, NODE)
+        wait_for(lambda: agent.pid() is None, 30, "the agent to exit")
+        assert (
+            'enforceNodeAllocatable "kube-reserved" (kubeReservedCgroup): '
+            f'cgroup "/{root}/absent" does not exist'
+        ) in agent.tail(), agent.tail()
+        assert not (CG / "memory" / root / "absent").exists()
+    finally:
+        _restart_agent(cluster_spec)
+        for d in made:
+            d.rmdir()
