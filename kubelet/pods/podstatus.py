@@ -32,6 +32,9 @@ TERMINAL_PHASES = (SUCCEEDED, FAILED)
 CONTAINER_CREATING = "ContainerCreating"
 POD_INITIALIZING = "PodInitializing"
 OWNED_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
+WRITTEN_CONDITIONS = (*OWNED_CONDITIONS, "PodScheduled", "DisruptionTarget")
+"""The condition types the node ever writes; every other one (readiness gates...) is another
+writer's, read from the apiserver and never written back (upstream's mergePodStatus)."""
 
 
 def iso(ts: float | None) -> str | None:
@@ -350,6 +353,31 @@ def _gates_message(pod: Pod, prev: Mapping[str, Json]) -> str:
                 f'the status of pod readiness gate "{gate}" is not "True", but {c.get("status")}'
             )
     return ", ".join(msgs)
+
+
+def with_others_conditions(node_status: Mapping[str, Any], api_status: Mapping[str, Any]) -> Json:
+    """`node_status` whose conditions of types the node does not write (readiness gates set by
+    controllers, a DisruptionTarget the node did not add) are the apiserver's current ones."""
+    mine = [
+        c
+        for c in node_status.get("conditions") or []
+        if isinstance(c, dict) and c.get("type") in WRITTEN_CONDITIONS
+    ]
+    have = {c["type"] for c in mine}
+    others = [
+        c
+        for c in api_status.get("conditions") or []
+        if isinstance(c, dict)
+        and c.get("type") not in have
+        and c.get("type") not in OWNED_CONDITIONS
+    ]
+    return {**node_status, "conditions": mine + others}
+
+
+def written_conditions(conditions: Sequence[Json]) -> list[Json]:
+    """The conditions a status write may carry: WRITTEN_CONDITIONS only, so a stale copy of
+    another writer's condition never overwrites it (a strategic merge keeps the others)."""
+    return [c for c in conditions if c.get("type") in WRITTEN_CONDITIONS]
 
 
 def pod_conditions(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubelet.apiserver import PODS, ApiClient, ApiError, Conflict, NotFound, PatchType
+from kubelet.pods.podstatus import written_conditions
 
 log = logging.getLogger(__name__)
 Json = dict[str, Any]
@@ -89,7 +90,10 @@ class StatusManager:
         if e.written is not None and _comparable(e.written) == _comparable(status):
             e.written_version = version
             return
-        patch = {"metadata": {"uid": target}, "status": status}
+        body = dict(status)
+        if "conditions" in body:
+            body["conditions"] = written_conditions(body["conditions"])
+        patch = {"metadata": {"uid": target}, "status": body}
         try:
             await self._client.patch(
                 PODS,

@@ -33,7 +33,7 @@ from kubelet.pods.model import (
     pod_from_api,
 )
 from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, PodActions, compute_pod_actions
-from kubelet.pods.podstatus import derive_pod_status, qos_class
+from kubelet.pods.podstatus import derive_pod_status, qos_class, with_others_conditions
 from kubelet.pods.seams import NoProbes, Probes
 from kubelet.pods.static import is_static_pod
 from kubelet.pods.status_manager import StatusManager
@@ -94,13 +94,24 @@ def _iso_now() -> str:
 
 
 def _node_relevant(pod: Json) -> Json:
-    """What a pod update must change to need a sync: not the status the node itself wrote."""
+    """What a pod update must change to need a sync: not the status the node itself wrote, but
+    the conditions others set for its readiness gates (upstream's readiness reconcile)."""
+    spec = pod.get("spec") or {}
+    gates = {
+        g.get("conditionType") for g in spec.get("readinessGates") or [] if isinstance(g, dict)
+    }
+    conditions = (pod.get("status") or {}).get("conditions") or []
     return {k: v for k, v in pod.items() if k != "status"} | {
         "metadata": {
             k: v
             for k, v in pod.get("metadata", {}).items()
             if k not in ("resourceVersion", "managedFields")
-        }
+        },
+        "gateConditions": [
+            (c.get("type"), c.get("status"))
+            for c in conditions
+            if isinstance(c, dict) and c.get("type") in gates
+        ],
     }
 
 
@@ -327,7 +338,8 @@ class PodWorkers:
             self._exec.container_event(pod, c.name, ev.WARNING, OOM_EVENT_REASON, oom_message(c))
         if not (w.halted and status_json.get("phase") in TERMINAL_PHASES and not _running(runtime)):
             # a halted pod's final status stays as written (its containers may be collected)
-            self._derive(pod, pod_json, runtime, actions, outcome, status_json)
+            previous = with_others_conditions(status_json, pod_json.get("status") or {})
+            self._derive(pod, pod_json, runtime, actions, outcome, previous)
         self._observe_start(w, pod, runtime, status_json)
         await self._release_volumes(uid, w, runtime)
         if w.phase == Phase.TERMINATING and not _running(runtime):

@@ -248,3 +248,42 @@ def test_agent_restart_keeps_running_pods(cluster_spec: ClusterSpec, ns: str) ->
         assert a["containerID"] == b["containerID"], n
         assert a["restartCount"] == b["restartCount"] == 0, n
     assert after == before
+
+
+def _set_condition(spec: ClusterSpec, ns: str, name: str, ctype: str, status: str) -> None:
+    """What a controller does for a readiness gate: PUT the pod's status with the condition."""
+    path = f"/api/v1/namespaces/{ns}/pods/{name}/status"
+    for _ in range(20):
+        pod = api_json(spec, f"/api/v1/namespaces/{ns}/pods/{name}")
+        conds = [c for c in pod["status"].get("conditions", []) if c["type"] != ctype]
+        pod["status"]["conditions"] = [*conds, {"type": ctype, "status": status}]
+        code, raw = cluster.api(spec, path, method="PUT", body=pod)
+        if code < 300:
+            return
+        assert code == 409, (code, raw[:300])  # the node wrote in between: read again
+    raise AssertionError(f"condition {ctype} of {ns}/{name} not set: conflicts")
+
+
+def test_readiness_gates_follow_conditions_set_by_others(
+    cluster_spec: ClusterSpec, ns: str
+) -> None:
+    # The upstream "should support pod readiness gates": Ready only once every gate's condition
+    # is True, and back to False when one is not; the node never writes the gates back.
+    body = pod_body("gated", [container("c", "sleep 3600")], grace=1)
+    body["spec"]["readinessGates"] = [{"conditionType": "x.io/a"}, {"conditionType": "x.io/b"}]
+    create_pod(cluster_spec, ns, body)
+    pod = wait_pod(cluster_spec, ns, "gated", _phase_is("Running"), 30, "Running")
+    conds = {c["type"]: c for c in pod["status"]["conditions"]}
+    assert conds["Ready"]["reason"] == "ReadinessGatesNotReady"
+    _set_condition(cluster_spec, ns, "gated", "x.io/a", "True")
+    time.sleep(2)
+    assert not _ready(get_pod(cluster_spec, ns, "gated") or {}), "one gate of two is not enough"
+    _set_condition(cluster_spec, ns, "gated", "x.io/b", "True")
+    wait_pod(cluster_spec, ns, "gated", _ready, 10, "Ready once both gates are True")
+    _set_condition(cluster_spec, ns, "gated", "x.io/a", "False")
+    pod = wait_pod(cluster_spec, ns, "gated", lambda p: not _ready(p), 10, "not Ready again")
+    conds = {c["type"]: c for c in pod["status"]["conditions"]}
+    assert conds["x.io/a"]["status"] == "False", "the node must not write its old copy back"
+    assert conds["Ready"]["message"] == (
+        'the status of pod readiness gate "x.io/a" is not "True", but False'
+    )

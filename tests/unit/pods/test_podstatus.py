@@ -18,7 +18,13 @@ from kubelet.pods.model import (
     SandboxState,
     Waiting,
 )
-from kubelet.pods.podstatus import derive_pod_status, iso, qos_class
+from kubelet.pods.podstatus import (
+    derive_pod_status,
+    iso,
+    qos_class,
+    with_others_conditions,
+    written_conditions,
+)
 from tests.unit.pods.fixtures import (
     DEAD_SB,
     NOW,
@@ -293,6 +299,45 @@ def test_readiness_gates() -> None:
     assert c["ContainersReady"]["status"] == "True"
     prev = {"conditions": [{"type": "x/ready", "status": "True"}]}
     assert conds(derive(p, rt(running("a")), previous_status=prev))["Ready"]["status"] == "True"
+
+
+def test_gates_read_the_apiservers_conditions_not_the_nodes_stale_copy() -> None:
+    # The node's last derived status still holds x/ready True; a controller since set it False.
+    p = pod("a", readiness_gates=("x/ready",))
+    node = derive(p, rt(running("a")), previous_status={"conditions": [_gate("True")]})
+    assert conds(node)["Ready"]["status"] == "True"
+    api = {"conditions": [*node["conditions"][:-1], _gate("False")]}
+    prev = with_others_conditions(node, api)
+    assert conds(prev)["x/ready"]["status"] == "False"
+    assert conds(prev)["Ready"] == conds(node)["Ready"], "the node's own conditions stay"
+    again = derive(p, rt(running("a")), previous_status=prev)
+    assert conds(again)["Ready"]["status"] == "False"
+    assert conds(again)["Ready"]["message"] == (
+        'the status of pod readiness gate "x/ready" is not "True", but False'
+    )
+
+
+def test_others_conditions_come_from_the_apiserver_only() -> None:
+    node = {"phase": "Running", "conditions": [_gate("True"), {"type": "Ready", "status": "True"}]}
+    prev = with_others_conditions(node, {"conditions": [{"type": "Ready", "status": "False"}]})
+    assert prev == {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+
+
+def test_status_writes_never_carry_others_conditions() -> None:
+    cs = [
+        {"type": t, "status": "True"}
+        for t in ("Ready", "x/ready", "PodScheduled", "DisruptionTarget", "Initialized")
+    ]
+    assert [c["type"] for c in written_conditions(cs)] == [
+        "Ready",
+        "PodScheduled",
+        "DisruptionTarget",
+        "Initialized",
+    ]
+
+
+def _gate(status: str) -> dict[str, Any]:
+    return {"type": "x/ready", "status": status}
 
 
 def test_initialized_stays_true_once_app_containers_exist() -> None:
