@@ -15,6 +15,7 @@ import pytest
 
 from kubelet.apiserver import ApiClient
 from kubelet.apiserver.requests import SERVICES
+from kubelet.cluster import up as cluster
 from kubelet.cluster.spec import ClusterSpec
 from kubelet.cluster.up import agent_daemon
 
@@ -93,6 +94,26 @@ async def test_node_identity_may_list_and_watch_services(cluster_spec: ClusterSp
         stream = client.watch(SERVICES, resource_version=listed.resource_version, timeout_seconds=1)
         async for _ in stream:
             pass
+
+
+def test_env_from_keys_that_are_no_shell_names_reach_the_process(
+    cluster_spec: ClusterSpec, ns: str
+) -> None:
+    # The upstream "should be consumable via the environment" keys: `data-1` is a valid
+    # environment variable name (IsEnvVarName) but not a shell one, so no shell in between:
+    # busybox's env applet prints what the process got, read back through the pod log.
+    configmap(cluster_spec, ns, "dashed", {"data-1": "value-1"})
+    c = container("c", "")
+    c["command"] = ["env"]
+    c["envFrom"] = [
+        {"configMapRef": {"name": "dashed"}},
+        {"prefix": "p-", "configMapRef": {"name": "dashed"}},
+    ]
+    assert run_to_end(cluster_spec, ns, pod_body("dashed", [c], restart="Never"))["exitCode"] == 0
+    status, raw = cluster.api(cluster_spec, f"/api/v1/namespaces/{ns}/pods/dashed/log")
+    assert status == 200, (status, raw[:200])
+    lines = raw.decode().splitlines()
+    assert "data-1=value-1" in lines and "p-data-1=value-1" in lines, lines
 
 
 def test_configmap_secret_refs_and_env_from(cluster_spec: ClusterSpec, ns: str) -> None:
