@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import ipaddress
 import itertools
 import shlex
 from collections.abc import Collection, Iterator, Mapping
@@ -439,8 +440,8 @@ def fragment(
 
 
 def nodeport_destinations(config: ProxyConfig) -> list[str]:
-    import ipaddress
-
+    """What the KUBE-SERVICES -> KUBE-NODEPORTS jump matches: every local address, or the node
+    IPs inside --nodeport-addresses (upstream's GetNodeIPs)."""
     nets = []
     for cidr in config.nodeport_addresses:
         try:
@@ -590,10 +591,6 @@ class _Table(Mapping[str, tuple[str, ...]]):
 
     def __len__(self) -> int:
         return len(self._names) + len(self._owned)
-
-    @property
-    def owned(self) -> dict[str, tuple[str, ...]]:
-        return self._owned
 
 
 class _Shared:
