@@ -136,6 +136,20 @@ def k8s_source_dir() -> Path:
     return Path(r.stdout.strip())
 
 
+def source_state() -> str:
+    """Which pykubelet ran: the commit, and uncommitted files of the agent's packages."""
+
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", *a], cwd=TOP, capture_output=True, text=True, check=False)
+        return r.stdout.strip()
+
+    dirty = git("status", "--short", "--", "kubelet", "net", "cri").splitlines()
+    state = f"pykubelet at commit {git('rev-parse', '--short', 'HEAD')}"
+    if dirty:
+        state += f" plus {len(dirty)} uncommitted files in kubelet/, net/, cri/"
+    return state
+
+
 def make_spec(directory: Path) -> ClusterSpec:
     pid = os.getpid()
     return cluster.make_spec(
@@ -215,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     pass_lines: list[str] = []
     images: Sequence[str] = ()
-    notes: list[str] = []
+    notes: list[str] = [f"Node agent: {source_state()}."]
     sup: Supervisor | None = None
     agent = cluster.agent_daemon(spec, NODE)
     with interrupts_as_exceptions():
