@@ -25,6 +25,7 @@ from kubelet.config import RunConfig
 from kubelet.events import EventRecorder, node_status_event
 from kubelet.eviction import setup as eviction_setup
 from kubelet.eviction import signals as eviction_signals
+from kubelet.eviction.gc import container_gc_loop
 from kubelet.eviction.manager import EvictionManager
 from kubelet.eviction.thresholds import DISK_PRESSURE, MEMORY_PRESSURE, PID_PRESSURE
 from kubelet.logrotate import LogRotator
@@ -102,6 +103,8 @@ class Agent:
         self.recorder: EventRecorder | None = None
         self.eviction: EvictionManager | None = None
         self.kubepods_memory = 0
+        self.sources_synced = asyncio.Event()
+        """Every pod source has been read once (upstream's sourcesReady)."""
         """Bytes the kubepods cgroup was sized to (allocatableMemory.available's capacity)."""
         kc = config.kubelet
         self.reservations = alloc.Reservations(
@@ -269,6 +272,7 @@ class Agent:
             ),
             record=self.recorder.record,
             kubepods_memory=self.kubepods_memory,
+            sources_ready=self.sources_synced.is_set,
         )
         self.eviction = manager
         if manager.image_gc is not None:
@@ -371,6 +375,7 @@ class Agent:
             """The node's API pods are listed and the runtime is freshly read."""
             await source.synced.wait()
             await cache.relist()
+            self.sources_synced.set()
 
         supervise.spawn(
             self.tasks,
@@ -378,6 +383,11 @@ class Agent:
             lambda: volumes.orphan_loop(
                 pods_known, lambda uid: uid in known() or uid in cache.uids()
             ),
+        )
+        supervise.spawn(
+            self.tasks,
+            "container-gc",
+            lambda: container_gc_loop(runtime, keep=workers.keeps_content, ready=pods_known),
         )
         supervise.spawn(
             self.tasks,

@@ -1,18 +1,21 @@
 """Node-level reclaim through CRI: unused images (never one a container uses, the sandbox image,
-or a pinned one; oldest first, not younger than imageMinimumGCAge) and dead containers.
+or a pinned one; oldest first, not younger than imageMinimumGCAge) and dead containers and
+sandboxes (containergc's plan).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
+from kubelet.eviction import containergc
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +80,58 @@ class ImageGC:
         return freed
 
 
-async def remove_dead_containers(runtime: RuntimeClient, active: set[str]) -> int:
-    """Exited containers: all of pods no longer active, else all but the newest per container
-    name (upstream's default of one dead container kept per container). Returns how many."""
+async def collect_containers(
+    runtime: RuntimeClient,
+    *,
+    keep: Callable[[str], bool],
+    sources_ready: bool,
+    policy: containergc.Policy = containergc.DEFAULT_POLICY,
+    now_ns: Callable[[], int] = time.time_ns,
+) -> containergc.Plan:
+    """Remove what containergc.plan picks from the runtime's containers and sandboxes (a
+    failed removal is logged and retried next time); returns the plan."""
     containers = await runtime.list_containers()
-    newest: dict[tuple[str, str], int] = {}
-    for c in containers:
-        key = (c.labels.get("io.kubernetes.pod.uid", ""), c.metadata.name)
-        newest[key] = max(newest.get(key, -1), c.metadata.attempt)
-    removed = 0
-    for c in containers:
-        if c.state != api.CONTAINER_EXITED:
-            continue
-        uid = c.labels.get("io.kubernetes.pod.uid", "")
-        if uid in active and newest[(uid, c.metadata.name)] == c.metadata.attempt:
-            continue
+    sandboxes = await runtime.list_pod_sandbox()
+    todo = containergc.plan(
+        containers,
+        sandboxes,
+        keep=keep,
+        sources_ready=sources_ready,
+        now_ns=now_ns(),
+        policy=policy,
+    )
+    for cid in todo.containers:
         try:
-            await runtime.remove_container(c.id)
-            removed += 1
+            await runtime.remove_container(cid)
         except CRIError as e:
-            log.warning("container GC: removing %s failed: %s", c.id, e)
-    return removed
+            log.warning("container GC: removing container %s failed: %s", cid, e)
+    for sid in todo.sandboxes:
+        try:
+            await runtime.remove_pod_sandbox(sid)
+        except CRIError as e:
+            log.warning("container GC: removing sandbox %s failed: %s", sid, e)
+    if todo.containers or todo.sandboxes:
+        log.info(
+            "container GC: removed %d dead containers, %d dead sandboxes",
+            len(todo.containers),
+            len(todo.sandboxes),
+        )
+    return todo
+
+
+async def container_gc_loop(
+    runtime: RuntimeClient,
+    *,
+    keep: Callable[[str], bool],
+    ready: Callable[[], Awaitable[object]],
+    every: float = containergc.GC_PERIOD_SECONDS,
+) -> None:
+    """Periodic container GC (upstream: every minute, whatever the disk): first once every pod
+    source is read and the runtime relisted, so a restarted agent knows which pods are gone."""
+    await ready()
+    while True:
+        try:
+            await collect_containers(runtime, keep=keep, sources_ready=True)
+        except CRIError as e:
+            log.warning("container GC failed: %s", e)
+        await asyncio.sleep(every)

@@ -18,7 +18,7 @@ from kubelet.cgroups.manager import CgroupManager
 from kubelet.config.model import KubeletConfiguration
 from kubelet.eviction import signals
 from kubelet.eviction import thresholds as th
-from kubelet.eviction.gc import ImageGC, remove_dead_containers
+from kubelet.eviction.gc import ImageGC, collect_containers
 from kubelet.eviction.manager import EvictionManager
 from kubelet.eviction.ranking import PodUsage
 from kubelet.runtime.criconfig import pod_log_directory
@@ -74,6 +74,7 @@ def build(
     evict: Callable[[Json, str, int], None],
     record: Callable[[ev.PodEvent], None],
     kubepods_memory: int = 0,
+    sources_ready: Callable[[], bool] = lambda: True,
 ) -> EvictionManager:
     """`kubepods_memory`: the memory the kubepods cgroup was given (allocatable when "pods" is
     enforced), the capacity of allocatableMemory.available; 0 leaves that signal out."""
@@ -100,9 +101,10 @@ def build(
         )
 
     async def container_gc() -> None:
+        """Under disk pressure (upstream's DeleteAllUnusedContainers): dead containers of pods
+        that no longer run go too, not only those of deleted or evicted pods."""
         uids = {str((p.get("metadata") or {}).get("uid")) for p in active_pods()}
-        removed = await remove_dead_containers(runtime, uids)
-        log.info("container GC: removed %d dead containers", removed)
+        await collect_containers(runtime, keep=uids.__contains__, sources_ready=sources_ready())
 
     same = _same_device(root_dir, imagefs)
     log.info("eviction: nodefs %s, imagefs %s (%s)", root_dir, imagefs, "same" if same else "own")

@@ -489,6 +489,8 @@ def derive_pod_status(
     probes = probe_results or NO_PROBES
     inp = _StatusInputs(pod, runtime, waiting_reasons or {}, readiness or {}, probes, runtime_name)
     inits, apps = _container_statuses(inp)
+    _keep_last_states(inits, prev.get("initContainerStatuses"))
+    _keep_last_states(apps, prev.get("containerStatuses"))
     phase = pod_phase(pod, inits, apps, terminal=pod_is_terminal)
     if failure is not None:
         phase = FAILED
@@ -517,6 +519,21 @@ def derive_pod_status(
                 _cond(DISRUPTION_TARGET, True, {}, now_iso, TERMINATION_BY_KUBELET, failure.message)
             )
     return status
+
+
+def _keep_last_states(statuses: list[Json], previous: object) -> None:
+    """A lastState the runtime can no longer show (container GC removed that instance) is kept
+    from the previous status, as upstream keeps LastTerminationState from the old status."""
+    if not isinstance(previous, list):
+        return
+    old = {p.get("name"): p for p in previous if isinstance(p, dict)}
+    for st in statuses:
+        last = (old.get(st["name"]) or {}).get("lastState") or {}
+        terminated = last.get("terminated") if isinstance(last, dict) else None
+        if st["lastState"] or not isinstance(terminated, dict):
+            continue
+        if terminated.get("containerID") != st.get("containerID"):
+            st["lastState"] = {"terminated": terminated}
 
 
 def _container_statuses(inp: _StatusInputs) -> tuple[list[Json], list[Json]]:

@@ -221,6 +221,12 @@ class PodWorkers:
             w.kill_grace = max(0, grace_seconds)
             w.wake.set()
 
+    def keeps_content(self, uid: str) -> bool:
+        """Upstream's !ShouldPodContentBeRemoved: the pod is known here and was not evicted, so
+        its newest dead containers stay (logs --previous, the status's lastState)."""
+        w = self._workers.get(PodUID(uid))
+        return w is not None and not (w.failure is not None and w.failure.reason == EVICTED)
+
     def could_have_running_containers(self, uid: PodUID) -> bool:
         w = self._workers.get(uid)
         return w is not None and w.phase != Phase.TERMINATED

@@ -71,6 +71,21 @@ def test_running_container_status_fields() -> None:
     assert s["lastState"] == {}
 
 
+def test_last_state_survives_container_gc() -> None:
+    """The previous instance was garbage-collected: lastState comes from the previous status,
+    never one naming the current instance."""
+    both = rt(exited("a", 1, restart=0, reason="Error"), exited("a", 0, restart=1))
+    before = derive(pod("a", policy=ON_FAILURE), both)
+    assert by_name(before)["a"]["lastState"]["terminated"]["containerID"] == "containerd://a-0"
+    collected = rt(exited("a", 0, restart=1))
+    after = by_name(derive(pod("a", policy=ON_FAILURE), collected, previous_status=before))["a"]
+    assert after["lastState"] == by_name(before)["a"]["lastState"]
+    assert after["state"]["terminated"]["containerID"] == "containerd://a-1"
+    same = {"containerStatuses": [{**after, "lastState": after["state"]}]}
+    alone = by_name(derive(pod("a", policy=ON_FAILURE), collected, previous_status=same))["a"]
+    assert alone["lastState"] == {}
+
+
 def test_terminated_and_last_state() -> None:
     r = rt(exited("a", 1, restart=0, reason="Error", message="boom"), running("a", restart=1))
     s = by_name(derive(pod("a"), r))["a"]
