@@ -201,7 +201,9 @@ def categorize(
     """Upstream CategorizeEndpoints (no topology hints): cluster, local, reachable, any."""
     external = bool(port.node_port or svc.external_ips or svc.lb_ips)
     ext_local = external and svc.external_local
-    uses_cluster = not svc.internal_local or (external and not ext_local)
+    # An externally reachable port always needs cluster endpoints: even with both policies
+    # Local, the EXT chain short-circuits pod and LOCAL traffic to the cluster chain.
+    uses_cluster = not svc.internal_local or external
     uses_local = svc.internal_local or ext_local
     cluster: list[Endpoint] = []
     has_any = False

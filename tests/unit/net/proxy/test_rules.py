@@ -363,3 +363,28 @@ def test_large_cluster_mode_drops_endpoint_comments() -> None:
     small = build(state(services[:10], slices[:10]), CONFIG, previous=rs)
     assert not small.large_cluster
     assert "-> 10.244.0.1:8080" in nat(small, f"KUBE-SVC-{h}")[1]
+
+
+def test_both_policies_local_still_build_the_cluster_chain_they_jump_to() -> None:
+    """Upstream UsesClusterEndpoints: an externally reachable port always needs the cluster
+    chain (the EXT chain short-circuits pod and LOCAL traffic to it), even when both traffic
+    policies are Local; a jump to an undeclared chain would fail the whole restore."""
+    rs = _local_state(True, externalTrafficPolicy="Local", internalTrafficPolicy="Local")
+    svc_chain = f"KUBE-SVC-{H80}"
+    assert nat(rs, f"KUBE-EXT-{H80}")[0].endswith(f"-j {svc_chain}")
+    targets = {
+        line.rsplit("-j ", 1)[1].split()[0]
+        for chains in rs.tables.values()
+        for lines in chains.values()
+        for line in lines
+        if "-j KUBE-" in line
+    }
+    assert targets <= set(rs.tables["nat"]) | set(rs.tables["filter"])
+    # both endpoints for short-circuited pod traffic, the local one only for the rest
+    assert ["10.244.1.2:8080" in x or "10.244.2.2:8080" in x for x in nat(rs, svc_chain)] == [
+        True,
+        True,
+    ]
+    assert [x.split("-> ")[1].split('"')[0] for x in nat(rs, f"KUBE-SVL-{H80}") if "->" in x] == [
+        "10.244.2.2:8080"
+    ]
