@@ -14,7 +14,8 @@ from typing import Any, Protocol
 from net.proxy import ipvs_plan, rules
 from net.proxy.history import SyncRecord
 from net.proxy.iptables_exec import Executor
-from net.proxy.ipvs_plan import IPSETS, IpvsState, Op, RealServer, VirtualServer
+from net.proxy.ipvs_netlink import ipset_refill_text, ipset_restore_text
+from net.proxy.ipvs_plan import IpvsState, Op, RealServer, VirtualServer
 from net.proxy.proxier import Proxier, SyncJob, SyncOutcome
 
 log = logging.getLogger(__name__)
@@ -35,33 +36,6 @@ class IpvsKernel(Protocol):
     def apply(self, op: Op) -> None:
         """One service/dest/address op; raises on refusal."""
         ...
-
-
-def ipset_create_lines() -> list[str]:
-    """`create` lines of every set IPVS mode uses (bitmap sets need their port range)."""
-    out = []
-    for name, kind in IPSETS.items():
-        extra = " range 0-65535" if kind.startswith("bitmap:port") else ""
-        out.append(f"create {name} {kind}{extra}")
-    return out
-
-
-def ipset_text(ops: Sequence[Op], want: IpvsState, *, full: bool) -> str:
-    """`ipset restore -exist` input: on a full sync every set is created and refilled from
-    `want`; otherwise only the ipset ops are applied."""
-    if full:
-        lines = ipset_create_lines()
-        for name in IPSETS:
-            lines.append(f"flush {name}")
-            lines.extend(f"add {name} {entry}" for entry in sorted(want.ipsets.get(name, ())))
-    else:
-        lines = []
-        for op in ops:
-            if op.action == "ipset-add":
-                lines.append(f"add {op.ipset} {op.entry}")
-            elif op.action == "ipset-del":
-                lines.append(f"del {op.ipset} {op.entry}")
-    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def iptables_text(tables: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
@@ -109,7 +83,7 @@ class IpvsProgrammer:
             self.kernel.ensure_dummy()
             current = self.kernel.current()
         ops = ipvs_plan.diff(current, want)
-        text = ipset_text(ops, want, full=full)
+        text = ipset_refill_text(want) if full else ipset_restore_text(ops)
         if text:  # before the iptables rules: they name the sets
             r = self._run(
                 ["ipset", "restore", "-exist"], input=text, capture_output=True, text=True

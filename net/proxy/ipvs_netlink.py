@@ -22,7 +22,14 @@ from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from net.proxy.ipvs_plan import DUMMY_INTERFACE, IPSETS, Op, RealServer, VirtualServer
+from net.proxy.ipvs_plan import (
+    DUMMY_INTERFACE,
+    IPSETS,
+    IpvsState,
+    Op,
+    RealServer,
+    VirtualServer,
+)
 
 IP_VS_SVC_F_PERSISTENT = 0x1
 IP_VS_CONN_F_MASQ = 0  # fwd_method: masquerading (NAT), as upstream uses
@@ -128,12 +135,28 @@ def encode(ops: Iterable[Op], *, family_id: int, ifindex: int) -> list[Encoded]:
     return out
 
 
+def ipset_create_lines() -> list[str]:
+    """`create` lines of every set IPVS mode uses (bitmap sets need their port range)."""
+    out = []
+    for name, kind in IPSETS.items():
+        extra = " range 0-65535" if kind.startswith("bitmap:port") else ""
+        out.append(f"create {name} {kind}{extra}")
+    return out
+
+
 def ipset_restore_text(ops: Iterable[Op], *, create: bool = False) -> str:
     """`ipset restore -exist` input for the ipset ops (with `create` lines for every set)."""
-    lines = [f"create {name} {kind}" for name, kind in IPSETS.items()] if create else []
+    lines = ipset_create_lines() if create else []
     for op in ops:
-        if op.action == "ipset-add":
-            lines.append(f"add {op.ipset} {op.entry}")
-        elif op.action == "ipset-del":
-            lines.append(f"del {op.ipset} {op.entry}")
+        if op.action in ("ipset-add", "ipset-del"):
+            lines.append(f"{op.action[6:]} {op.ipset} {op.entry}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def ipset_refill_text(want: IpvsState) -> str:
+    """`ipset restore -exist` input creating every set and refilling it from `want`."""
+    lines = ipset_create_lines()
+    for name in IPSETS:
+        lines.append(f"flush {name}")
+        lines.extend(f"add {name} {entry}" for entry in sorted(want.ipsets.get(name, ())))
+    return "\n".join(lines) + "\n"

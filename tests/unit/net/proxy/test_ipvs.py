@@ -191,6 +191,9 @@ def test_ipset_restore_text_and_iptables_rules() -> None:
     ops = diff(None, _state())
     text = ipset_restore_text(ops, create=True)
     assert "create KUBE-LOOP-BACK hash:ip,port,ip" in text
+    # ipset refuses a bitmap:port set without its range
+    assert "create KUBE-NODE-PORT-TCP bitmap:port range 0-65535\n" in text
+    assert "bitmap:port\n" not in text
     assert "add KUBE-CLUSTER-IP 10.96.0.10,tcp:80" in text
     assert ipset_restore_text([]) == ""
     rules = iptables_rules(CONFIG)
