@@ -30,17 +30,29 @@ def ours(chain: str) -> bool:
     return chain in _fixed_chains() or rules.is_service_chain(chain)
 
 
-def cleanup_text(existing: dict[str, set[str]], builtin_rules: dict[str, list[str]]) -> str:
+BUILTIN_CHAINS = frozenset({"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"})
+
+
+def cleanup_text(existing: dict[str, set[str]], foreign_rules: dict[str, list[str]]) -> str:
     """Restore input deleting our jumps from builtin chains (`-D` lines taken from the saved
-    rules, so only ones that exist) and flushing then deleting our chains."""
+    rules, so only ones that exist) and flushing then deleting our chains. `foreign_rules`
+    are the saved `-A` lines of chains that are not ours: rules of other programs' own chains
+    are never touched, and a chain of ours they still jump to (KUBE-MARK-MASQ, typically) is
+    kept, as deleting it would make the whole table's restore fail."""
     out: list[str] = []
     for table in (rules.FILTER, rules.NAT):
-        mine = sorted(c for c in existing.get(table, set()) if ours(c))
-        jumps = [
-            line
-            for line in builtin_rules.get(table, [])
-            if (target := _target(line)) is not None and ours(target)
-        ]
+        jumps, needed = [], set()
+        for line in foreign_rules.get(table, []):
+            target = _target(line)
+            if target is None or not ours(target):
+                continue
+            if line.split()[1] in BUILTIN_CHAINS:
+                jumps.append(line)
+            else:
+                needed.add(target)
+        mine = sorted(c for c in existing.get(table, set()) if ours(c) and c not in needed)
+        if needed:
+            log.warning("keeping %s in %s: other chains still jump to it", sorted(needed), table)
         if not mine and not jumps:
             continue
         out.append(f"*{table}")
@@ -62,14 +74,14 @@ def cleanup(
     """Remove our rules (and IPVS mode's ipsets) from the kernel; returns how many chains were
     deleted. IPVS virtual servers and kube-ipvs0 are not touched (no IPVS kernel to test on)."""
     existing: dict[str, set[str]] = {}
-    builtin: dict[str, list[str]] = {}
+    foreign: dict[str, list[str]] = {}
     for table in (rules.FILTER, rules.NAT):
         saved = executor.save((table,))
         existing[table] = {ln[1:].split()[0] for ln in saved.splitlines() if ln.startswith(":")}
-        builtin[table] = [
+        foreign[table] = [
             ln for ln in saved.splitlines() if ln.startswith("-A ") and not ours(ln.split()[1])
         ]
-    text = cleanup_text(existing, builtin)
+    text = cleanup_text(existing, foreign)
     if text:
         try:
             executor.restore(text)
@@ -81,4 +93,4 @@ def cleanup(
             run(["ipset", "destroy", name], capture_output=True, text=True)
         except OSError:
             break
-    return sum(1 for t in existing.values() for c in t if ours(c))
+    return sum(1 for line in text.splitlines() if line.startswith("-X "))
