@@ -42,7 +42,8 @@ class IptablesError(Exception):
 
 
 class RestoreError(Exception):
-    """iptables-restore refused the batch (nothing of it was applied)."""
+    """iptables-restore refused the batch. It commits table by table: tables whose COMMIT came
+    before the failing line are already in (the proxier rolls those back)."""
 
     def __init__(self, message: str, *, line: int | None, text: str | None, stderr: str) -> None:
         super().__init__(message)

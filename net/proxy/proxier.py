@@ -14,7 +14,7 @@ from typing import Any
 from kubelet.apiserver import SYNC, InformerEvent
 from net.proxy import conntrack, model, render, rules
 from net.proxy.history import History, SyncRecord
-from net.proxy.iptables_exec import Executor, IptablesError, RestoreError
+from net.proxy.iptables_exec import Executor, RestoreError
 from net.proxy.metrics import ProxyMetrics
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,10 @@ class Proxier:
             self._slices.pop(key, None)
         else:
             self._slices[key] = obj
-            trigger = parse_time(_meta(obj).get("annotations", {}).get(TRIGGER_ANNOTATION))
+            notes = _meta(obj).get("annotations")
+            trigger = (
+                parse_time(notes.get(TRIGGER_ANNOTATION)) if isinstance(notes, Mapping) else None
+            )
             if trigger is not None:
                 self.pending.triggers.append(trigger)
         for svc_key in owners:
@@ -319,7 +322,8 @@ class Proxier:
                 job.full,
                 exc.stderr.splitlines()[0] if exc.stderr else exc,
             )
-        except (IptablesError, OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # any failure is a failed sync, retried in full
+            # (letting it out would end the sync loop with the job's pending changes lost)
             out.error = f"{type(exc).__name__}: {exc}"
             log.exception("sync failed full=%s", job.full)
         out.duration = self._monotonic() - t0
@@ -398,7 +402,8 @@ class Proxier:
                     count = sum(len(r) for r in chains.values())
                     self.metrics.iptables_total.labels(table).set(count)
         else:
-            # Nothing was applied: keep what is owed, and owe a full sync.
+            # The kernel holds the old rules (a failed restore is rolled back) or something a
+            # full sync rewrites anyway: keep what is owed, and owe a full sync.
             self.built = self.applied
             self.pending.services |= job.pending.services
             self.pending.triggers = job.pending.triggers + self.pending.triggers

@@ -184,3 +184,27 @@ def test_committed_tables_and_sections() -> None:
     assert committed_tables(text, 2) == []
     assert committed_tables(text, None) == []
     assert table_sections(text, ["nat"]) == "*nat\n-A Y\nCOMMIT\n"
+
+
+def test_null_annotations_on_a_slice_are_no_trigger_time() -> None:
+    p = _proxier(Kernel())
+    p.on_service(sync(service("web", "10.0.0.10")))
+    raw = endpoint_slice("web-1", "web", ["10.88.1.2"])
+    raw["metadata"]["annotations"] = None
+    p.on_slice(sync(raw))
+    assert not p.sync().error and p.pending.triggers == []
+
+
+def test_an_unexpected_error_in_a_sync_is_a_failed_sync_not_a_dead_loop() -> None:
+    kernel = Kernel()
+    p = _primed(kernel)
+    p.sync()
+    p.on_service(added(service("api", "10.0.0.20")))
+
+    def broken(text: str, *, counters: bool = False) -> None:
+        raise RuntimeError("netlink said no")
+
+    p.executor.restore = broken  # type: ignore[method-assign]
+    record = p.sync()
+    assert record.error == "RuntimeError: netlink said no"
+    assert p.pending.full and ("default", "api") in p.pending.services
