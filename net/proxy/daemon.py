@@ -68,21 +68,24 @@ def check_mode(mode: str, *, proc: Path = Path("/proc")) -> None:
 def local_ipv4(
     run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
 ) -> tuple[str, ...]:
-    """This netns's IPv4 addresses (loopback excluded), sorted."""
+    """This netns's IPv4 addresses (loopback excluded), sorted; OSError when `ip` fails."""
     r = run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True)
     if r.returncode != 0:
-        return ()
+        raise OSError(f"ip addr show: {r.stderr.strip() or f'exit status {r.returncode}'}")
     try:
         links = json.loads(r.stdout)
-    except ValueError:
-        return ()
+    except ValueError as exc:
+        raise OSError(f"ip addr show: unreadable output ({exc})") from exc
     out = set()
-    for link in links:
-        for addr in link.get("addr_info", []):
-            ip = addr.get("local")
-            if isinstance(ip, str) and not ipaddress.ip_address(ip).is_loopback:
+    for link in links if isinstance(links, list) else ():
+        for addr in link.get("addr_info") or ():
+            try:
+                ip = ipaddress.IPv4Address(addr.get("local"))
+            except ValueError:
+                continue
+            if not ip.is_loopback:
                 out.add(ip)
-    return tuple(sorted(out, key=ipaddress.ip_address))
+    return tuple(str(ip) for ip in sorted(out))
 
 
 class ProxyDaemon:
@@ -120,10 +123,12 @@ class ProxyDaemon:
             kernel = ipvs_kernel if ipvs_kernel is not None else ipvs_exec.Pyroute2Ipvs()
             programmer = ipvs_exec.IpvsProgrammer(kernel, executor)
             self.proxier: proxier.Proxier = ipvs_exec.IpvsProxier(
-                self.config(addresses()), executor, programmer=programmer, **common
+                self.config(self._node_addresses(())), executor, programmer=programmer, **common
             )
         else:
-            self.proxier = proxier.Proxier(self.config(addresses()), executor, **common)
+            self.proxier = proxier.Proxier(
+                self.config(self._node_addresses(())), executor, **common
+            )
         self.nodes: dict[str, Mapping[str, Any]] = {}
         self._wake = asyncio.Event()
         self._nodes_changed = asyncio.Event()
@@ -135,6 +140,15 @@ class ProxyDaemon:
         self.failures = 0
         self.full_every = settings.sync_period
         """Seconds between periodic full syncs (sync period, stretched when they are slow)."""
+
+    def _node_addresses(self, known: tuple[str, ...]) -> tuple[str, ...]:
+        """The netns's addresses now; `known` (the last ones read) when they cannot be read,
+        so a failing `ip` neither ends the sync loop nor empties the NodePort addresses."""
+        try:
+            return self._addresses()
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("reading the node's addresses failed, keeping %s: %s", known, exc)
+            return known
 
     def config(self, addresses: tuple[str, ...]) -> model.ProxyConfig:
         s = self.settings
@@ -210,7 +224,8 @@ class ProxyDaemon:
             last_start = time.monotonic()
             full = due_full or self.proxier.pending.full
             if full:
-                addrs = await asyncio.to_thread(self._addresses)
+                known = self.proxier.config.node_ips
+                addrs = await asyncio.to_thread(self._node_addresses, known)
                 self.proxier.set_config(self.config(addrs), "node addresses changed")
             why = "startup" if last_full < 0 else "periodic" if due_full else ""
             job = self.proxier.prepare(full=full, reason=why)
@@ -236,7 +251,12 @@ class ProxyDaemon:
             while True:
                 await self._nodes_changed.wait()
                 self._nodes_changed.clear()
-                await asyncio.to_thread(syncer.sync, list(self.nodes.values()))
+                try:
+                    await asyncio.to_thread(syncer.sync, list(self.nodes.values()))
+                except Exception:
+                    # still owed: the supervised restart syncs at once, not at the next change
+                    self._nodes_changed.set()
+                    raise
                 await asyncio.sleep(self.settings.min_sync_period)
         finally:
             await asyncio.to_thread(syncer.close)

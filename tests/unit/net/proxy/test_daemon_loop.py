@@ -261,3 +261,73 @@ async def test_periodic_full_syncs_are_spaced_when_slow(monkeypatch: pytest.Monk
         await _until(lambda: len(d.history) == 2, limit=2.0)
     assert all(r["full"] for r in d.history.to_json())
     assert d.history.to_json()[0]["reasons"] == ["periodic"]
+
+
+async def test_node_routes_failing_sync_is_retried_without_a_node_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import net.routes.syncer
+
+    class Flaky(FakeRoutes):
+        def sync(self, nodes: list[dict[str, Any]]) -> None:
+            if len(FakeRoutes.made) == 1:
+                raise OSError("netlink socket broke")
+            super().sync(nodes)
+
+    monkeypatch.setattr(net.routes.syncer, "RouteSyncer", Flaky)
+    FakeRoutes.made.clear()
+    settings = ProxySettings(node_routes="host-gw", min_sync_period=0.05, metrics_bind_address="")
+    d = _daemon(Kernel(), settings)
+    d.on_node(sync(node("n1", "192.168.1.10"), node("n2", "192.168.1.11")))
+    with pytest.raises(OSError):
+        await asyncio.wait_for(d.routes_loop(), 3)
+    task = asyncio.create_task(d.routes_loop())  # what the supervisor does after a failure
+    try:
+        await _until(lambda: len(FakeRoutes.made) == 2 and bool(FakeRoutes.made[1].synced))
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert FakeRoutes.made[1].synced == [["n1", "n2"]]
+
+
+def test_local_ipv4_failure_is_an_error_not_an_empty_address_list() -> None:
+    import subprocess
+
+    def failing(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, 1, "", "Cannot open netlink socket")
+
+    def odd(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        out = '[{"addr_info": [{"local": "10.1.2.3"}, {"local": "fe80::1"}, {}]}, {}]'
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    with pytest.raises(OSError, match="Cannot open netlink socket"):
+        local_ipv4(failing)
+    assert local_ipv4(odd) == ("10.1.2.3",)
+
+
+async def test_unreadable_addresses_keep_the_last_known_ones() -> None:
+    kernel = Kernel()
+    calls = [0]
+
+    def addresses() -> tuple[str, ...]:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise OSError("ip: command not found")
+        return ("192.168.1.10",)
+
+    settings = ProxySettings(min_sync_period=0.01, sync_period=0.05, metrics_bind_address="")
+    d = ProxyDaemon(
+        settings,
+        client=cast(ApiClient, object()),
+        executor=Executor(NFT, run=kernel),
+        node_name="n1",
+        addresses=addresses,
+        conntrack_tool=Conntrack(run=kernel),
+    )
+    _prime(d)
+    async with _running(d) as task:
+        await _until(lambda: len(kernel.restores) >= 3)
+        assert not task.done()
+    assert d.proxier.config.node_ips == ("192.168.1.10",)
+    assert calls[0] >= 3
