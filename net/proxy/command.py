@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -144,7 +145,10 @@ def settings_from_mapping(
         if doc.get(key) not in (None, ""):
             out[attr] = _duration(doc[key], f"{where}: {key}")
     if logging_.get("verbosity") is not None:
-        out["verbosity"] = int(logging_["verbosity"])
+        level = logging_["verbosity"]
+        if not isinstance(level, int) or isinstance(level, bool):
+            raise SettingsError(f"{where}: logging.verbosity: must be an integer, got {level!r}")
+        out["verbosity"] = level
     known = {
         "apiVersion",
         "kind",
@@ -176,6 +180,11 @@ def validate(s: ProxySettings) -> ProxySettings:
         raise SettingsError(
             f"minSyncPeriod ({s.min_sync_period}s) must not exceed syncPeriod ({s.sync_period}s)"
         )
+    for cidr in s.nodeport_addresses:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(f'nodePortAddresses "{cidr}": not a CIDR') from None
     for name in ("healthz_bind_address", "metrics_bind_address"):
         value = getattr(s, name)
         if value:

@@ -74,6 +74,16 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
             "mode: userspace\n",
             'proxy mode "userspace"',
         ),
+        (
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+            "logging: {verbosity: loud}\n",
+            "logging.verbosity",
+        ),
+        (
+            "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+            "nodePortAddresses: [10.0.0.0/33]\n",
+            'nodePortAddresses "10.0.0.0/33"',
+        ),
     ],
 )
 def test_bad_config_files_name_the_field(tmp_path: Path, yaml_text: str, needle: str) -> None:
@@ -89,6 +99,10 @@ def test_validate_catches_inconsistent_periods_and_addresses() -> None:
         command.validate(ProxySettings(min_sync_period=60, sync_period=30))
     with pytest.raises(SettingsError, match="expected host:port"):
         command.validate(ProxySettings(healthz_bind_address="10256"))
+    # a typo must not silently widen NodePorts to every local address
+    with pytest.raises(SettingsError, match=r'nodePortAddresses "192\.168\.1\.0/2a"'):
+        command.validate(ProxySettings(nodeport_addresses=("10.0.0.0/8", "192.168.1.0/2a")))
+    command.validate(ProxySettings(nodeport_addresses=("10.0.0.0/8", "fd00::/64")))
 
 
 def test_bad_flag_exits_with_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
