@@ -50,7 +50,8 @@ def plan(
     source has been read, every group of a pod whose content is not kept goes; the others keep
     their newest max_per_pod_container (then max_containers node-wide, oldest first). Sandboxes
     not ready and left without containers go when their pod is not kept, or when a newer
-    sandbox of the pod exists. Containers and sandboxes without a pod UID label are not ours."""
+    sandbox of the pod exists. Containers without the pod UID label, and sandboxes without a
+    pod UID, are not the node agent's: they are left alone."""
     cutoff = now_ns - int(policy.min_age_seconds * 1e9)
     units: dict[tuple[str, str], list[api.Container]] = {}
     for c in containers:

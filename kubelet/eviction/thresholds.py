@@ -148,7 +148,8 @@ def by_priority(thresholds: Iterable[Threshold]) -> list[Threshold]:
 
 def format_bytes(n: int) -> str:
     """A quantity as upstream prints it: exact binary suffix when it divides, else Ki."""
-    for suffix, unit in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+    units = (("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20))
+    for suffix, unit in (*units, ("Ki", 1 << 10)):
         if n and n % unit == 0:
             return f"{n // unit}{suffix}"
     return f"{n // 1024}Ki" if n >= 1024 else str(n)

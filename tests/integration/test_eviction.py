@@ -10,6 +10,7 @@ KubeletConfiguration (running pods are adopted, not admitted again).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import subprocess
 import tempfile
@@ -291,4 +292,51 @@ def test_pid_pressure_evicts_the_pod_with_most_processes(
         lambda: _condition(cluster_spec, "PIDPressure").get("status") == "False",
         30,
         "PIDPressure gone",
+    )
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_soft_allocatable_memory_eviction_uses_the_capped_grace_period(
+    cluster_spec: ClusterSpec, eviction_ns: str
+) -> None:
+    """A soft allocatableMemory.available threshold (the kubepods cgroup's working set against
+    what it was given) held past its grace period evicts a pod that ignores SIGTERM; it is
+    killed after evictionMaxPodGracePeriod (4 s), not its own 30 s."""
+    ns = eviction_ns
+    cluster.api(cluster_spec, f"/api/v1/namespaces/{ns}/pods?gracePeriodSeconds=0", method="DELETE")
+    wait_for(
+        lambda: not api_json(cluster_spec, f"/api/v1/namespaces/{ns}/pods")["items"], 60, "gone"
+    )
+    _start(cluster_spec)
+    stubborn = container("c", "trap '' TERM; while true; do sleep 1; done")
+    create_pod(cluster_spec, ns, pod_body("soft", [stubborn], grace=30))
+    wait_pod(
+        cluster_spec, ns, "soft", lambda p: p["status"].get("phase") == "Running", 60, "Running"
+    )
+    _start(
+        cluster_spec,
+        'evictionSoft: {allocatableMemory.available: "100Ti"}\n'
+        "evictionSoftGracePeriod: {allocatableMemory.available: 1s}\n"
+        "evictionMaxPodGracePeriod: 4",
+    )
+    pod = wait_pod(
+        cluster_spec, ns, "soft", lambda p: p["status"].get("phase") == "Failed", 60, "evicted"
+    )
+    assert pod["status"]["reason"] == "Evicted"
+    assert pod["status"]["message"].startswith(
+        "The node was low on resource: memory. Threshold quantity: 100Ti, available: "
+    ), pod["status"]["message"]
+    assert _condition(cluster_spec, "MemoryPressure")["status"] == "True"
+    evicted = [e for e in events(cluster_spec, ns, "soft") if e["reason"] == "Evicted"]
+    finished = pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+    took = _seconds(finished) - _seconds(evicted[0]["firstTimestamp"])
+    assert 3 <= took <= 10, (took, evicted[0]["firstTimestamp"], finished)
+    _start(cluster_spec)
+    wait_for(
+        lambda: _condition(cluster_spec, "MemoryPressure").get("status") == "False",
+        30,
+        "MemoryPressure gone",
     )

@@ -73,6 +73,8 @@ def test_eviction_message() -> None:
         "The node was low on resource: pids. Threshold quantity: 1000, available: 10. "
     )
     assert th.eviction_message(t, None) == "The node was low on resource: memory. "
+    assert th.format_bytes(100 << 40) == "100Ti" and th.format_bytes(3 << 30) == "3Gi"
+    assert th.format_bytes((1 << 40) + (1 << 30)) == "1025Gi"
 
 
 def test_enforced_pods_copy_hard_memory_thresholds_to_allocatable() -> None:
