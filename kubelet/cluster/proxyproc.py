@@ -32,9 +32,13 @@ def proxy_command(
     node_routes: str = "none",
     mode: str = "iptables",
     extra_args: Sequence[str] = (),
+    localhost_nodeports: bool = True,
 ) -> list[str]:
-    """`pykubelet proxy` for `node` with the cluster's kube-proxy kubeconfig."""
+    """`pykubelet proxy` for `node` with the cluster's kube-proxy kubeconfig.
+    `localhost_nodeports=False` keeps it from setting route_localnet (the root netns is the
+    machine's, shared with other sessions)."""
     p = spec.ports
+    localhost = [] if localhost_nodeports else ["--iptables-localhost-nodeports=false"]
     return [
         sys.executable,
         "-m",
@@ -47,6 +51,7 @@ def proxy_command(
         f"--healthz-bind-address=0.0.0.0:{p.proxy_healthz}",
         f"--metrics-bind-address=127.0.0.1:{p.proxy_metrics}",
         f"--node-routes={node_routes}",
+        *localhost,
         *extra_args,
     ]
 
@@ -103,7 +108,14 @@ def start_proxy(
         (spec.run / ROOT_NETNS_MARK).touch()
     process.start(
         d,
-        proxy_command(spec, node, node_routes=node_routes, mode=mode, extra_args=extra_args),
+        proxy_command(
+            spec,
+            node,
+            node_routes=node_routes,
+            mode=mode,
+            extra_args=extra_args,
+            localhost_nodeports=netns is not None,
+        ),
         netns=netns,
     )
     if wait:

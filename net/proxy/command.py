@@ -45,6 +45,8 @@ class ProxySettings:
     nodeport_addresses: tuple[str, ...] = ()
     masquerade_all: bool = False
     masquerade_bit: int = 14
+    localhost_nodeports: bool = True
+    """NodePorts also on 127.0.0.1 (sets route_localnet=1), as upstream's default."""
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     node_routes: str = "none"
@@ -133,6 +135,10 @@ def settings_from_mapping(
         out["nodeport_addresses"] = tuple(addrs)
     if "masqueradeAll" in ipt:
         out["masquerade_all"] = _bool(ipt["masqueradeAll"], f"{where}: iptables.masqueradeAll")
+    if ipt.get("localhostNodePorts") is not None:
+        out["localhost_nodeports"] = _bool(
+            ipt["localhostNodePorts"], f"{where}: iptables.localhostNodePorts"
+        )
     if ipt.get("masqueradeBit") is not None:
         bit = ipt["masqueradeBit"]
         if not isinstance(bit, int) or isinstance(bit, bool):
@@ -212,12 +218,23 @@ _FLAG_MAP = {
     "nodeport_addresses": "nodeport_addresses",
     "masquerade_all": "masquerade_all",
     "iptables_masquerade_bit": "masquerade_bit",
+    "iptables_localhost_nodeports": "localhost_nodeports",
     "iptables_min_sync_period": "min_sync_period",
     "iptables_sync_period": "sync_period",
     "node_routes": "node_routes",
     "proxy_v": "verbosity",
     "cleanup": "cleanup",
 }
+
+
+def _flag_bool(value: str) -> bool:
+    """A Go-style boolean flag value (`--flag=false`)."""
+    lowered = value.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -245,6 +262,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--masquerade-all", action="store_const", const=True, help="SNAT all Service traffic"
     )
     p.add_argument("--iptables-masquerade-bit", type=int, help="fwmark bit for SNAT (14)")
+    p.add_argument(
+        "--iptables-localhost-nodeports",
+        type=_flag_bool,
+        nargs="?",
+        const=True,
+        metavar="BOOL",
+        help="accept NodePorts on 127.0.0.1 too (true; sets route_localnet=1)",
+    )
     p.add_argument("--iptables-min-sync-period", help="least time between syncs (1s)")
     p.add_argument("--iptables-sync-period", help="time between full syncs (30s)")
     p.add_argument(

@@ -88,6 +88,29 @@ def local_ipv4(
     return tuple(str(ip) for ip in sorted(out))
 
 
+def localhost_nodeports(s: ProxySettings) -> bool:
+    """Upstream's rule: iptables mode only, and only when --nodeport-addresses (if given)
+    covers 127.0.0.1."""
+    if s.mode != "iptables" or not s.localhost_nodeports:
+        return False
+    loopback = ipaddress.IPv4Address("127.0.0.1")
+    nets = [ipaddress.ip_network(c, strict=False) for c in s.nodeport_addresses]
+    return not nets or any(loopback in n for n in nets if n.version == 4)
+
+
+def ensure_route_localnet(proc_sys: Path = Path("/proc/sys")) -> bool:
+    """net.ipv4.conf.all.route_localnet=1 in this netns (what NodePorts on 127.0.0.1 need);
+    False, logged, when it cannot be set."""
+    path = proc_sys / "net" / "ipv4" / "conf" / "all" / "route_localnet"
+    try:
+        if path.read_text().strip() != "1":
+            path.write_text("1\n")
+    except OSError as exc:
+        log.warning("cannot set route_localnet=1, NodePorts on 127.0.0.1 won't work: %s", exc)
+        return False
+    return True
+
+
 class ProxyDaemon:
     """Everything `pykubelet proxy` runs, wired together."""
 
@@ -161,6 +184,7 @@ class ProxyDaemon:
             masquerade_all=s.masquerade_all,
             masquerade_bit=s.masquerade_bit,
             nodeport_addresses=s.nodeport_addresses,
+            localhost_nodeports=localhost_nodeports(s),
         )
 
     # ---- events --------------------------------------------------------------------------------
@@ -335,6 +359,9 @@ class ProxyDaemon:
             self.proxier.executor.backend.name,
         )
         self.health.queued(self._clock())
+        if self.proxier.config.localhost_nodeports:
+            log.info("setting route_localnet=1 for NodePorts on 127.0.0.1")
+            await asyncio.to_thread(ensure_route_localnet)
         await self._serve()
         try:
             self._watch("services", SERVICES, self.on_service)

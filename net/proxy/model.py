@@ -5,7 +5,7 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
 
     net.proxy.model
         ProxyConfig(node_name, node_ips, cluster_cidr=None, masquerade_all=False,
-                    masquerade_bit=14, nodeport_addresses=())
+                    masquerade_bit=14, nodeport_addresses=(), localhost_nodeports=False)
         ClusterState(services: {ServiceKey: Service}, endpoints: {ServiceKey: (Endpoint, ...)})
         state_from_objects(services, slices) -> ClusterState     # never raises, skips bad objects
         service_from_object(obj) -> Service | None                # for incremental informer caches
@@ -56,6 +56,7 @@ class ProxyConfig:
     masquerade_all: bool = False
     masquerade_bit: int = 14
     nodeport_addresses: tuple[str, ...] = ()  # CIDRs; empty = all local addresses
+    localhost_nodeports: bool = False  # NodePorts on 127.0.0.1 (the daemon: upstream's default)
 
     @property
     def masquerade_mark(self) -> str:

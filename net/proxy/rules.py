@@ -38,6 +38,17 @@ SHARED_CHAINS: Mapping[str, tuple[str, ...]] = {
     FILTER: (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL),
     NAT: (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ),
 }
+# The kubelet's chain; with localhost NodePorts the proxy writes its one rule as upstream does
+# (route_localnet=1 would otherwise let other hosts reach 127.0.0.1), and never deletes it.
+KUBELET_FIREWALL = "KUBE-FIREWALL"
+BLOCK_LOCALNET = (
+    '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
+    "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+)
+LOCALHOST_JUMPS = (
+    (FILTER, "INPUT", f"-j {KUBELET_FIREWALL}"),
+    (FILTER, "OUTPUT", f"-j {KUBELET_FIREWALL}"),
+)
 # Per-Service chain prefixes (anything with these prefixes is ours to delete when stale).
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
 
@@ -187,6 +198,18 @@ def comment(text: str) -> str:
 
 def is_service_chain(chain: str) -> bool:
     return chain.startswith(SERVICE_CHAIN_PREFIXES)
+
+
+def builtin_jumps(config: ProxyConfig) -> tuple[tuple[str, str, str], ...]:
+    """The jumps from builtin chains this configuration needs (upstream's jump chains, and the
+    kubelet's firewall chain with localhost NodePorts)."""
+    return BUILTIN_JUMPS + (LOCALHOST_JUMPS if config.localhost_nodeports else ())
+
+
+def shared_chain_names(table: str, config: ProxyConfig) -> tuple[str, ...]:
+    """The chains of `table` that are not per Service, for this configuration."""
+    extra = (KUBELET_FIREWALL,) if table == FILTER and config.localhost_nodeports else ()
+    return SHARED_CHAINS[table] + extra
 
 
 def ensure_jump_args(ruleset: RuleSet) -> list[list[str]]:
@@ -451,7 +474,11 @@ def nodeport_destinations(config: ProxyConfig) -> list[str]:
         except ValueError:
             continue
     if not nets or any(n.prefixlen == 0 for n in nets):
-        return ["-m addrtype --dst-type LOCAL"]
+        # 127/8 only works with route_localnet=1, which the daemon sets for localhost NodePorts
+        return [
+            "-m addrtype --dst-type LOCAL"
+            + ("" if config.localhost_nodeports else " ! -d 127.0.0.0/8")
+        ]
     out = []
     for ip in config.node_ips:
         try:
@@ -478,6 +505,8 @@ def static_chains(config: ProxyConfig) -> dict[tuple[str, str], tuple[list[str],
         ]
     )
     heads[(NAT, MARK_MASQ)][0].append(f"-j MARK --or-mark {mark}")
+    if config.localhost_nodeports:
+        heads[(FILTER, KUBELET_FIREWALL)] = ([BLOCK_LOCALNET], [])
     heads[(FILTER, FORWARD)][0].extend(
         [
             "-m conntrack --ctstate INVALID -j DROP",
@@ -554,7 +583,7 @@ def build(
     for serial, keys in list(previous.ancestors.items())[: MAX_ANCESTORS - 1]:
         if len(keys) + len(delta) <= MAX_DELTA:
             ancestors[serial] = keys | delta
-    return RuleSet(frags, config, order, large, total, ancestors)
+    return RuleSet(frags, config, order, large, total, ancestors, previous.jumps)
 
 
 def _full_build(state: ClusterState, config: ProxyConfig) -> RuleSet:
@@ -566,7 +595,7 @@ def _full_build(state: ClusterState, config: ProxyConfig) -> RuleSet:
         k: fragment(services[k], tuple(endpoints.get(k, empty)), config, large)
         for k in sorted(services)
     }
-    return RuleSet(frags, config, tuple(frags), large, total)
+    return RuleSet(frags, config, tuple(frags), large, total, jumps=builtin_jumps(config))
 
 
 class _Table(Mapping[str, tuple[str, ...]]):
@@ -575,7 +604,7 @@ class _Table(Mapping[str, tuple[str, ...]]):
 
     def __init__(self, table: str, owned: dict[str, tuple[str, ...]], shared: _Shared) -> None:
         self._table, self._owned, self._shared = table, owned, shared
-        self._names = [c for c in SHARED_CHAINS[table]]
+        self._names = shared.names(table)
 
     def __getitem__(self, chain: str) -> tuple[str, ...]:
         if chain in self._owned:
@@ -604,6 +633,9 @@ class _Shared:
     ) -> None:
         self._frags, self._order, self._config = frags, order, config
         self._cache: dict[tuple[str, str], tuple[str, ...]] | None = None
+
+    def names(self, table: str) -> tuple[str, ...]:
+        return shared_chain_names(table, self._config)
 
     def chain(self, table: str, chain: str) -> tuple[str, ...]:
         if self._cache is None:

@@ -4,9 +4,12 @@ rules already in the kernel works (stale chains removed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,7 @@ from net.proxy.metrics import ProxyMetrics
 from net.proxy.proxier import Proxier
 from tests.unit.net.proxy.objects import endpoint_slice, modified, service, sync
 
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = model.ProxyConfig(node_name="n1", node_ips=("10.9.0.1",), cluster_cidr="10.88.0.0/16")
 
 
@@ -221,3 +225,61 @@ def test_failed_batch_leaves_no_table_half_applied(netns: str) -> None:
     retry = p.sync()
     assert retry.full and not retry.error
     assert "default/web:p has no endpoints" in _save(netns)
+
+
+def test_localhost_nodeport_reaches_an_endpoint_on_another_host(netns: str) -> None:
+    """--iptables-localhost-nodeports (upstream's default): 127.0.0.1:NODEPORT is DNATed to
+    an endpoint behind a veth, which needs route_localnet=1 (set as the daemon does) and the
+    masquerade of the EXT chain; KUBE-FIREWALL is in place."""
+    pod = f"{netns}p"
+    host_if, pod_if = f"pk{os.getpid() % 100000}h", f"pk{os.getpid() % 100000}p"
+    ns = ["ip", "netns", "exec", netns]
+    pns = ["ip", "netns", "exec", pod]
+    subprocess.run(["ip", "netns", "add", pod], check=True)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        for cmd in (
+            [*ns, "ip", "link", "set", "lo", "up"],
+            [*ns, "ip", "link", "add", host_if, "type", "veth", "peer", "name", pod_if],
+            [*ns, "ip", "link", "set", pod_if, "netns", pod],
+            [*ns, "ip", "addr", "add", "10.9.0.1/24", "dev", host_if],
+            [*ns, "ip", "link", "set", host_if, "up"],
+            [*pns, "ip", "addr", "add", "10.9.0.2/24", "dev", pod_if],
+            [*pns, "ip", "link", "set", pod_if, "up"],
+            [*pns, "ip", "link", "set", "lo", "up"],
+        ):
+            subprocess.run(cmd, check=True)
+        serve = (
+            "import socket\ns=socket.create_server(('10.9.0.2',8080))\nprint('up',flush=True)\n"
+            "while True:\n c,_=s.accept(); c.sendall(b'hello from the pod'); c.close()\n"
+        )
+        server = subprocess.Popen([*pns, sys.executable, "-c", serve], stdout=subprocess.PIPE)
+        assert server.stdout is not None and server.stdout.readline() == b"up\n"
+        run = _runner(netns)
+        p = Proxier(
+            dataclasses.replace(CONFIG, localhost_nodeports=True),
+            Executor(iptables_exec.detect(run), run=run),
+            metrics=ProxyMetrics(CollectorRegistry()),
+            history=History(),
+        )
+        p.on_service(sync(service("web", "10.0.0.10", node_port=30080, type="NodePort")))
+        p.on_slice(sync(endpoint_slice("web-1", "web", ["10.9.0.2"])))
+        assert not p.sync().error
+        saved = _save(netns)
+        assert "-A INPUT -j KUBE-FIREWALL" in saved and "-A OUTPUT -j KUBE-FIREWALL" in saved
+        assert "block incoming localnet connections" in saved
+        enable = "from net.proxy.daemon import ensure_route_localnet as e; assert e()"
+        subprocess.run([*ns, sys.executable, "-c", enable], check=True, cwd=ROOT)
+        fetch = (
+            "import socket\nc=socket.create_connection(('127.0.0.1',30080),timeout=3)\n"
+            "print(c.recv(100).decode())\n"
+        )
+        got = subprocess.run(
+            [*ns, sys.executable, "-c", fetch], capture_output=True, text=True, timeout=20
+        )
+        assert got.stdout.strip() == "hello from the pod", got.stderr
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "delete", pod], check=False)

@@ -27,6 +27,9 @@ def test_proxy_command_uses_the_kube_proxy_identity_and_upstream_flags(tmp_path:
     assert "--healthz-bind-address=0.0.0.0:20256" in cmd
     assert "--metrics-bind-address=127.0.0.1:20249" in cmd
     assert "--node-routes=host-gw" in cmd and cmd[-1] == "--v=4"
+    assert not any(a.startswith("--iptables-localhost-nodeports") for a in cmd)
+    root = proxyproc.proxy_command(spec, "node-a", localhost_nodeports=False)
+    assert "--iptables-localhost-nodeports=false" in root  # leaves the host's sysctl alone
 
 
 def test_daemon_names_are_per_node(tmp_path: Path) -> None:

@@ -125,3 +125,20 @@ def test_ipvs_mode_refuses_without_the_kernel_module(capsys: pytest.CaptureFixtu
 
 def daemon_has_ipvs() -> bool:
     return Path("/proc/net/ip_vs").exists()
+
+
+def test_localhost_nodeports_flag_and_config_field(tmp_path: Path) -> None:
+    def parsed(*argv: str) -> ProxySettings:
+        parser = argparse.ArgumentParser(prog="pykubelet")
+        command.add_parser(parser.add_subparsers(dest="command", required=True))
+        return command.settings_from_args(parser.parse_args(["proxy", *argv]))
+
+    assert parsed().localhost_nodeports  # upstream's default
+    assert not parsed("--iptables-localhost-nodeports=false").localhost_nodeports
+    assert parsed("--iptables-localhost-nodeports").localhost_nodeports
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+        "iptables: {localhostNodePorts: false}\n"
+    )
+    assert not command.from_config_file(cfg).localhost_nodeports

@@ -331,3 +331,19 @@ async def test_unreadable_addresses_keep_the_last_known_ones() -> None:
         assert not task.done()
     assert d.proxier.config.node_ips == ("192.168.1.10",)
     assert calls[0] >= 3
+
+
+def test_localhost_nodeports_follow_mode_and_nodeport_addresses(tmp_path: Any) -> None:
+    from net.proxy.daemon import ensure_route_localnet, localhost_nodeports
+
+    assert localhost_nodeports(ProxySettings())
+    assert not localhost_nodeports(ProxySettings(localhost_nodeports=False))
+    assert not localhost_nodeports(ProxySettings(mode="ipvs"))
+    assert not localhost_nodeports(ProxySettings(nodeport_addresses=("192.168.0.0/16",)))
+    assert localhost_nodeports(ProxySettings(nodeport_addresses=("127.0.0.0/8", "fd00::/8")))
+    assert _daemon(Kernel()).proxier.config.localhost_nodeports
+    sysctl = tmp_path / "net" / "ipv4" / "conf" / "all" / "route_localnet"
+    sysctl.parent.mkdir(parents=True)
+    sysctl.write_text("0\n")
+    assert ensure_route_localnet(tmp_path) and sysctl.read_text() == "1\n"
+    assert not ensure_route_localnet(tmp_path / "missing")

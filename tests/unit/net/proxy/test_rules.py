@@ -131,8 +131,27 @@ def test_nodeport_all_local_addresses() -> None:
     )
     assert nat(rs, "KUBE-SERVICES")[-1] == (
         '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule '
-        'in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'
+        'in this chain" -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS'
     )
+
+
+def test_localhost_nodeports_as_upstream() -> None:
+    """Upstream's --iptables-localhost-nodeports: NodePorts answer on 127/8 (the daemon sets
+    route_localnet=1), and KUBE-FIREWALL drops 127/8 traffic that did not start here."""
+    cfg = dataclasses.replace(CONFIG, localhost_nodeports=True)
+    rs = build(state([svc("web", "10.96.0.10")], []), cfg)
+    assert nat(rs, "KUBE-SERVICES")[-1].endswith("-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+    assert filt(rs, "KUBE-FIREWALL") == (
+        '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
+        "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+    )
+    assert ["-t", "filter", "-C", "INPUT", "-j", "KUBE-FIREWALL"] in ensure_jump_args(rs)
+    assert ["-t", "filter", "-C", "OUTPUT", "-j", "KUBE-FIREWALL"] in ensure_jump_args(rs)
+    # patched RuleSets keep the jumps; without the option the kubelet's chain is not touched
+    again = build(state([svc("web", "10.96.0.11")], []), cfg, previous=rs)
+    assert again.jumps == rs.jumps
+    assert "KUBE-FIREWALL" not in web().tables["filter"]
+    assert not any("KUBE-FIREWALL" in r for _t, _c, r in web().jumps)
 
 
 def test_nodeport_addresses_select_node_ips() -> None:
