@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-NOT_SELECTED = "not selected by this pass's focus/skip"
+NOT_SELECTED = "not run in this pass (filtered out by focus/skip, or the run stopped first)"
 # ginkgo v2 statuses that mean the spec did not pass although it ran.
 _FAILED_STATUSES = {"failed", "panicked", "timedout", "interrupted", "aborted"}
 _SUITE_NODES = re.compile(r"^\[(Synchronized)?(Before|After)Suite\]|^\[ReportAfterSuite\]")
