@@ -4,6 +4,7 @@ answers them; /metrics and the /debug/rules|explain|trace views on the metrics p
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -118,7 +119,8 @@ def metrics_app(
         namespace, sep, name = svc.partition("/")
         if not sep or not namespace or not name:
             return _json({"error": f'svc "{svc}": expected NAMESPACE/NAME'}, 400)
-        data = debug.explain(namespace, name)
+        # blocking (it runs `conntrack -L`): off the loop the sync loop and informers share
+        data = await asyncio.to_thread(debug.explain, namespace, name)
         if data is None:
             return _json({"error": f'service "{name}" in namespace "{namespace}" not found'}, 404)
         return _json(data)
@@ -136,7 +138,7 @@ def metrics_app(
         proto = q.get("proto", "tcp").upper()
         if proto not in ("TCP", "UDP", "SCTP"):
             return _json({"error": f'proto "{proto}": must be tcp, udp or sctp'}, 400)
-        return _json(debug.trace(src, dst, port, proto))
+        return _json(await asyncio.to_thread(debug.trace, src, dst, port, proto))
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

@@ -347,3 +347,38 @@ def test_localhost_nodeports_follow_mode_and_nodeport_addresses(tmp_path: Any) -
     sysctl.write_text("0\n")
     assert ensure_route_localnet(tmp_path) and sysctl.read_text() == "1\n"
     assert not ensure_route_localnet(tmp_path / "missing")
+
+
+async def test_a_slow_explain_does_not_stall_the_event_loop() -> None:
+    """explain runs `conntrack -L`: the handler must not block the loop the sync loop runs on."""
+    import time
+    import urllib.request
+
+    class SlowDebug:
+        def rules(self, *, with_text: bool) -> dict[str, Any]:
+            return {}
+
+        def explain(self, namespace: str, name: str) -> dict[str, Any] | None:
+            time.sleep(0.6)
+            return {"service": f"{namespace}/{name}"}
+
+        def trace(self, src: str, dst: str, port: int, proto: str) -> dict[str, Any]:
+            time.sleep(0.6)
+            return {}
+
+    d = _daemon(Kernel())
+    runner = await http.serve(
+        http.metrics_app(d.metrics.registry, SlowDebug(), d.health, lambda: 1.0), "127.0.0.1", 0
+    )
+    try:
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}/debug/explain?svc=default/web"
+        request = asyncio.create_task(asyncio.to_thread(lambda: urllib.request.urlopen(url).read()))
+        ticks = 0
+        while not request.done():
+            await asyncio.sleep(0.05)
+            ticks += 1
+        assert b"default/web" in await request
+        assert ticks >= 6  # the loop kept running while explain worked
+    finally:
+        await runner.cleanup()
