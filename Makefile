@@ -60,5 +60,16 @@ bench: install node-binaries
 	bash $(GOBUILD) server etcd crictl
 	$(PY) -m tests.bench.bench_pod_start $(BENCH_ARGS)
 
+# The Service proxy against the real kube-proxy (root; in its own netns; 10k Services takes
+# several minutes on nf_tables) and the CNI plugin against Debian's bridge plugin.
+.PHONY: bench-proxy bench-cni
+bench-proxy: install node-binaries
+	bash $(GOBUILD) server etcd crictl
+	$(PY) -m tests.bench.bench_proxy $(BENCH_ARGS)
+
+bench-cni: install
+	bash $(GOBUILD) server etcd crictl
+	$(PY) -m tests.bench.bench_cni $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
