@@ -155,6 +155,7 @@ def plan(
     routes: list[Route] = []
     peers: list[VxlanPeer] = []
     seen: set[str] = set()
+    routed: list[tuple[str, IPNetwork]] = []  # (node, podCIDR) already given a route
     for node in sorted((n for n in nodes if isinstance(n, Mapping)), key=_name):
         name = _name(node)
         if not name or name == node_name:
@@ -177,6 +178,10 @@ def plan(
             if clash is not None:
                 skipped.append(f"node {name}: podCIDR {cidr} overlaps this node's {clash}")
                 continue
+            taken = next((r for r in routed if r[1].overlaps(cidr)), None)
+            if taken is not None:
+                skipped.append(f"node {name}: podCIDR {cidr} overlaps node {taken[0]}'s {taken[1]}")
+                continue
             gw_ip = _ip_for(ips, cidr.version)
             if mode == VXLAN:
                 if cidr.version != 4:
@@ -194,4 +199,5 @@ def plan(
                     skipped.append(f"node {name}: no IPv{cidr.version} InternalIP for {cidr}")
                     continue
                 routes.append(Route(name, str(cidr), gw_ip, dev))
+            routed.append((name, cidr))
     return RoutePlan(tuple(routes), tuple(peers), vtep, tuple(skipped))

@@ -71,6 +71,18 @@ def test_overlapping_cidr_is_refused() -> None:
     assert "overlaps this node's 10.9.0.0/24" in p.skipped[0]
 
 
+def test_remote_nodes_with_overlapping_cidrs_get_one_route_not_a_flapping_pair() -> None:
+    """Two Nodes claiming the same podCIDR (a re-registered node, a bad IPAM) would make each
+    sync replace the route with the other gateway; the first by name keeps it."""
+    stale = node("b-old", ["192.168.5.9"], ["10.9.1.0/25"])
+    p = plan("a", [*NODES, stale])
+    assert [(r.dst, r.gateway) for r in p.routes] == [
+        ("10.9.1.0/24", "192.168.5.3"),
+        ("10.9.2.0/24", "192.168.5.4"),
+    ]
+    assert p.skipped == ("node b-old: podCIDR 10.9.1.0/25 overlaps node b's 10.9.1.0/24",)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
