@@ -143,6 +143,13 @@ def _quiet(fn: Any, *args: Any, **kwargs: Any) -> None:
             raise
 
 
+def _delete_route(ipr: IPRoute, key: RouteKey, msg: Any) -> None:
+    """Delete one of our routes (gone already is fine)."""
+    _quiet(
+        ipr.route, "del", dst=key[0], table=MAIN_TABLE, proto=RTPROT_PYKUBELET, family=msg["family"]
+    )
+
+
 def _route_key(ipr: IPRoute, r: Route) -> RouteKey:
     oif = 0
     if r.device:
@@ -177,14 +184,7 @@ def apply(ipr: IPRoute, p: RoutePlan, *, vxlan_device: str | None = None) -> lis
             # a dst still wanted with another gateway is replaced below, not deleted first
             if key[0] in wanted_dsts:
                 continue
-            _quiet(
-                ipr.route,
-                "del",
-                dst=key[0],
-                table=MAIN_TABLE,
-                proto=RTPROT_PYKUBELET,
-                family=msg["family"],
-            )
+            _delete_route(ipr, key, msg)
     foreign = foreign_routes(ipr)
     for key, r in want.items():
         if key in have:
@@ -223,14 +223,7 @@ def remove_all(ipr: IPRoute, vxlan_device: str | None = None) -> int:
     """Delete every route we made (and our VXLAN device); returns how many routes went."""
     have = owned_routes(ipr)
     for key, msg in have.items():
-        _quiet(
-            ipr.route,
-            "del",
-            dst=key[0],
-            table=MAIN_TABLE,
-            proto=RTPROT_PYKUBELET,
-            family=msg["family"],
-        )
+        _delete_route(ipr, key, msg)
     if vxlan_device:
         link = _lookup(ipr, vxlan_device)
         if link is not None and _linkinfo(link)[0] == "vxlan":
