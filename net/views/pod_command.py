@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    from pyroute2.netlink.exceptions import NetlinkError
+
     from net.views import pod_format, pod_lookup, pod_net
 
     ns, sep, name = str(args.pod).partition("/")
@@ -39,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         sandbox = pod_lookup.find(args.runtime_endpoint, ns, name)
         data = pod_net.collect(sandbox)
-    except (pod_lookup.PodNotFound, OSError) as e:
+    except pod_lookup.PodNotFound as e:
         print(f"pykubelet net pod: {e}", file=sys.stderr)
+        return 1
+    except (OSError, NetlinkError) as e:  # the pod went away meanwhile, typically
+        print(f"pykubelet net pod: {ns}/{name}: reading its network: {e}", file=sys.stderr)
         return 1
     print(json.dumps(data, indent=2) if args.output == "json" else pod_format.render(data))
     return 0

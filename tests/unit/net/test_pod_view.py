@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from net.views.pod_format import render
 from net.views.pod_lookup import netns_from_info
 
@@ -124,3 +126,28 @@ def test_netns_from_info() -> None:
     assert netns_from_info({"info": json.dumps(spec)}) == "/x/ns"
     assert netns_from_info({"info": "not json"}) == ""
     assert netns_from_info({}) == ""
+
+
+def test_a_netlink_refusal_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pod can vanish between the CRI lookup and reading its netns: the kernel's refusal
+    (pyroute2's NetlinkError is not an OSError) is reported, not a traceback."""
+    import argparse
+
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from net.views import pod_command, pod_lookup, pod_net
+
+    sandbox = pod_lookup.PodSandbox("ns", "web", "uid", "sb1", "/run/netns/x", "10.0.0.2", False)
+    monkeypatch.setattr(pod_lookup, "find", lambda *a, **k: sandbox)
+
+    def refuse(sb: Any) -> Any:
+        raise NetlinkError(101, "Network is unreachable")
+
+    monkeypatch.setattr(pod_net, "collect", refuse)
+    args = argparse.Namespace(pod="ns/web", runtime_endpoint="unix:///nowhere", output="table")
+    assert pod_command.run(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pykubelet net pod: ns/web: ") and "unreachable" in err
+    assert err.count("\n") == 1
