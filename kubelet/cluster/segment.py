@@ -55,8 +55,12 @@ def build(
     have = set(hostops.netns_names())
     if switch not in have:
         ip("netns", "add", switch)
-        ip("-n", switch, "link", "add", BRIDGE, "type", "bridge")
-        ip("-n", switch, "link", "set", BRIDGE, "up")
+        try:
+            ip("-n", switch, "link", "add", BRIDGE, "type", "bridge")
+            ip("-n", switch, "link", "set", BRIDGE, "up")
+        except SegmentError:
+            hostops.delete_netns(switch)
+            raise
     if root is not None and not Path(f"/sys/class/net/{root[0]}").exists():
         link, cidr = root
         ip("link", "add", link, "type", "veth", "peer", "name", "root", "netns", switch)
@@ -67,41 +71,50 @@ def build(
         if m.netns in have:
             continue
         ip("netns", "add", m.netns)
-        port = f"p{i}"
-        ip(
-            "-n",
-            switch,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            UPLINK,
-            "netns",
-            m.netns,
+        try:
+            _join(switch, f"p{i}", m, forwarding=forwarding, default_route=default_route)
+        except SegmentError:
+            # a half-made member would be kept as it is by the next (idempotent) build
+            hostops.delete_netns(m.netns)
+            raise
+
+
+def _join(switch: str, port: str, m: Member, *, forwarding: bool, default_route: bool) -> None:
+    """Wire the new netns of `m` to the switch (port `port`) and configure its uplink."""
+    ip(
+        "-n",
+        switch,
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        UPLINK,
+        "netns",
+        m.netns,
+    )
+    ip("-n", switch, "link", "set", port, "master", BRIDGE, "up")
+    ip("-n", m.netns, "addr", "add", m.cidr, "dev", UPLINK)
+    ip("-n", m.netns, "link", "set", UPLINK, "up")
+    ip("-n", m.netns, "link", "set", "lo", "up")
+    if default_route:
+        ip("-n", m.netns, "route", "add", "default", "dev", UPLINK)
+    if forwarding:
+        r = subprocess.run(
+            [
+                "nsenter",
+                f"--net=/run/netns/{m.netns}",
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+            capture_output=True,
+            text=True,
         )
-        ip("-n", switch, "link", "set", port, "master", BRIDGE, "up")
-        ip("-n", m.netns, "addr", "add", m.cidr, "dev", UPLINK)
-        ip("-n", m.netns, "link", "set", UPLINK, "up")
-        ip("-n", m.netns, "link", "set", "lo", "up")
-        if default_route:
-            ip("-n", m.netns, "route", "add", "default", "dev", UPLINK)
-        if forwarding:
-            r = subprocess.run(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{m.netns}",
-                    "sysctl",
-                    "-qw",
-                    "net.ipv4.ip_forward=1",
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if r.returncode != 0:
-                raise SegmentError(f"{m.netns}: net.ipv4.ip_forward=1: {r.stderr.strip()}")
+        if r.returncode != 0:
+            raise SegmentError(f"{m.netns}: net.ipv4.ip_forward=1: {r.stderr.strip()}")
 
 
 def remove(switch: str, netns: Sequence[str], root_link: str | None = None) -> list[str]:
