@@ -71,10 +71,13 @@ def build(
         if m.netns in have:
             continue
         ip("netns", "add", m.netns)
+        port = f"p{i}"
         try:
-            _join(switch, f"p{i}", m, forwarding=forwarding, default_route=default_route)
+            _join(switch, port, m, forwarding=forwarding, default_route=default_route)
         except SegmentError:
-            # a half-made member would be kept as it is by the next (idempotent) build
+            # a half-made member would be kept as it is by the next (idempotent) build. The
+            # veth goes first: a deleted netns frees its links later, asynchronously.
+            subprocess.run(["ip", "-n", switch, "link", "del", port], capture_output=True)
             hostops.delete_netns(m.netns)
             raise
 
