@@ -11,20 +11,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
-import os
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from net import netns
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 log = logging.getLogger("pykubelet.nsforward")
 
-CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 
 
@@ -36,11 +37,26 @@ def forward_command(netns_path: str, ports: Sequence[int]) -> list[str]:
     return cmd
 
 
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
+def call_in_netns(netns_path: str | None, fn: Callable[[], T]) -> T:
+    """`fn()` on a short-lived thread inside the netns at `netns_path` (None: this one), from
+    any thread (setns is per thread, and the main thread must never move). Its exception is
+    raised here."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with netns.entered(netns_path) if netns_path else contextlib.nullcontext():
+                result.append(fn())
+        except BaseException as e:  # handed to the caller's thread
+            failure.append(e)
+
+    t = threading.Thread(target=work, name="netns-call")
+    t.start()
+    t.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def listen_in_netns(netns_path: str, ports: Sequence[int]) -> list[socket.socket]:
@@ -50,32 +66,24 @@ def listen_in_netns(netns_path: str, ports: Sequence[int]) -> list[socket.socket
         check=True,
         capture_output=True,
     )
-    result: list[socket.socket] = []
-    failure: list[BaseException] = []
 
-    def work() -> None:
-        # This thread enters the netns and never goes back: it ends right after.
+    def listen() -> list[socket.socket]:
+        made: list[socket.socket] = []
         try:
-            with open(netns_path, "rb") as f:
-                _setns(f.fileno())
             for port in ports:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                made.append(s)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((LOOPBACK, port))
                 s.listen(128)
                 s.setblocking(False)
-                result.append(s)
-        except BaseException as e:  # reported to the caller's thread
-            failure.append(e)
+        except BaseException:
+            for s in made:
+                s.close()
+            raise
+        return made
 
-    t = threading.Thread(target=work, name="nsforward-setns")
-    t.start()
-    t.join()
-    if failure:
-        for s in result:
-            s.close()
-        raise failure[0]
-    return result
+    return call_in_netns(netns_path, listen)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

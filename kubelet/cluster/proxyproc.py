@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kubelet.cluster import process
-from kubelet.cluster.nsforward import _setns
+from kubelet.cluster.nsforward import call_in_netns
 from kubelet.cluster.spec import ClusterSpec
 
 ROOT_NETNS_MARK = "proxy-rootns"
@@ -58,28 +57,15 @@ def proxy_command(
 
 def get_in_netns(netns: str | None, url: str, *, timeout: float = 2.0) -> tuple[int, bytes]:
     """HTTP GET from inside the named netns (from a short-lived thread that enters it)."""
-    result: list[tuple[int, bytes]] = []
-    failure: list[BaseException] = []
 
-    def work() -> None:
+    def get() -> tuple[int, bytes]:
         try:
-            if netns is not None:
-                with open(f"/run/netns/{netns}", "rb") as f:
-                    _setns(f.fileno())
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as r:
-                    result.append((r.status, r.read()))
-            except urllib.error.HTTPError as e:
-                result.append((e.code, e.read()))
-        except BaseException as e:  # handed to the caller's thread
-            failure.append(e)
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
 
-    t = threading.Thread(target=work, name="proxyproc-netns-get")
-    t.start()
-    t.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return call_in_netns(f"/run/netns/{netns}" if netns is not None else None, get)
 
 
 def healthz(spec: ClusterSpec, netns: str | None) -> tuple[int, dict[str, object]]:
