@@ -148,6 +148,14 @@ def _port(value: Any) -> int | None:
     return value
 
 
+def _vip(ingress: Any) -> str | None:
+    """The IPv4 of a status.loadBalancer.ingress entry the proxy captures: none in ipMode
+    Proxy (the load balancer itself sends to the nodes; upstream IsVIPMode)."""
+    if not isinstance(ingress, Mapping) or ingress.get("ipMode") not in (None, "VIP"):
+        return None
+    return _ipv4(ingress.get("ip"))
+
+
 def service_from_object(obj: Mapping[str, Any]) -> Service | None:
     """A v1 Service dict as a Service, or None when the proxy ignores it (headless,
     ExternalName, no IPv4 cluster IP) or it is malformed."""
@@ -190,7 +198,7 @@ def _service(obj: Mapping[str, Any]) -> Service | None:
     ranges: tuple[str, ...] = ()
     if stype == "LoadBalancer":
         ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        lb_ips = tuple(sorted({ip for ip in (_ipv4(i.get("ip")) for i in ingress) if ip}))
+        lb_ips = tuple(sorted({ip for ip in map(_vip, ingress) if ip}))
         ranges = tuple(
             r for r in (_cidr4(x) for x in spec.get("loadBalancerSourceRanges") or []) if r
         )

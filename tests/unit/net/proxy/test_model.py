@@ -150,3 +150,24 @@ def test_multiple_ports_per_slice() -> None:
 def test_masquerade_mark() -> None:
     assert ProxyConfig("n", ()).masquerade_mark == "0x4000"
     assert ProxyConfig("n", (), masquerade_bit=0).masquerade_mark == "0x1"
+
+
+def test_load_balancer_ips_in_proxy_ip_mode_get_no_rules() -> None:
+    """Upstream IsVIPMode: an ingress with ipMode Proxy is the load balancer's own address,
+    which sends traffic to the nodes; capturing it here would hijack traffic meant for it.
+    A bad ingress entry costs only itself, not the Service."""
+    ingress: list[Any] = [
+        {"ip": "198.51.100.7"},
+        {"ip": "198.51.100.8", "ipMode": "VIP"},
+        {"ip": "198.51.100.9", "ipMode": "Proxy"},
+        "garbage",
+    ]
+    obj = svc(
+        "lb",
+        "10.96.0.7",
+        [{"name": "http", "port": 80, "nodePort": 30080}],
+        type="LoadBalancer",
+        status={"loadBalancer": {"ingress": ingress}},
+    )
+    s = state_from_objects([obj], []).services[("ns", "lb")]
+    assert s.lb_ips == ("198.51.100.7", "198.51.100.8")
