@@ -431,6 +431,10 @@ def _port_rules(
         fw_args = f'-m comment --comment "{pn} loadbalancer IP"'
         for cidr in svc.lb_source_ranges:
             add(fw_chain, f"{fw_args} -s {cidr} -j {ext_chain}")
+        if _holds_node_ip(svc.lb_source_ranges, config.node_ips):
+            # the node's own requests to a local LB IP arrive from that IP (upstream allowFromNode)
+            for ip in svc.lb_ips:
+                add(fw_chain, f"{fw_args} -s {ip} -j {ext_chain}")
         add(
             fw_chain,
             f'-m comment --comment "other traffic to {pn} will be dropped by KUBE-PROXY-FIREWALL"',
@@ -450,6 +454,19 @@ def _port_rules(
             f"{note}-s {e.ip} -j {MARK_MASQ}",
             f"{note}{recent}{match} -j DNAT --to-destination {e.address}",
         ]
+
+
+@lru_cache(maxsize=1024)
+def _holds_node_ip(cidrs: tuple[str, ...], node_ips: tuple[str, ...]) -> bool:
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    for ip in node_ips:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            continue
+        if any(addr.version == n.version and addr in n for n in nets):
+            return True
+    return False
 
 
 def fragment(

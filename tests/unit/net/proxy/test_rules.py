@@ -217,6 +217,21 @@ def test_loadbalancer_source_ranges_firewall() -> None:
     )
 
 
+def test_source_range_holding_the_node_ip_lets_the_node_reach_its_lb_ip() -> None:
+    """Upstream allowFromNode: a VIP-like LB IP is often local, so the node's own requests to
+    it arrive from the LB IP itself; when a source range holds the node IP they are allowed."""
+    rs = web(
+        type="LoadBalancer",
+        ports=[{"name": "p", "port": 80, "nodePort": 30080}],
+        loadBalancerSourceRanges=["192.168.5.0/24"],  # CONFIG's node IP is 192.168.5.2
+        status={"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}},
+    )
+    assert nat(rs, f"KUBE-FW-{H80}")[:2] == (
+        f'-m comment --comment "ns/web:p loadbalancer IP" -s 192.168.5.0/24 -j KUBE-EXT-{H80}',
+        f'-m comment --comment "ns/web:p loadbalancer IP" -s 198.51.100.7 -j KUBE-EXT-{H80}',
+    )
+
+
 def _local_state(local: bool, **spec: Any) -> RuleSet:
     endpoints = [ep("10.244.1.2", "node-b")]
     if local:
