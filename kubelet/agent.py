@@ -17,7 +17,7 @@ from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
 from kubelet import KUBERNETES_VERSION, __version__, supervise
-from kubelet.apiserver import NODES, ApiClient, ApiError
+from kubelet.apiserver import NODES, SECRETS, ApiClient, ApiError
 from kubelet.cgroups import host as cghost
 from kubelet.cgroups import manager as cgmanager
 from kubelet.cgroups.planner import node_resources, reserved_resources
@@ -327,6 +327,7 @@ class Agent:
         self.pleg = cache
         backoff = BackOff()
         volumes, env, hooks = self._container_managers(client, runtime, ident, recorder)
+        pull_secrets = ObjectCache(client)
         executor = PodExecutor(
             runtime,
             recorder,
@@ -347,6 +348,7 @@ class Agent:
             cgroup_parent=lambda pod, create: (
                 cgroups.ensure_pod(pod) if create else cgroups.cgroup_parent(pod)
             ),
+            secrets=lambda namespace, name: pull_secrets.get(SECRETS, namespace, name),
         )
         probes = ProbeManager(
             runtime=runtime, recorder=recorder, wake=on_change, rand=random.random

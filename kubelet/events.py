@@ -25,6 +25,7 @@ SANDBOX_CHANGED = "SandboxChanged"
 EXCEEDED_GRACE = "ExceededGracePeriod"
 INSPECT_FAILED = "InspectFailed"
 ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+FAILED_TO_RETRIEVE_PULL_SECRET = "FailedToRetrieveImagePullSecret"
 FAILED_SYNC = "FailedSync"
 
 

@@ -17,6 +17,7 @@ from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError, NotFound
 from kubelet import events as ev
+from kubelet.apiserver import ApiError
 from kubelet.node.facts import mem_total_bytes
 from kubelet.pods import ephemeral
 from kubelet.pods.admission import RuntimeClassError, needs_image_user, verify_run_as_non_root
@@ -35,6 +36,7 @@ from kubelet.pods.seams import (
     Volumes,
     VolumeSetupError,
 )
+from kubelet.runtime import pullsecrets
 from kubelet.runtime.criconfig import PodConfigError, container_config, pod_log_directory
 from kubelet.runtime.criconfig import sandbox_config as build_sandbox_config
 
@@ -51,6 +53,8 @@ MIN_KILL_GRACE = 2
 
 RuntimeClassLookup = Callable[[str], Awaitable[str]]
 """RuntimeClass name -> CRI handler; raises RuntimeClassError (admission.RuntimeClasses)."""
+SecretLookup = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+"""(namespace, name) -> the Secret, None when it does not exist; raises when it cannot be read."""
 PodCgroupParent = Callable[[Mapping[str, Any], bool], str]
 """(pod, create) -> the pod cgroup's name for the sandbox's cgroup parent; with create=True the
 cgroup is made or updated first (OSError when that fails). cgroups.manager.CgroupManager."""
@@ -102,6 +106,7 @@ class PodExecutor:
         dns: DNSConfigurer | None = None,
         etc_hosts: EtcHosts | None = None,
         cgroup_parent: PodCgroupParent | None = None,
+        secrets: SecretLookup | None = None,
     ) -> None:
         self.rt = runtime
         self.pods_dir = pods_dir
@@ -123,6 +128,8 @@ class PodExecutor:
         """The managed /etc/hosts mount; without it containers keep the image's."""
         self.cgroup_parent = cgroup_parent
         """The pod cgroup as sandbox cgroup parent; without it the runtime's default."""
+        self.secrets = secrets
+        """Reads imagePullSecrets; without it every pull is anonymous."""
 
     def _event(self, pod: Pod, type_: str, reason: str, message: str, field_path: str = "") -> None:
         self.recorder.record(
@@ -303,7 +310,7 @@ class PodExecutor:
             return Waiting(CREATE_CONFIG_ERROR, f"container {name!r} not in the pod spec")
         fpath = self._field_path(pod, name)
         pulled = await self.ensure_image(
-            pod, model.image, model.image_pull_policy, sb_config, fpath
+            pod, model.image, model.image_pull_policy, sb_config, fpath, pod_json=pod_json
         )
         if isinstance(pulled, Waiting):
             return pulled
@@ -388,8 +395,66 @@ class PodExecutor:
         path.chmod(0o666)
         return [api.Mount(container_path=c.termination_message_path, host_path=str(path))]
 
+    async def _pull_auths(
+        self, pod: Pod, pod_json: Mapping[str, Any], image: str, fpath: str
+    ) -> list[pullsecrets.RegistryAuth]:
+        """The credentials of the pod's imagePullSecrets that match `image`; a secret that is
+        missing or unreadable is named in a FailedToRetrieveImagePullSecret event and skipped."""
+        names = pullsecrets.secret_names(pod_json)
+        if not names or self.secrets is None:
+            return []
+        auths: list[pullsecrets.RegistryAuth] = []
+        failed: list[str] = []
+        for name in names:
+            try:
+                secret = await self.secrets(pod.namespace, name)
+                if secret is None:
+                    failed.append(name)
+                    continue
+                auths += pullsecrets.auths_from_secret(secret)
+            except (ApiError, ContainerConfigError, pullsecrets.PullSecretError) as e:
+                log.warning("pod %s/%s: image pull secret %s: %s", pod.namespace, pod.name, name, e)
+                failed.append(name)
+        if failed:
+            msg = (
+                f"Unable to retrieve some image pull secrets ({', '.join(failed)}); "
+                "attempting to pull the image may not succeed."
+            )
+            self._event(pod, ev.WARNING, ev.FAILED_TO_RETRIEVE_PULL_SECRET, msg, fpath)
+        return pullsecrets.lookup(image, auths)
+
+    async def _pull(
+        self, image: str, auths: list[pullsecrets.RegistryAuth], sb_config: api.PodSandboxConfig
+    ) -> str:
+        """Anonymous without credentials, else each matching credential in turn (as upstream:
+        the first that works); the last failure is raised."""
+        if not auths:
+            return await self.rt.pull_image(image, sandbox_config=sb_config)
+        error: CRIError | None = None
+        for a in auths:
+            auth = api.AuthConfig(
+                username=a.username,
+                password=a.password,
+                server_address=a.key.split("/", 1)[0],
+                identity_token=a.identity_token,
+                registry_token=a.registry_token,
+            )
+            try:
+                return await self.rt.pull_image(image, auth=auth, sandbox_config=sb_config)
+            except CRIError as e:
+                error = e
+        assert error is not None
+        raise error
+
     async def ensure_image(
-        self, pod: Pod, image: str, policy: PullPolicy, sb_config: api.PodSandboxConfig, fpath: str
+        self,
+        pod: Pod,
+        image: str,
+        policy: PullPolicy,
+        sb_config: api.PodSandboxConfig,
+        fpath: str,
+        *,
+        pod_json: Mapping[str, Any] | None = None,
     ) -> str | Waiting:
         """The image's reference once present, or why the container must wait for it."""
         if policy != PullPolicy.ALWAYS:
@@ -419,7 +484,8 @@ class PodExecutor:
             self._event(pod, ev.NORMAL, ev.PULLING, f'Pulling image "{image}"', fpath)
             t0 = time.monotonic()
             try:
-                ref = await self.rt.pull_image(image, sandbox_config=sb_config)
+                auths = await self._pull_auths(pod, pod_json or {}, image, fpath)
+                ref = await self._pull(image, auths, sb_config)
             except CRIError as e:
                 self.pull_backoff.next(key, now)
                 msg = f'Failed to pull image "{image}": {e.message}'
