@@ -414,7 +414,12 @@ async def _main(settings: ProxySettings) -> int:
     except (KubeconfigError, OSError) as exc:
         print(f"pykubelet proxy: kubeconfig {settings.kubeconfig}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    backend = await asyncio.to_thread(iptables_exec.detect)
+    try:
+        backend = await asyncio.to_thread(iptables_exec.detect)
+    except (RuntimeError, OSError) as exc:
+        await client.close()
+        print(f"pykubelet proxy: {exc}", file=sys.stderr)
+        return EXIT_UNSUPPORTED
     daemon = ProxyDaemon(
         settings,
         client=client,
@@ -438,7 +443,11 @@ def main(settings: ProxySettings) -> int:
     if settings.cleanup:
         from net.proxy.cleanup import cleanup
 
-        executor = iptables_exec.Executor(iptables_exec.detect())
+        try:
+            executor = iptables_exec.Executor(iptables_exec.detect())
+        except (RuntimeError, OSError) as exc:
+            print(f"pykubelet proxy: {exc}", file=sys.stderr)
+            return EXIT_UNSUPPORTED
         try:
             removed = cleanup(executor)
         except iptables_exec.RestoreError as exc:

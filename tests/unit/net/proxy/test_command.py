@@ -142,3 +142,24 @@ def test_localhost_nodeports_flag_and_config_field(tmp_path: Path) -> None:
         "iptables: {localhostNodePorts: false}\n"
     )
     assert not command.from_config_file(cfg).localhost_nodeports
+
+
+@pytest.mark.parametrize("argv", [["--cleanup"], ["--kubeconfig=/nonexistent"]])
+def test_no_iptables_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    from kubelet.apiserver import ApiClient
+    from net.proxy import iptables_exec
+
+    class Client:
+        async def close(self) -> None:
+            pass
+
+    def missing() -> iptables_exec.Backend:
+        raise RuntimeError("neither iptables-nft-restore nor iptables-legacy-restore is installed")
+
+    monkeypatch.setattr(iptables_exec, "detect", missing)
+    monkeypatch.setattr(ApiClient, "from_kubeconfig", lambda path: Client())
+    assert command.main(argv) == command.EXIT_UNSUPPORTED
+    err = capsys.readouterr().err
+    assert err.startswith("pykubelet proxy: neither iptables-nft-restore") and err.count("\n") == 1
