@@ -32,7 +32,7 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
                        parse_conntrack(text) -> [ConntrackEntry]
     net.proxy.ipvs_plan  ipvs_available(...), desired(state, config), diff(current, desired)
     net.proxy.ipvs_netlink  encode(ops, family_id=, ifindex=) -> netlink messages (bytes);
-                            ipset_restore_text(ops)
+                            ipset_restore_text(ops), ipset_refill_text(state)
 IPv4 only: IPv6 cluster IPs, addresses and slices are ignored.
 """
 
