@@ -432,10 +432,11 @@ class PodExecutor:
             return await self.rt.pull_image(image, sandbox_config=sb_config)
         error: CRIError | None = None
         for a in auths:
+            # No server_address, as upstream: containerd drops credentials whose address
+            # does not parse as a URL with the pulled host (a bare "localhost:5000" does not).
             auth = api.AuthConfig(
                 username=a.username,
                 password=a.password,
-                server_address=a.key.split("/", 1)[0],
                 identity_token=a.identity_token,
                 registry_token=a.registry_token,
             )
