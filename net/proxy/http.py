@@ -128,13 +128,13 @@ def metrics_app(
     async def trace(request: web.Request) -> web.Response:
         q = request.query
         try:
-            src = str(ipaddress.ip_address(q.get("src", "")))
-            dst = str(ipaddress.ip_address(q.get("dst", "")))
+            src = str(ipaddress.IPv4Address(q.get("src", "")))  # the rule model is IPv4 only
+            dst = str(ipaddress.IPv4Address(q.get("dst", "")))
             port = int(q.get("port", ""))
             if not 0 < port < 65536:
                 raise ValueError(f"port {port} out of range")
         except ValueError as exc:
-            return _json({"error": f"trace needs src=IP&dst=IP&port=N[&proto=tcp]: {exc}"}, 400)
+            return _json({"error": f"trace needs src=IPv4&dst=IPv4&port=N[&proto=tcp]: {exc}"}, 400)
         proto = q.get("proto", "tcp").upper()
         if proto not in ("TCP", "UDP", "SCTP"):
             return _json({"error": f'proto "{proto}": must be tcp, udp or sctp'}, 400)

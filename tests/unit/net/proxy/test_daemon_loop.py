@@ -382,3 +382,24 @@ async def test_a_slow_explain_does_not_stall_the_event_loop() -> None:
         assert ticks >= 6  # the loop kept running while explain worked
     finally:
         await runner.cleanup()
+
+
+async def test_trace_of_an_ipv6_packet_is_a_400_not_a_500() -> None:
+    import urllib.error
+    import urllib.request
+
+    d = _daemon(Kernel())
+    _prime(d)
+    async with _running(d):
+        await _until(lambda: len(d.history) == 1)
+    runner = await http.serve(
+        http.metrics_app(d.metrics.registry, d, d.health, lambda: 1.0), "127.0.0.1", 0
+    )
+    try:
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}/debug/trace?src=fd00::1&dst=10.0.0.10&port=80"
+        with pytest.raises(urllib.error.HTTPError) as info:
+            await asyncio.to_thread(urllib.request.urlopen, url)
+        assert info.value.code == 400 and b"IPv4" in info.value.read()
+    finally:
+        await runner.cleanup()
