@@ -1,5 +1,5 @@
-"""Stale UDP conntrack entries: which ones a change of endpoints leaves behind (pure), and their
-removal with the `conntrack` tool. Knows nothing of Services beyond addresses and ports.
+"""The conntrack table as the proxy sees it: which UDP entries a change of endpoints leaves stale
+(pure), their removal with the `conntrack` tool, and parsing its `-L` listing. No Services here.
 """
 
 from __future__ import annotations
@@ -99,3 +99,85 @@ class Conntrack:
         except OSError:
             return ""
         return r.stdout if r.returncode == 0 else ""
+
+
+_PROTOS = {"tcp", "udp", "sctp", "icmp", "udplite", "dccp", "gre", "icmpv6", "unknown"}
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    proto: str
+    timeout: int
+    state: str  # "" for stateless protocols (udp)
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    reply_src: str
+    reply_dst: str
+    reply_sport: int
+    reply_dport: int
+    flags: tuple[str, ...] = ()  # ASSURED, UNREPLIED...
+
+    def text(self) -> str:
+        state = f" {self.state}" if self.state else ""
+        flags = "".join(f" [{f}]" for f in self.flags)
+        return (
+            f"{self.proto}{state} {self.src}:{self.sport} -> {self.dst}:{self.dport} "
+            f"=> {self.reply_src}:{self.reply_sport} ({self.timeout}s){flags}"
+        )
+
+
+def parse_conntrack(text: str) -> list[ConntrackEntry]:
+    """Entries from `conntrack -L [-o extended]` output; lines that don't parse are skipped."""
+    out: list[ConntrackEntry] = []
+    for line in text.splitlines():
+        entry = _parse_line(line.split())
+        if entry is not None:
+            out.append(entry)
+    return out
+
+
+def _parse_line(tokens: list[str]) -> ConntrackEntry | None:
+    idx = next((i for i, t in enumerate(tokens) if t in _PROTOS), None)
+    if idx is None or len(tokens) < idx + 3:
+        return None
+    proto = tokens[idx]
+    try:
+        timeout = int(tokens[idx + 2])
+    except ValueError:
+        return None
+    rest = tokens[idx + 3 :]
+    state = rest[0] if rest and "=" not in rest[0] and not rest[0].startswith("[") else ""
+    tuples: list[dict[str, str]] = [{}]
+    flags: list[str] = []
+    for tok in rest:
+        if tok.startswith("[") and tok.endswith("]"):
+            flags.append(tok[1:-1])
+            continue
+        key, sep, value = tok.partition("=")
+        if not sep or key not in ("src", "dst", "sport", "dport"):
+            continue
+        if key in tuples[-1]:
+            tuples.append({})
+        tuples[-1][key] = value
+    if len(tuples) < 2:
+        return None
+    orig, reply = tuples[0], tuples[1]
+    try:
+        return ConntrackEntry(
+            proto,
+            timeout,
+            state,
+            orig["src"],
+            orig["dst"],
+            int(orig.get("sport", 0)),
+            int(orig.get("dport", 0)),
+            reply["src"],
+            reply["dst"],
+            int(reply.get("sport", 0)),
+            int(reply.get("dport", 0)),
+            tuple(flags),
+        )
+    except (KeyError, ValueError):
+        return None

@@ -310,7 +310,7 @@ class ProxyDaemon:
         tool = self.proxier.conntrack
         if tool is not None:
             for ip in (svc.cluster_ip, *svc.external_ips, *svc.lb_ips):
-                entries.extend(explain_mod.parse_conntrack(tool.list(ip)))
+                entries.extend(conntrack.parse_conntrack(tool.list(ip)))
         result = explain_mod.explain(state, applied, key, conntrack=entries)
         return _to_json(result)
 

@@ -28,8 +28,8 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
             removed_chains, lines); existing: {table: chain names now in the kernel} so a full
             restore also deletes stale KUBE-SVC/SVL/EXT/FW/SEP chains left by an earlier run.
     net.proxy.trace    trace(ruleset, src=, dst=, port=, proto=, local_addresses=) -> TraceResult
-    net.proxy.explain  explain(state, ruleset, key, conntrack=()) -> Explanation;
-                       parse_conntrack(text) -> [ConntrackEntry]
+    net.proxy.explain  explain(state, ruleset, key, conntrack=()) -> Explanation
+    net.proxy.conntrack  parse_conntrack(text) -> [ConntrackEntry]
     net.proxy.ipvs_plan  ipvs_available(...), desired(state, config), diff(current, desired)
     net.proxy.ipvs_netlink  encode(ops, family_id=, ifindex=) -> netlink messages (bytes);
                             ipset_restore_text(ops), ipset_refill_text(state)

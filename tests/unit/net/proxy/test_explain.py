@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from net.proxy.explain import explain, parse_conntrack
+from net.proxy.conntrack import parse_conntrack
+from net.proxy.explain import explain
 from net.proxy.model import ClusterState
 from net.proxy.rules import RuleSet, build
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
