@@ -146,3 +146,29 @@ class Executor:
         """Names of the chains that exist now in `table`."""
         text = self.save((table,))
         return {ln[1:].split()[0] for ln in text.splitlines() if ln.startswith(":")}
+
+
+def committed_tables(text: str, failed_line: int | None) -> list[str]:
+    """Tables of a restore input whose COMMIT comes before the line iptables-restore blamed
+    (those it had already committed)."""
+    if failed_line is None:
+        return []
+    out, table = [], ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.strip() == "COMMIT" and number < failed_line:
+            out.append(table)
+    return out
+
+
+def table_sections(text: str, tables: list[str]) -> str:
+    """Only the `*table ... COMMIT` sections of `tables` from a restore input."""
+    out: list[str] = []
+    keep = False
+    for line in text.splitlines():
+        if line.startswith("*"):
+            keep = line[1:].strip() in tables
+        if keep:
+            out.append(line)
+    return "\n".join(out) + "\n" if out else ""

@@ -14,7 +14,7 @@ from typing import Any
 from kubelet.apiserver import SYNC, InformerEvent
 from net.proxy import conntrack, model, render, rules
 from net.proxy.history import History, SyncRecord
-from net.proxy.iptables_exec import Executor, RestoreError
+from net.proxy.iptables_exec import Executor, RestoreError, committed_tables, table_sections
 from net.proxy.metrics import ProxyMetrics
 
 log = logging.getLogger(__name__)
@@ -84,32 +84,6 @@ def frontends_of(
         svc = state.services.get(key)
         out[key] = service_frontends(svc, state.endpoints.get(key, ())) if svc else {}
     return out
-
-
-def committed_tables(text: str, failed_line: int | None) -> list[str]:
-    """Tables of a restore input whose COMMIT comes before the line iptables-restore blamed
-    (those it had already committed)."""
-    if failed_line is None:
-        return []
-    out, table = [], ""
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith("*"):
-            table = line[1:].strip()
-        elif line.strip() == "COMMIT" and number < failed_line:
-            out.append(table)
-    return out
-
-
-def table_sections(text: str, tables: list[str]) -> str:
-    """Only the `*table ... COMMIT` sections of `tables` from a restore input."""
-    out: list[str] = []
-    keep = False
-    for line in text.splitlines():
-        if line.startswith("*"):
-            keep = line[1:].strip() in tables
-        if keep:
-            out.append(line)
-    return "\n".join(out) + "\n" if out else ""
 
 
 @dataclass
