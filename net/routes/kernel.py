@@ -108,6 +108,9 @@ def ensure_vtep(ipr: IPRoute, vtep: LocalVtep) -> int:
     if str(link.get_attr("IFLA_ADDRESS")) != vtep.mac:
         ipr.link("set", index=idx, address=vtep.mac)
     have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+    for address, prefixlen in have - {(vtep.address, 32)}:
+        # an earlier podCIDR's tunnel address: left, it would make that address local here
+        _quiet(ipr.addr, "del", index=idx, address=address, prefixlen=prefixlen)
     if (vtep.address, 32) not in have:
         ipr.addr("add", index=idx, address=vtep.address, prefixlen=32)
     ipr.link("set", index=idx, state="up")

@@ -119,6 +119,11 @@ def test_vxlan_connects_pod_cidrs_and_cleans_up(two_hosts: tuple[Host, Host]) ->
         sync(h1, "n1", nodes(h1, h2), mode="vxlan", vxlan_id=42)
         assert len(our_routes(h1)) == 1
         assert h1.run("bridge", "fdb", "show", "dev", "pykvx.42").count("dst ") == 1
+        # a new podCIDR for n1: its VTEP's old tunnel address goes, the new one comes
+        moved = [node("n1", h1.address, "10.9.5.0/24"), nodes(h1, h2)[1]]
+        sync(h1, "n1", moved, mode="vxlan", vxlan_id=42)
+        addrs = h1.run("ip", "-4", "-br", "addr", "show", "dev", "pykvx.42")
+        assert "10.9.5.0/32" in addrs and "10.9.0.0/32" not in addrs
     finally:
         for h, name in ((h1, "n1"), (h2, "n2")):
             s = RouteSyncer(name, mode="vxlan", vxlan_id=42)
