@@ -107,7 +107,10 @@ def ensure_vtep(ipr: IPRoute, vtep: LocalVtep) -> int:
     idx = int(link["index"])
     if str(link.get_attr("IFLA_ADDRESS")) != vtep.mac:
         ipr.link("set", index=idx, address=vtep.mac)
-    have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+    have = {
+        (a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+        for a in ipr.get_addr(index=idx, family=socket.AF_INET)
+    }
     for address, prefixlen in have - {(vtep.address, 32)}:
         # an earlier podCIDR's tunnel address: left, it would make that address local here
         _quiet(ipr.addr, "del", index=idx, address=address, prefixlen=prefixlen)

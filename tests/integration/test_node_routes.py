@@ -124,6 +124,7 @@ def test_vxlan_connects_pod_cidrs_and_cleans_up(two_hosts: tuple[Host, Host]) ->
         sync(h1, "n1", moved, mode="vxlan", vxlan_id=42)
         addrs = h1.run("ip", "-4", "-br", "addr", "show", "dev", "pykvx.42")
         assert "10.9.5.0/32" in addrs and "10.9.0.0/32" not in addrs
+        assert "fe80::" in h1.run("ip", "-6", "addr", "show", "dev", "pykvx.42")  # not ours
     finally:
         for h, name in ((h1, "n1"), (h2, "n2")):
             s = RouteSyncer(name, mode="vxlan", vxlan_id=42)
