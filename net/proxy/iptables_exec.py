@@ -127,6 +127,8 @@ class Executor:
             r = self._run([*base, *check], capture_output=True, text=True)
             if r.returncode == 0:
                 continue
+            if r.returncode != 1:  # 1: no such rule; else the check itself failed
+                raise IptablesError(f"{' '.join(check)}: {r.stderr.strip()}")
             insert = ["-I" if arg == "-C" else arg for arg in check]
             r = self._run([*base, *insert], capture_output=True, text=True)
             if r.returncode != 0:

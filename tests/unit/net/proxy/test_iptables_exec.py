@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from net.proxy import iptables_exec
-from net.proxy.iptables_exec import LEGACY, NFT, Executor, RestoreError
+from net.proxy.iptables_exec import LEGACY, NFT, Executor, IptablesError, RestoreError
 
 
 class FakeRun:
@@ -125,3 +125,17 @@ def test_ensure_inserts_only_missing_jumps() -> None:
         "-j",
         "KUBE-SERVICES",
     ]
+
+
+def test_ensure_does_not_insert_when_the_check_itself_failed() -> None:
+    """iptables -C exits 1 for "no such rule"; anything else (the xtables lock, a missing
+    chain or module) is an error, where inserting could duplicate the jump."""
+    calls: list[list[str]] = []
+
+    def run(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 4, "", "Another app is currently holding the lock")
+
+    with pytest.raises(IptablesError, match="holding the lock"):
+        Executor(NFT, run=run).ensure([["-t", "nat", "-C", "OUTPUT", "-j", "KUBE-SERVICES"]])
+    assert not any("-I" in c for c in calls)
