@@ -362,8 +362,8 @@ class ProxyDaemon:
         if self.proxier.config.localhost_nodeports:
             log.info("setting route_localnet=1 for NodePorts on 127.0.0.1")
             await asyncio.to_thread(ensure_route_localnet)
-        await self._serve()
         try:
+            await self._serve()  # inside: a port in use must not leave the other one served
             self._watch("services", SERVICES, self.on_service)
             self._watch("endpointslices", ENDPOINTSLICES, self.on_slice)
             self._watch("nodes", NODES, self.on_node)

@@ -403,3 +403,44 @@ async def test_trace_of_an_ipv6_packet_is_a_400_not_a_500() -> None:
         assert info.value.code == 400 and b"IPv4" in info.value.read()
     finally:
         await runner.cleanup()
+
+
+async def test_a_port_in_use_leaves_no_server_of_ours_running() -> None:
+    import socket
+
+    class Client:
+        closed = False
+
+        async def close(self) -> None:
+            Client.closed = True
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    health_port = free.getsockname()[1]
+    free.close()
+    settings = ProxySettings(
+        healthz_bind_address=f"127.0.0.1:{health_port}",
+        metrics_bind_address=f"127.0.0.1:{taken.getsockname()[1]}",
+        localhost_nodeports=False,
+    )
+    d = ProxyDaemon(
+        settings,
+        client=cast(ApiClient, Client()),
+        executor=Executor(NFT, run=Kernel()),
+        node_name="n1",
+        addresses=lambda: ("192.168.1.10",),
+    )
+    try:
+        with pytest.raises(OSError):
+            await d.run()
+    finally:
+        taken.close()
+    again = socket.socket()
+    try:
+        again.bind(("127.0.0.1", health_port))  # the health server that did start is gone
+    finally:
+        again.close()
+    assert Client.closed
