@@ -504,6 +504,9 @@ def nodeport_destinations(config: ProxyConfig) -> list[str]:
             continue
         if addr.version == 4 and any(addr in n for n in nets if n.version == 4):
             out.append(f"-d {ip}")
+    loopback = ipaddress.IPv4Address("127.0.0.1")  # lo's address, which node_ips leave out
+    if config.localhost_nodeports and any(loopback in n for n in nets if n.version == 4):
+        out.append(f"-d {loopback}")
     return out
 
 

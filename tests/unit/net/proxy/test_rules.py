@@ -147,6 +147,13 @@ def test_localhost_nodeports_as_upstream() -> None:
     )
     assert ["-t", "filter", "-C", "INPUT", "-j", "KUBE-FIREWALL"] in ensure_jump_args(rs)
     assert ["-t", "filter", "-C", "OUTPUT", "-j", "KUBE-FIREWALL"] in ensure_jump_args(rs)
+    # --nodeport-addresses naming 127/8: lo's 127.0.0.1 takes NodePorts, as upstream's GetNodeIPs
+    lo = dataclasses.replace(cfg, nodeport_addresses=("127.0.0.0/8", "192.168.5.0/24"))
+    tails = [x for x in nat(build(state([], []), lo), "KUBE-SERVICES") if "KUBE-NODEPORTS" in x]
+    assert [x.split('chain" ')[1] for x in tails] == [
+        "-d 192.168.5.2 -j KUBE-NODEPORTS",
+        "-d 127.0.0.1 -j KUBE-NODEPORTS",
+    ]
     # patched RuleSets keep the jumps; without the option the kubelet's chain is not touched
     again = build(state([svc("web", "10.96.0.11")], []), cfg, previous=rs)
     assert again.jumps == rs.jumps
