@@ -84,14 +84,14 @@ MACHINE_LIMITS: tuple[MachineLimit, ...] = (
         name_patterns=(r"PrivilegedPod .*should enable privileged commands",),
         explanation="the test runs `ip link add dummy1 type dummy` in a privileged container "
         "and expects it to succeed; this kernel has no dummy link type",
+        detail_pattern=r"RTNETLINK answers: [^\n\"]*",
     ),
     MachineLimit(
         key="no_registry",
         name_patterns=(r"Container Runtime .*should be able to pull image \[NodeConformance\]$",),
         explanation="the test pulls an image from registry.k8s.io with imagePullPolicy Always; "
         "no registry is reachable from this machine",
-        detail_pattern=r"[^\n]*(ErrImagePull|ImagePullBackOff|failed to pull|no such host|dial tcp)"
-        r"[^\n]*",
+        detail_pattern=r"(Failed to pull image|failed to pull|ErrImagePull|dial tcp)[^\n]*",
     ),
 )
 

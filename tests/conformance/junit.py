@@ -28,7 +28,7 @@ class SpecResult:
     duration: float
     reason: str = ""
     detail: str = ""
-    """The whole failure text (message and description), for evidence matching."""
+    """The whole failure text (message, description, the spec's timeline), for evidence."""
     ginkgo_status: str = ""
     """What ginkgo said (failed, timedout, panicked, ...), kept for the table."""
 
@@ -102,7 +102,7 @@ def parse(xml_text: str, *, source: str = "junit") -> list[SpecResult]:
             body = (failure.text or "") if failure is not None else ""
             status = FAILED
             reason = first_line(msg) or first_line(body) or gstatus or "failed"
-            detail = f"{msg}\n{body}"
+            detail = f"{msg}\n{body}\n{case.findtext('system-err') or ''}"
         elif skipped is not None or gstatus in ("skipped", "pending"):
             status = SKIPPED
             msg = skipped.get("message", "") if skipped is not None else gstatus

@@ -129,7 +129,7 @@ def render(results: Sequence[SpecResult], info: RunInfo) -> str:
     if machine:
         out += ["| test | limit | evidence |", "|---|---|---|"]
         out += [
-            f"| {cell(m.test.name)} | {cell(m.limit.explanation)} | {cell(m.evidence)} |"
+            f"| {cell(m.test.name)} | {cell(m.limit.explanation)} | {cell(m.evidence, 400)} |"
             for m in machine
         ]
     else:

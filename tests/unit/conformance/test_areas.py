@@ -90,7 +90,9 @@ def test_machine_failures_need_a_failed_test_and_the_host_fact() -> None:
         (PRIV, "no_dummy_link"),
         (PULL, "no_registry"),
     ]
-    assert found[0].evidence == "exit 2, Error: Unknown device type."
+    assert found[0].evidence == (
+        "exit 2, Error: Unknown device type.; the test says: RTNETLINK answers: Not supported"
+    )
     assert "no such host" in found[1].evidence
     # Without the host fact nothing is blamed on the machine.
     assert machine_failures(results, {}) == []
