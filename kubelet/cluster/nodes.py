@@ -313,14 +313,8 @@ def stop_node_processes(spec: ClusterSpec, node: SimNode, *, say: Progress) -> N
     _teardown_pods(spec, node)
     if process.stop(daemon(spec, "containerd", node)):
         say(f"{node.name}: stopped containerd")
-    sock = str(node.containerd_socket)
-    shims = [
-        pid
-        for pid, _, argv in process.processes()
-        if argv and argv[0].endswith("containerd-shim-runc-v2") and sock in argv
-    ]
-    if shims:
-        say(f"{node.name}: killed {process.kill_tree(shims)} leftover shim/container processes")
+    if killed := process.kill_leftover_shims(node.containerd_socket):
+        say(f"{node.name}: killed {killed} leftover shim/container processes")
 
 
 def remove_segment(spec: ClusterSpec, *, say: Progress) -> None:

@@ -186,3 +186,15 @@ def kill_tree(root_pids: list[int]) -> int:
                 break
             time.sleep(0.05)
     return len(seen)
+
+
+def kill_leftover_shims(containerd_socket: Path) -> int:
+    """SIGKILL the runc shims (and their containers) that served the containerd at
+    `containerd_socket` and outlived it; returns how many processes were signalled."""
+    sock = str(containerd_socket)
+    shims = [
+        pid
+        for pid, _, argv in processes()
+        if argv and argv[0].endswith("containerd-shim-runc-v2") and sock in argv
+    ]
+    return kill_tree(shims) if shims else 0

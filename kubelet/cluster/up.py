@@ -552,14 +552,8 @@ def down(directory: Path, *, say: Progress = _say) -> None:
     for name in reversed(COMPONENTS):
         if process.stop(daemon(spec, name)):
             say(f"stopped {name}")
-    sock = str(spec.containerd_socket)
-    shims = [
-        pid
-        for pid, _, argv in process.processes()
-        if argv and argv[0].endswith("containerd-shim-runc-v2") and sock in argv
-    ]
-    if shims:
-        say(f"killed {process.kill_tree(shims)} leftover shim/container processes")
+    if killed := process.kill_leftover_shims(spec.containerd_socket):
+        say(f"killed {killed} leftover shim/container processes")
     for path in netns_paths:
         if Path(path).exists():
             hostops.unmount_all([path])
