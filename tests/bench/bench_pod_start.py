@@ -32,7 +32,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import ssl
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from cri import api
 from cri.client import RuntimeClient
 from kubelet.cluster import hostops, images, process
 from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, Ports
+from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
 from tests.bench import gokubelet
 
 PY_NODE = "bench-py"
@@ -65,19 +64,6 @@ class BenchError(RuntimeError):
 
 def say(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 # ---- statistics ----------------------------------------------------------------------------

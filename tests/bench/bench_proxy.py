@@ -25,7 +25,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ import httpx
 from kubelet.cluster import process, proxyproc
 from kubelet.cluster import up as cluster
 from kubelet.cluster.nsforward import forward_command
-from kubelet.cluster.spec import ClusterSpec, Ports
+from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
 from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, ServicePort
 from net.proxy.render import render
 from net.proxy.rules import build
@@ -61,19 +60,6 @@ def say(msg: str) -> None:
 
 class BenchError(RuntimeError):
     """The benchmark could not measure something; the message says what and what was seen."""
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def service_ip(i: int) -> str:

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec, Ports
+from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec, Ports, free_ports
 from tests.conformance import e2e, e2e_images, hostfacts, junit, report
 from tests.conformance.supervisor import Supervisor
 
@@ -64,19 +63,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where JUnit XML and logs are kept (default ~/.cache/pykubelet/conformance/<time>)",
     )
     return p.parse_args(argv)
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def pick_cluster_cidr(ip_text: str, *, first: int = 200, last: int = 254) -> str:

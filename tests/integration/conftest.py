@@ -5,29 +5,15 @@ built on free loopback ports in a temp dir and torn down by `down` even when tes
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, Ports
+from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
 
 NODE = "itest-node"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,9 +13,8 @@ from typing import Any
 
 from kubelet.cluster import nodes
 from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, Ports
+from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
 
-from .conftest import free_ports
 from .podutil import BUSYBOX, api_json, get_pod, wait_for
 
 Json = dict[str, Any]

@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 
 from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from kubelet.cluster.spec import ClusterSpec, free_ports
 from net import install, iptables, links, names
 from net.cni.protocol import Request
 from net.config import parse_netconf
 from net.server import PluginServer
 from net.service import NetworkService
 
-from .conftest import NODE, free_ports
+from .conftest import NODE
 from .podutil import (
     Json,
     api_json,

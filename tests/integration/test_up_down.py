@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 from kubelet.cluster import hostops, process
+from kubelet.cluster.spec import free_ports
 from kubelet.cluster.up import find_binaries, load_record
 from net import names
-
-from .conftest import free_ports
 
 _PID = os.getpid()
 CIDR = f"10.{30 + _PID % 40}.0.0/16"
