@@ -22,10 +22,13 @@ log = logging.getLogger(__name__)
 NNP_SOURCE = Path(__file__).parent / "src" / "nnp.c"
 # Tools from the host copied (with their shared libraries) into the agnhost image: the tests run
 # `curl` (lifecycle hooks, pod networking), `nc -u` (UDP node-to-pod checks; busybox nc has no
-# -u) and `/bin/bash` (probe tests). /bin/sh is dash there: Debian's static busybox shell runs
-# its own applets before anything on PATH, so `sh -c "nc -u ..."` would never reach the real nc.
-# Debian packages: curl, netcat-openbsd, bash, dash.
-AGNHOST_TOOLS = ("/usr/bin/curl", "/usr/bin/nc.openbsd", "/bin/bash", "/bin/dash")
+# -u) and `/bin/bash` (probe tests). Debian packages: curl, netcat-openbsd, bash.
+AGNHOST_TOOLS = ("/usr/bin/curl", "/usr/bin/nc.openbsd", "/bin/bash")
+# /bin/sh of the agnhost and busybox images is bash, not Debian's busybox 1.35 sh: that one runs
+# its own applets before anything on PATH (`sh -c "nc -u ..."` never reaches the real nc) and,
+# like dash, drops environment variables whose names are not shell identifiers (envFrom keys
+# such as `data-1`), which upstream's busybox 1.37 and Alpine images pass on to `env`.
+SHELL_TOOLS = ("/bin/bash",)
 # glibc-dns-testing is a Debian image upstream: its test runs `hostname -f` through glibc.
 GLIBC_TOOLS = ("/bin/dash", "/bin/hostname")
 NSSWITCH = "hosts: files dns\n"
@@ -189,7 +192,7 @@ def _agnhost_extra(
             nc.unlink()
         nc.parent.mkdir(parents=True, exist_ok=True)
         os.symlink("nc.openbsd", nc)
-        for name, target in (("nc", "/usr/bin/nc.openbsd"), ("sh", "dash")):
+        for name, target in (("nc", "/usr/bin/nc.openbsd"), ("sh", "bash")):
             link = rootfs / "bin" / name  # busybox's applets otherwise
             if link.exists() or link.is_symlink():
                 link.unlink()
@@ -258,6 +261,17 @@ def _registry_extra(image: base.ImageArchive, repo: str, tag: str) -> Callable[[
         manifest = next(r for r in files if "/manifests/" in r)
         digest = "sha256:" + manifest.split("/")[-2]
         (top / repo / "manifests" / tag).write_text(digest + "\n")
+
+    return extra
+
+
+def _bash_as_sh(files: Sequence[str]) -> Callable[[Path, Path], None]:
+    def extra(rootfs: Path, scratch: Path) -> None:
+        for f in files:
+            _copy_host_file(rootfs, f)
+        sh = rootfs / "bin" / "sh"
+        sh.unlink()
+        os.symlink("bash", sh)
 
     return extra
 
@@ -341,10 +355,11 @@ def recipe_for(
             config_args=("--config.cmd", "sh", *shell_cfg),
         )
     if kind == "busybox":
+        files = tool_files(SHELL_TOOLS)
         return base.Recipe(
             name=name,
-            inputs=bb_inputs,
-            populate=_busybox_then(_noop, busybox),
+            inputs={**bb_inputs, "sh": "bash", **{f: base.sha256_file(Path(f)) for f in files}},
+            populate=_busybox_then(_bash_as_sh(files), busybox),
             config_args=("--config.cmd", "sh", *shell_cfg),
         )
     if kind == "nonroot":
