@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,12 +137,24 @@ def source_state() -> str:
     return state
 
 
+def kubelet_port(fallback: int) -> int:
+    """10250 when nothing listens there: the e2e framework's failure dumps ask the node's
+    :10250 through the apiserver whatever port the node reports. Else `fallback`."""
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", 10250))
+        except OSError:
+            return fallback
+    return 10250
+
+
 def make_spec(directory: Path) -> ClusterSpec:
     pid = os.getpid()
+    *control_plane, kubelet = free_ports(6)
     return cluster.make_spec(
         directory,
         cluster.find_binaries(build=False, say=say),
-        ports=Ports(*free_ports(6)),
+        ports=Ports(*control_plane, kubelet=kubelet_port(kubelet)),
         node_names=(NODE,),
         bridge=f"pykc{pid % 100000}",
         cluster_cidr=pick_cluster_cidr(_ip_text()),
