@@ -150,11 +150,11 @@ def kubelet_port(fallback: int) -> int:
 
 def make_spec(directory: Path) -> ClusterSpec:
     pid = os.getpid()
-    *control_plane, kubelet = free_ports(6)
+    api, etcd, peer, cm, sched, kubelet = free_ports(6)
     return cluster.make_spec(
         directory,
         cluster.find_binaries(build=False, say=say),
-        ports=Ports(*control_plane, kubelet=kubelet_port(kubelet)),
+        ports=Ports(api, etcd, peer, cm, sched, kubelet=kubelet_port(kubelet)),
         node_names=(NODE,),
         bridge=f"pykc{pid % 100000}",
         cluster_cidr=pick_cluster_cidr(_ip_text()),
