@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from net.proxy.saved import Saved, parse_saved
+
 log = logging.getLogger(__name__)
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -148,6 +150,14 @@ class Executor:
         """Names of the chains that exist now in `table`."""
         text = self.save((table,))
         return {ln[1:].split()[0] for ln in text.splitlines() if ln.startswith(":")}
+
+    def inspect(self, table: str) -> Saved:
+        """The chains and builtin-chain jumps in `table` now (one iptables-save); raises
+        IptablesError when the save fails, since a missed jump would be added twice."""
+        r = self._run([self.backend.save, "-t", table], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise IptablesError(f"{self.backend.save} -t {table}: {r.stderr.strip()}")
+        return parse_saved(r.stdout)
 
 
 def committed_tables(text: str, failed_line: int | None) -> list[str]:

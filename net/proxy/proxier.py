@@ -320,16 +320,22 @@ class Proxier:
             previous=self.built,
             changed=None if job.full else set(job.pending.services),
         )
-        existing = {t: self.executor.chains(t) for t in TABLES} if job.full else None
-        out.restore = render.render(out.desired, self.applied, full=job.full, existing=existing)
+        # a full sync reads the kernel once per table: stale chains to delete, and which
+        # builtin jumps are missing (inserted in the same restore, no iptables call per jump)
+        saved = {t: self.executor.inspect(t) for t in TABLES} if job.full else None
+        out.restore = render.render(
+            out.desired,
+            self.applied,
+            full=job.full,
+            existing={t: s.chains for t, s in saved.items()} if saved else None,
+            jumps_present={t: s.jumps for t, s in saved.items()} if saved else None,
+        )
         if not out.restore.empty:
             try:
                 self.executor.restore(out.restore.text)
             except RestoreError as exc:
                 self._roll_back(out.restore.text, exc, out.desired)
                 raise
-        if job.full:
-            self.executor.ensure(rules.ensure_jump_args(out.desired))
 
     def _roll_back(self, text: str, exc: RestoreError, desired: rules.RuleSet) -> None:
         """iptables-restore commits table by table: when a later table of the batch fails,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from net.proxy.model import ServiceKey
 from net.proxy.rules import FILTER, NAT, SHARED_CHAINS, Fragment, RuleSet, is_service_chain
+from net.proxy.saved import JumpKey, jump_key
 
 TABLES = (FILTER, NAT)
 
@@ -33,20 +34,22 @@ def render(
     *,
     full: bool,
     existing: Mapping[str, Collection[str]] | None = None,
+    jumps_present: Mapping[str, Collection[JumpKey]] | None = None,
 ) -> Restore:
     """Restore text moving the kernel from `applied` (None: unknown) to `desired`.
     A full restore declares and rewrites every chain we own and deletes stale per-Service
     chains (from `applied` and from `existing`, the chains found in the kernel). A partial
     one touches only the chains and shared-chain lines of changed Services; it falls back to
     full when the configuration (and so the shared chains' fixed lines) or the large-cluster
-    mode (every Service's comments) changed."""
+    mode (every Service's comments) changed. With `jumps_present` (the builtin-chain jumps
+    found in the kernel, per table), a full restore also inserts the missing builtin jumps."""
     if (
         applied is None
         or full
         or applied.config != desired.config
         or applied.large_cluster != desired.large_cluster
     ):
-        return _full(desired, applied, existing)
+        return _full(desired, applied, existing, jumps_present)
     return _partial(desired, applied)
 
 
@@ -72,7 +75,10 @@ def _same(a: Fragment | None, b: Fragment) -> bool:
 
 
 def _full(
-    desired: RuleSet, applied: RuleSet | None, existing: Mapping[str, Collection[str]] | None
+    desired: RuleSet,
+    applied: RuleSet | None,
+    existing: Mapping[str, Collection[str]] | None,
+    jumps_present: Mapping[str, Collection[JumpKey]] | None = None,
 ) -> Restore:
     out: list[str] = []
     removed: list[str] = []
@@ -95,6 +101,13 @@ def _full(
             if c not in shared:
                 out.extend(f"-A {c} {line}" for line in lines)
         out.extend(f"-X {c}" for c in sorted(stale))
+        if jumps_present is not None:
+            present = jumps_present.get(table, ())
+            out.extend(
+                f"-I {chain} 1 {rule}"
+                for t, chain, rule in desired.jumps
+                if t == table and jump_key(chain, rule) not in present
+            )
         out.append("COMMIT")
         removed.extend(sorted(stale))
     text = "\n".join(out) + "\n"

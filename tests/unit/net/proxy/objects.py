@@ -91,6 +91,8 @@ class Kernel:
         """stderr of the next restore, which then fails ({last_commit}: the line of its last
         COMMIT, where nf_tables reports a table it could not commit)."""
         self.conntrack_deleted = 1
+        self.saved: dict[str, str] = {}
+        """What iptables-save prints, per table (empty when not set)."""
 
     def __call__(self, cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         self.commands.append(cmd)
@@ -103,6 +105,9 @@ class Kernel:
                     cmd, 2, "", err.replace("{last_commit}", str(last))
                 )
             self.restores.append(kw["input"])
+        if cmd[0].endswith("-save") and "-t" in cmd:
+            table = cmd[cmd.index("-t") + 1]
+            return subprocess.CompletedProcess(cmd, 0, self.saved.get(table, ""), "")
         if cmd[0] == "conntrack":
             err = f"conntrack v1.4.7: {self.conntrack_deleted} flow entries have been deleted.\n"
             return subprocess.CompletedProcess(cmd, 0, "", err)

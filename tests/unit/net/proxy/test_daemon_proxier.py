@@ -4,6 +4,7 @@ failures named by line and followed by a full sync, latency and conntrack bookke
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 
 from prometheus_client import CollectorRegistry
 
@@ -57,8 +58,9 @@ def test_first_sync_is_full_and_ensures_the_builtin_jumps() -> None:
     assert record.changed == ("default/dns", "default/web")
     text = kernel.restores[0]
     assert "*nat" in text and ":KUBE-SERVICES" in text and "-d 10.0.0.10 " in text
-    checks = [c for c in kernel.commands if c[0] == "iptables-nft" and "-C" in c]
-    assert any("PREROUTING" in c and "KUBE-SERVICES" in c for c in checks)
+    # the missing builtin jumps go into the same restore: no iptables call per jump
+    assert '-I PREROUTING 1 -m comment --comment "kubernetes service portals"' in text
+    assert not [c for c in kernel.commands if c[0] == "iptables-nft"]
     assert not p.dirty
     assert _metric(p, "kubeproxy_sync_full_proxy_rules_duration_seconds_count") == 1
     assert _metric(p, "kubeproxy_sync_proxy_rules_last_timestamp_seconds") == 1000.0
@@ -208,3 +210,40 @@ def test_an_unexpected_error_in_a_sync_is_a_failed_sync_not_a_dead_loop() -> Non
     record = p.sync()
     assert record.error == "RuntimeError: netlink said no"
     assert p.pending.full and ("default", "api") in p.pending.services
+
+
+def test_a_full_sync_inserts_only_the_builtin_jumps_the_kernel_lacks() -> None:
+    kernel = Kernel()
+    kernel.saved["nat"] = (
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n"
+        '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n'
+        "COMMIT\n"
+    )
+    p = _primed(kernel)
+    p.sync()
+    text = kernel.restores[0]
+    assert "-I PREROUTING 1 " not in text
+    assert '-I OUTPUT 1 -m comment --comment "kubernetes service portals"' in text
+
+
+def test_a_failed_save_fails_the_full_sync_rather_than_doubling_jumps() -> None:
+    kernel = Kernel()
+
+    def failing_save(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        if cmd[0].endswith("-save"):
+            return subprocess.CompletedProcess(cmd, 4, "", "Another app holds the lock")
+        return kernel(cmd, **kw)
+
+    p = Proxier(
+        CONFIG,
+        Executor(NFT, run=failing_save),
+        metrics=ProxyMetrics(CollectorRegistry()),
+        history=History(),
+        clock=lambda: 1000.0,
+    )
+    p.on_service(sync(service("web", "10.0.0.10")))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    record = p.sync()
+    assert record.error and "lock" in record.error
+    assert not kernel.restores
+    assert p.dirty
