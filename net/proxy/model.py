@@ -20,13 +20,14 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
         RuleSet.fragments {ServiceKey: Fragment}: each Service's chains and shared-chain lines;
         RuleSet.ancestors: Services changed since the last few RuleSets it was patched from,
             so render() against one of them is O(changed)
-        RuleSet.jumps   ((table, builtin chain, rule), ...) to ensure with -C / -I after the
-                        first full restore (upstream EnsureRule, Prepend)
-        ensure_jump_args(ruleset) -> [[iptables args], ...] (the "-C" form; swap to "-I")
+        RuleSet.jumps   ((table, builtin chain, rule), ...): a full restore prepends the ones
+                        the kernel lacks (upstream EnsureRule, Prepend)
     net.proxy.render
-        render(desired, applied, *, full, existing=None) -> Restore(text, full, changed,
-            removed_chains, lines); existing: {table: chain names now in the kernel} so a full
-            restore also deletes stale KUBE-SVC/SVL/EXT/FW/SEP chains left by an earlier run.
+        render(desired, applied, *, full, existing=None, jumps_present=None) -> Restore(text,
+            full, changed, removed_chains, lines); existing: {table: chain names now in the
+            kernel} so a full restore also deletes stale KUBE-SVC/SVL/EXT/FW/SEP chains left by
+            an earlier run; jumps_present: {table: builtin jump keys now in the kernel}
+            (net.proxy.saved) so it also inserts the missing builtin jumps.
     net.proxy.trace    trace(ruleset, src=, dst=, port=, proto=, local_addresses=) -> TraceResult
     net.proxy.explain  explain(state, ruleset, key, conntrack=()) -> Explanation
     net.proxy.conntrack  parse_conntrack(text) -> [ConntrackEntry]

@@ -9,7 +9,6 @@ import bisect
 import hashlib
 import ipaddress
 import itertools
-import shlex
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -210,12 +209,6 @@ def shared_chain_names(table: str, config: ProxyConfig) -> tuple[str, ...]:
     """The chains of `table` that are not per Service, for this configuration."""
     extra = (KUBELET_FIREWALL,) if table == FILTER and config.localhost_nodeports else ()
     return SHARED_CHAINS[table] + extra
-
-
-def ensure_jump_args(ruleset: RuleSet) -> list[list[str]]:
-    """iptables argv (without the binary) checking each builtin jump: ["-t", T, "-C", CHAIN,
-    ...]; replace "-C" by "-I" to prepend a missing one (run after the first full restore)."""
-    return [["-t", t, "-C", c, *shlex.split(rule)] for t, c, rule in ruleset.jumps]
 
 
 def categorize(

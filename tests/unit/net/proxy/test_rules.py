@@ -11,7 +11,6 @@ from net.proxy.rules import (
     RuleSet,
     build,
     chain_hash,
-    ensure_jump_args,
     probability,
 )
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
@@ -145,8 +144,8 @@ def test_localhost_nodeports_as_upstream() -> None:
         '-m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 '
         "! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
     )
-    assert ["-t", "filter", "-C", "INPUT", "-j", "KUBE-FIREWALL"] in ensure_jump_args(rs)
-    assert ["-t", "filter", "-C", "OUTPUT", "-j", "KUBE-FIREWALL"] in ensure_jump_args(rs)
+    assert ("filter", "INPUT", "-j KUBE-FIREWALL") in rs.jumps
+    assert ("filter", "OUTPUT", "-j KUBE-FIREWALL") in rs.jumps
     # --nodeport-addresses naming 127/8: lo's 127.0.0.1 takes NodePorts, as upstream's GetNodeIPs
     lo = dataclasses.replace(cfg, nodeport_addresses=("127.0.0.0/8", "192.168.5.0/24"))
     tails = [x for x in nat(build(state([], []), lo), "KUBE-SERVICES") if "KUBE-NODEPORTS" in x]
@@ -334,19 +333,11 @@ def test_static_chains_and_builtin_jumps() -> None:
         "PREROUTING",
         '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     ) in BUILTIN_JUMPS
-    args = ensure_jump_args(rs)
-    assert [
-        "-t",
+    assert (
         "nat",
-        "-C",
         "POSTROUTING",
-        "-m",
-        "comment",
-        "--comment",
-        "kubernetes postrouting rules",
-        "-j",
-        "KUBE-POSTROUTING",
-    ] in args
+        '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+    ) in rs.jumps
 
 
 def _tables(rs: RuleSet) -> dict[str, dict[str, tuple[str, ...]]]:
