@@ -103,9 +103,9 @@ class Agent:
         self.recorder: EventRecorder | None = None
         self.eviction: EvictionManager | None = None
         self.kubepods_memory = 0
+        """Bytes the kubepods cgroup was sized to (allocatableMemory.available's capacity)."""
         self.sources_synced = asyncio.Event()
         """Every pod source has been read once (upstream's sourcesReady)."""
-        """Bytes the kubepods cgroup was sized to (allocatableMemory.available's capacity)."""
         kc = config.kubelet
         self.reservations = alloc.Reservations(
             kc.kube_reserved, kc.system_reserved, kc.eviction_hard
