@@ -33,10 +33,10 @@ from kubelet.node import facts
 from kubelet.supervise import spawn
 from net.proxy import conntrack, http, iptables_exec, model, proxier
 from net.proxy.command import EXIT_CONFIG, EXIT_UNSUPPORTED, ProxySettings, split_host_port
-
-__all__ = ["EXIT_UNSUPPORTED", "ProxyDaemon", "Unsupported", "check_mode", "main"]
 from net.proxy.history import History
 from net.proxy.metrics import ProxyMetrics
+
+__all__ = ["EXIT_UNSUPPORTED", "ProxyDaemon", "Unsupported", "check_mode", "main"]
 
 log = logging.getLogger(__name__)
 
