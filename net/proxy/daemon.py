@@ -302,7 +302,10 @@ class ProxyDaemon:
 
         key = (namespace, name)
         applied = self.proxier.applied
-        state = self.proxier.state
+        # The informers' state, not the last synced one: right after a sync put a Service's
+        # rules in the kernel, the sync's bookkeeping may not have run yet on the event loop;
+        # endpoints not in the applied rules yet show without a chain.
+        state = self.proxier.snapshot()
         if key not in state.services or applied is None:
             return None
         svc = state.services[key]
