@@ -198,6 +198,13 @@ class Env:
         wait_for(check, timeout, f"rule {'with' if present else 'without'} {needle}", 0.05)
         return time.monotonic() - t0
 
+    def assert_only_backend(self, client: Host, dst: str, port: int, backend: str) -> None:
+        """Ten requests from `client` all reach `backend`, and trace predicts that DNAT only."""
+        results = requests(client, dst, port, 10)
+        assert {r.backend for r in results} == {backend}, results
+        outcomes = self.trace(client.address, dst, port)["outcomes"]
+        assert set(outcomes) == {f"dnat {backend}:{BACKEND_PORT}"}
+
     def trace(self, src: str, dst: str, port: int, proto: str = "tcp") -> dict[str, Any]:
         params = {"src": src, "dst": dst, "port": str(port), "proto": proto}
         data: dict[str, Any] = self.debug("/debug/trace", params)
@@ -379,10 +386,7 @@ def test_external_ip(env: Env) -> None:
     env.create_service("ext", externalIPs=[EXTERNAL_IP])
     env.put_slice("ext", BACKENDS[2:])
     env.wait_rules(f"{env.ns}/ext:http -> {BACKENDS[2]}")
-    results = requests(env.client, EXTERNAL_IP, 80, 10)
-    assert {r.backend for r in results} == {BACKENDS[2]}, results
-    trace = env.trace(env.client.address, EXTERNAL_IP, 80)
-    assert set(trace["outcomes"]) == {f"dnat {BACKENDS[2]}:{BACKEND_PORT}"}
+    env.assert_only_backend(env.client, EXTERNAL_IP, 80, BACKENDS[2])
 
 
 def test_load_balancer_ingress_ip(env: Env) -> None:
@@ -391,10 +395,7 @@ def test_load_balancer_ingress_ip(env: Env) -> None:
     api_json(env.spec, f"/api/v1/namespaces/{env.ns}/services/lb/status", method="PUT", body=svc)
     env.put_slice("lb", BACKENDS[1:2])
     env.wait_rules(f"-d {LB_IP}/32")
-    results = requests(env.client, LB_IP, 80, 10)
-    assert {r.backend for r in results} == {BACKENDS[1]}, results
-    trace = env.trace(env.client.address, LB_IP, 80)
-    assert set(trace["outcomes"]) == {f"dnat {BACKENDS[1]}:{BACKEND_PORT}"}
+    env.assert_only_backend(env.client, LB_IP, 80, BACKENDS[1])
 
 
 def test_client_ip_affinity_sticks(env: Env) -> None:
@@ -424,10 +425,7 @@ def test_internal_local_policy_uses_only_this_nodes_endpoints(env: Env) -> None:
     body["endpoints"][1]["nodeName"] = NODE
     env.put_slice_body(body)
     env.wait_rules(f"{env.ns}/itp:http -> {BACKENDS[1]}")
-    results = requests(env.node, cluster_ip(svc), 80, 10)
-    assert {r.backend for r in results} == {BACKENDS[1]}, results
-    outcomes = env.trace(env.node.address, cluster_ip(svc), 80)["outcomes"]
-    assert set(outcomes) == {f"dnat {BACKENDS[1]}:{BACKEND_PORT}"}
+    env.assert_only_backend(env.node, cluster_ip(svc), 80, BACKENDS[1])
 
 
 def test_serving_terminating_endpoints_are_the_fallback(env: Env) -> None:
@@ -437,10 +435,7 @@ def test_serving_terminating_endpoints_are_the_fallback(env: Env) -> None:
     body["endpoints"][1]["conditions"] = {"ready": False, "serving": False, "terminating": True}
     env.put_slice_body(body)
     env.wait_rules(f"{env.ns}/draining:http -> {BACKENDS[0]}")
-    results = requests(env.node, cluster_ip(svc), 80, 10)
-    assert {r.backend for r in results} == {BACKENDS[0]}, results
-    outcomes = env.trace(env.node.address, cluster_ip(svc), 80)["outcomes"]
-    assert set(outcomes) == {f"dnat {BACKENDS[0]}:{BACKEND_PORT}"}
+    env.assert_only_backend(env.node, cluster_ip(svc), 80, BACKENDS[0])
 
 
 def test_no_endpoints_is_refused_at_once(env: Env) -> None:
