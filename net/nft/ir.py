@@ -209,6 +209,15 @@ class Element:
     verdict: Verdict | None = None
 
 
+@dataclass(frozen=True)
+class Table:
+    """A whole table as data: chains with their rules, sets with their elements (in order)."""
+
+    name: str
+    chains: tuple[tuple[Chain, tuple[Rule, ...]], ...]
+    sets: tuple[tuple[SetDef, tuple[Element, ...]], ...] = ()
+
+
 # ---- ops of a batch -----------------------------------------------------------------------
 # A batch is a sequence of ops applied in order as one nf_tables transaction: all or nothing.
 # Add ops create when absent and do nothing when present (nft `add`), except AddRule which
@@ -223,6 +232,13 @@ class AddTable:
 
 @dataclass(frozen=True)
 class DeleteTable:
+    table: str
+
+
+@dataclass(frozen=True)
+class FlushTable:
+    """Remove every rule of every chain of the table (chains, sets and elements stay)."""
+
     table: str
 
 
@@ -290,6 +306,7 @@ class DeleteElements:
 Op = (
     AddTable
     | DeleteTable
+    | FlushTable
     | AddChain
     | FlushChain
     | DeleteChain
@@ -324,6 +341,7 @@ __all__ = [
     "Field",
     "FlushChain",
     "FlushSet",
+    "FlushTable",
     "Hook",
     "InSet",
     "MarkOr",
@@ -336,6 +354,7 @@ __all__ = [
     "Rule",
     "SetDef",
     "SetUpdate",
+    "Table",
     "VMap",
     "Verdict",
     "VerdictKind",
