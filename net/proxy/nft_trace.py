@@ -9,8 +9,9 @@ client no affinity set has seen yet.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import cast
 
 from net.nft import ir
@@ -70,6 +71,71 @@ class _Base:
     order: int  # table position, for equal priorities
 
 
+@dataclass(frozen=True)
+class _SetIndex:
+    """A set's elements: those with exact values by key, the rest (prefixes, ranges) in order."""
+
+    exact: dict[tuple[object, ...], ir.Element]
+    others: tuple[ir.Element, ...]
+
+    @staticmethod
+    def build(elements: Sequence[ir.Element]) -> _SetIndex:
+        exact: dict[tuple[object, ...], ir.Element] = {}
+        others: list[ir.Element] = []
+        for e in elements:
+            key = tuple(_exact_value(v) for v in e.key)
+            if any(k is None for k in key):
+                others.append(e)
+            else:
+                exact.setdefault(key, e)
+        return _SetIndex(exact, tuple(others))
+
+
+def _exact_value(value: str | int) -> object | None:
+    """An element value as _packet_value spells it, or None for a prefix, range or list."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if any(c in text for c in "/-,{"):
+        return None
+    if text.isdigit():
+        return int(text)
+    if text in PROTO_NUMBERS:
+        return PROTO_NUMBERS[text]
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        return text  # a fib type ("local") or a ct state
+
+
+def _packet_value(f: ir.Field, p: Packet, is_local: Callable[[str], bool]) -> object:
+    if f is ir.Field.IP_SADDR:
+        return p.src
+    if f is ir.Field.IP_DADDR:
+        return p.dst
+    if f is ir.Field.L4PROTO:
+        return _proto_number(p.proto)
+    if f is ir.Field.TH_DPORT:
+        return p.port
+    if f in (ir.Field.FIB_DADDR_TYPE, ir.Field.FIB_SADDR_TYPE):
+        addr = p.dst if f is ir.Field.FIB_DADDR_TYPE else p.src
+        return _fib_type(addr, is_local(addr))
+    return "new"  # CT_STATE
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _network(text: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(text, strict=False)
+
+
 # (state, True): the chain goes on with its next rule; (state, False): the chain is left
 _Outcome = list[tuple[_State, bool]]
 
@@ -79,6 +145,7 @@ class _Walker:
         self.local = local
         self.chains: dict[str, dict[str, tuple[ir.Rule, ...]]] = {}
         self.sets: dict[str, dict[str, tuple[ir.SetDef, tuple[ir.Element, ...]]]] = {}
+        self.indexes: dict[tuple[str, str], _SetIndex] = {}
         self.bases: dict[ir.Hook, list[_Base]] = {}
         for order, t in enumerate(tables):
             self.chains[t.name] = {c.name: rules for c, rules in t.chains}
@@ -97,14 +164,21 @@ class _Walker:
         return any(addr in n for n in self.local)
 
     def value_matches(self, f: ir.Field, value: str | int, p: Packet) -> bool:
-        """Does packet `p`'s `f` equal `value` (a prefix/range/state list where nft allows)?"""
+        """Does packet `p`'s `f` equal `value` (a prefix/range/state list where nft allows)?
+        A value nft would not take (a bad address, say) matches nothing."""
+        try:
+            return self._value_matches(f, value, p)
+        except ValueError:
+            return False
+
+    def _value_matches(self, f: ir.Field, value: str | int, p: Packet) -> bool:
         if f in (ir.Field.IP_SADDR, ir.Field.IP_DADDR):
             ip = ipaddress.IPv4Address(p.src if f is ir.Field.IP_SADDR else p.dst)
             text = str(value)
             if "-" in text:
                 lo, _, hi = text.partition("-")
                 return ipaddress.IPv4Address(lo.strip()) <= ip <= ipaddress.IPv4Address(hi.strip())
-            return ip in ipaddress.IPv4Network(text, strict=False)
+            return ip in _network(text)
         if f is ir.Field.L4PROTO:
             return _proto_number(value) == _proto_number(p.proto)
         if f is ir.Field.TH_DPORT:
@@ -129,7 +203,14 @@ class _Walker:
             s.notes.append(f"set @{name} does not exist in table {table}: nothing matches it")
             return None
         sdef, elements = found
-        for e in elements:
+        index = self.indexes.get((table, name))
+        if index is None:
+            index = self.indexes[(table, name)] = _SetIndex.build(elements)
+        key = tuple(_packet_value(f, s.pkt, self.is_local) for f in fields)
+        element = index.exact.get(key)
+        if element is not None and len(element.key) == len(fields):
+            return sdef, element
+        for e in index.others:
             if len(e.key) == len(fields) and all(
                 self.value_matches(f, v, s.pkt) for f, v in zip(fields, e.key, strict=True)
             ):
@@ -270,6 +351,9 @@ class _Walker:
                     return self.verdict(table, verdict, s, depth, effect)
                 case ir.Dnat():
                     record()
+                    if not _is_ipv4(e.addr):
+                        s.notes.append(f"dnat to {e.addr!r}: not an IPv4 address, not followed")
+                        return [(s, False)]
                     port = e.port if e.port is not None else s.pkt.port
                     s.pkt = replace(s.pkt, dst=e.addr, port=port)
                     s.endpoint = f"{e.addr}:{port}"

@@ -404,3 +404,24 @@ def test_negations_sets_and_missing_objects() -> None:
     notes = r.branches[0].notes
     assert any("set @none does not exist" in n for n in notes)
     assert any("chain missing does not exist" in n for n in notes)
+
+
+def test_values_nft_would_refuse_match_nothing() -> None:
+    t = ir.Table(
+        "t",
+        (
+            (
+                base("pre", ir.ChainType.NAT, ir.Hook.PREROUTING, -100),
+                (
+                    rule(ir.InSet(SVC_KEY, "odd"), DROP),
+                    rule(ir.Cmp(F.IP_DADDR, "not-an-address"), DROP),
+                    rule(ir.Cmp(F.TH_DPORT, "eighty"), DROP),
+                    rule(ir.Dnat("10.0.0.300", 80)),
+                ),
+            ),
+        ),
+        ((ir.SetDef("odd", SVC_KEY), (ir.Element(("10.96.0.1/40", "tcp", 80)),)),),
+    )
+    r = run("10.1.2.3", "10.96.0.1", 80, tables=[t])
+    assert r.outcomes == {"no-match": 1.0}
+    assert any("not an IPv4 address" in n for n in r.branches[0].notes)
