@@ -18,44 +18,19 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import process, proxyproc
+from kubelet.cluster import proxyproc
 from kubelet.cluster import up as cluster
-from kubelet.cluster.nsforward import forward_command
 from kubelet.cluster.spec import ClusterSpec
 
-from .netns_hosts import Host, hosts
-from .podutil import api_json, new_namespace, wait_for
+from .netns_hosts import Host
+from .podutil import api_json, wait_for
+from .proxyenv import BACKEND_PORT, proxy_env
 
 NODE = "proxy-node"
-BACKEND_PORT = 8080
 SUBNET = "10.124.0"
 BACKENDS = [f"{SUBNET}.{i}" for i in (11, 12, 13)]
 EXTERNAL_IP = f"{SUBNET}.200"
 LB_IP = f"{SUBNET}.201"
-
-BACKEND_SCRIPT = r"""
-import socket, sys, threading
-def tcp(ip, port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((ip, port)); s.listen(256)
-    while True:
-        c, peer = s.accept()
-        try:
-            c.settimeout(2); c.recv(1024)
-            c.sendall(f"HTTP/1.0 200 OK\r\n\r\n{ip} {peer[0]}".encode())
-        except OSError: pass
-        finally: c.close()
-def udp(ip, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((ip, port))
-    while True:
-        data, peer = s.recvfrom(1024); s.sendto(f"{ip} {peer[0]}".encode(), peer)
-port = int(sys.argv[1])
-for ip in sys.argv[2:]:
-    threading.Thread(target=tcp, args=(ip, port), daemon=True).start()
-    threading.Thread(target=udp, args=(ip, port), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
 
 CLIENT_SCRIPT = r"""
 import json, socket, sys, time
@@ -231,53 +206,16 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(cluster_spec: ClusterSpec) -> Iterator[Env]:
-    spec = cluster_spec
-    tag = f"pkp{os.getpid() % 100000}"
-    fwd = process.Daemon(f"nsforward-{NODE}", spec.run, spec.logs)
-    backend_proc: subprocess.Popen[str] | None = None
-    ns = ""
-    with hosts(3, subnet=SUBNET, prefix=tag) as (node, backend_host, client):
-        try:
-            node.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-            node.run("sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0")
-            node.run("sysctl", "-qw", "net.ipv4.conf.eth0.send_redirects=0")
-            node.run("ip", "route", "add", "default", "dev", "eth0")
-            client.run("ip", "route", "add", f"{EXTERNAL_IP}/32", "via", node.address)
-            client.run("ip", "route", "add", f"{LB_IP}/32", "via", node.address)
-            for ip in BACKENDS:
-                backend_host.run("ip", "addr", "add", f"{ip}/24", "dev", "eth0")
-            # As with pods behind a node: replies to the client go back through the node.
-            backend_host.run("ip", "route", "add", f"{client.address}/32", "via", node.address)
-            backend_proc = subprocess.Popen(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{backend_host.netns}",
-                    "--",
-                    sys.executable,
-                    "-c",
-                    BACKEND_SCRIPT,
-                    str(BACKEND_PORT),
-                    *BACKENDS,
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert backend_proc.stdout is not None
-            assert backend_proc.stdout.readline().strip() == "ready"
-            process.start(fwd, forward_command(f"/run/netns/{node.netns}", [spec.ports.apiserver]))
-            proxyproc.start_proxy(
-                spec, NODE, netns=node.netns, node_routes="host-gw", extra_args=["--v=4"]
-            )
-            ns = new_namespace(spec)
-            yield Env(spec, ns, node, backend_host, client)
-        finally:
-            if ns:
-                cluster.api(spec, f"/api/v1/namespaces/{ns}", method="DELETE")
-            proxyproc.stop_proxy(spec, NODE)
-            process.stop(fwd)
-            if backend_proc is not None:
-                backend_proc.kill()
-                backend_proc.wait()
+    with proxy_env(
+        cluster_spec,
+        Env,
+        node_name=NODE,
+        subnet=SUBNET,
+        backends=BACKENDS,
+        routed=(EXTERNAL_IP, LB_IP),
+        tag=f"pkp{os.getpid() % 100000}",
+    ) as e:
+        yield e
 
 
 def shares(results: list[Result]) -> dict[str, float]:
