@@ -140,9 +140,13 @@ def _network(text: str) -> ipaddress.IPv4Network:
 _Outcome = list[tuple[_State, bool]]
 
 
-class _Walker:
-    def __init__(self, tables: Sequence[ir.Table], local: list[ipaddress.IPv4Network]):
-        self.local = local
+class Tracer:
+    """Tables indexed once for any number of traces (`explain` traces each frontend).
+    `local_addresses` are the node's addresses (`fib ... type local`, besides 127.0.0.0/8)."""
+
+    def __init__(self, tables: Sequence[ir.Table], local_addresses: Collection[str] = ()):
+        self.local = [ipaddress.IPv4Network("127.0.0.0/8")]
+        self.local.extend(ipaddress.IPv4Network(a, strict=False) for a in local_addresses)
         self.chains: dict[str, dict[str, tuple[ir.Rule, ...]]] = {}
         self.sets: dict[str, dict[str, tuple[ir.SetDef, tuple[ir.Element, ...]]]] = {}
         self.indexes: dict[tuple[str, str], _SetIndex] = {}
@@ -398,6 +402,41 @@ class _Walker:
             return [(st, False) for st in subs]
         return [(st, st.verdict is None) for st in subs]
 
+    def trace(
+        self, *, src: str, dst: str, port: int, proto: str = "tcp", hook: str | None = None
+    ) -> TraceResult:
+        """See trace_tables."""
+        pkt = Packet(
+            str(ipaddress.IPv4Address(src)), str(ipaddress.IPv4Address(dst)), port, proto.lower()
+        )
+        if hook is None:
+            hook = "output" if self.is_local(pkt.src) else "prerouting"
+        if hook not in HOOKS:
+            raise ValueError(f'hook "{hook}": expected one of {", ".join(HOOKS)}')
+        entry = ir.Hook(hook)
+        finished: list[_State] = []
+        for s in self.run_hook(entry, [_State(pkt)]):
+            if s.verdict is not None:
+                finished.append(s)
+                continue
+            local_dst = self.is_local(s.pkt.dst)
+            if entry is ir.Hook.OUTPUT:
+                after = [ir.Hook.POSTROUTING] + ([ir.Hook.INPUT] if local_dst else [])
+            elif local_dst:
+                after = [ir.Hook.INPUT]
+            else:
+                after = [ir.Hook.FORWARD, ir.Hook.POSTROUTING]
+            more = [s]
+            for h in after:
+                more = self.run_hook(h, more)
+            finished.extend(more)
+        notes: list[str] = []
+        if not self.bases.get(entry):
+            notes.append(f"no base chain hooks {hook}: the tables are empty or not loaded")
+        return TraceResult(
+            pkt, entry.value.upper(), tuple(_branch(s) for s in finished), tuple(notes)
+        )
+
 
 def _proto_number(value: str | int) -> int:
     if isinstance(value, int):
@@ -442,40 +481,9 @@ def trace_tables(
     else forward and postrouting; output is followed by postrouting (and input when the
     destination is local). `local_addresses` are the node's addresses (`fib ... type local`,
     besides 127.0.0.0/8). Raises ValueError on an address that is not IPv4 or a bad hook."""
-    local = [ipaddress.IPv4Network("127.0.0.0/8")]
-    local.extend(ipaddress.IPv4Network(a, strict=False) for a in local_addresses)
-    walker = _Walker(tables, local)
-    pkt = Packet(
-        str(ipaddress.IPv4Address(src)), str(ipaddress.IPv4Address(dst)), port, proto.lower()
+    return Tracer(tables, local_addresses).trace(
+        src=src, dst=dst, port=port, proto=proto, hook=hook
     )
-    if hook is None:
-        hook = "output" if walker.is_local(pkt.src) else "prerouting"
-    if hook not in HOOKS:
-        raise ValueError(f'hook "{hook}": expected one of {", ".join(HOOKS)}')
-    entry = ir.Hook(hook)
-    states = walker.run_hook(entry, [_State(pkt)])
-    finished: list[_State] = []
-    for s in states:
-        if s.verdict is not None:
-            finished.append(s)
-            continue
-        after: list[ir.Hook] = []
-        local_dst = walker.is_local(s.pkt.dst)
-        if entry is ir.Hook.OUTPUT:
-            after = [ir.Hook.POSTROUTING] + ([ir.Hook.INPUT] if local_dst else [])
-        elif local_dst:
-            after = [ir.Hook.INPUT]
-        else:
-            after = [ir.Hook.FORWARD, ir.Hook.POSTROUTING]
-        more = [s]
-        for h in after:
-            more = walker.run_hook(h, more)
-        finished.extend(more)
-    branches = [_branch(s) for s in finished]
-    notes: list[str] = []
-    if not walker.bases.get(entry):
-        notes.append(f"no base chain hooks {hook}: the tables are empty or not loaded")
-    return TraceResult(pkt, entry.value.upper(), tuple(branches), tuple(notes))
 
 
 def _branch(s: _State) -> Branch:
@@ -496,4 +504,4 @@ def _branch(s: _State) -> Branch:
     )
 
 
-__all__ = ["HOOKS", "trace_tables"]
+__all__ = ["HOOKS", "Tracer", "trace_tables"]
