@@ -19,8 +19,9 @@ ChainKey = tuple[str, str]  # (table, chain)
 
 
 class _Graph:
-    """Which chains each chain can jump or go to (its rules' verdicts and verdict maps'
-    elements), and which endpoints (ip:port) each chain DNATs to."""
+    """Which chains each chain goes to (`goto` in its rules and its verdict maps' elements) and
+    which endpoints (ip:port) each chain DNATs to. A Service's chains lead to each other by
+    goto; a `jump` goes to a helper shared by many (mark-for-masquerade), not followed."""
 
     def __init__(self, tables: Sequence[ir.Table]):
         self.targets: dict[ChainKey, list[ChainKey]] = {}
@@ -40,7 +41,9 @@ class _Graph:
                         elif isinstance(e, ir.Dnat) and e.port is not None:
                             self.dnats.setdefault(key, set()).add(f"{e.addr}:{e.port}")
                         targets.extend(
-                            (t.name, v.chain) for v in verdicts if v is not None and v.chain
+                            (t.name, v.chain)
+                            for v in verdicts
+                            if v is not None and v.chain and v.kind is ir.VerdictKind.GOTO
                         )
 
     def reachable(self, starts: Sequence[ChainKey]) -> list[ChainKey]:
@@ -73,7 +76,7 @@ def explain_tables(
     ips = tuple(node_ips)
     tracer = Tracer(tables, ips)
     graph = _Graph(tables)
-    bases = {(b.table, b.chain) for hooked in tracer.bases.values() for b in hooked}
+    entered = {target for targets in graph.targets.values() for target in targets}
     endpoints = state.endpoints.get(key, ())
     ports: list[PortView] = []
     matched: list[ConntrackEntry] = []
@@ -92,7 +95,7 @@ def explain_tables(
         frontends: list[Frontend] = []
         starts: list[ChainKey] = []
         for kind, address, ip, p in targets:
-            frontend, first = _frontend(tracer, bases, kind, address, ip, p, proto, port_eps)
+            frontend, first = _frontend(tracer, entered, kind, address, ip, p, proto, port_eps)
             frontends.append(frontend)
             if first is not None:
                 starts.append(first)
@@ -125,7 +128,7 @@ def explain_tables(
 
 def _frontend(
     tracer: Tracer,
-    bases: set[ChainKey],
+    entered: set[ChainKey],
     kind: str,
     address: str,
     ip: str,
@@ -133,8 +136,8 @@ def _frontend(
     proto: str,
     endpoints: Sequence[Endpoint],
 ) -> tuple[Frontend, ChainKey | None]:
-    """The frontend as a traced packet from CLIENT meets it; its first chain past the base
-    chains (None when no branch reaches an endpoint)."""
+    """The frontend as a traced packet from CLIENT meets it; its first chain is the first one
+    the packet enters by goto (a map's element), None when no branch reaches an endpoint."""
     try:
         t = tracer.trace(src=CLIENT, dst=ip, port=port, proto=proto)
     except ValueError:  # not an IPv4 address: nothing to trace
@@ -143,7 +146,7 @@ def _frontend(
     for b in t.branches:
         if b.outcome != "dnat":
             continue
-        first = next(((h.table, h.chain) for h in b.hits if (h.table, h.chain) not in bases), None)
+        first = next(((h.table, h.chain) for h in b.hits if (h.table, h.chain) in entered), None)
         if first is not None:
             break
     verdict = ""

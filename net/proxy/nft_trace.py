@@ -31,11 +31,32 @@ _MANIP = {
 
 
 def _rule_text(rule: ir.Rule) -> str:
-    """The rule in nft syntax; repr() for a rule nft could not load (a bad name, say)."""
+    """The rule in nft syntax (net/nft/text.py); names and comments the renderer refuses are
+    shown as they are, so a trace can still show a rule nft would not load."""
     try:
         return nft_text.rule_text(rule)
     except (ValueError, TypeError):
-        return repr(rule)
+        parts = [_expr_text(e) for e in rule.exprs]
+        if rule.comment is not None:
+            parts.append(f'comment "{rule.comment}"')
+        return " ".join(parts)
+
+
+def _expr_text(e: ir.Expr) -> str:
+    fields = " . ".join(f.value for f in getattr(e, "fields", ()))
+    match e:
+        case ir.Verdict():
+            return _verdict_text(e)
+        case ir.InSet():
+            return f"{fields} {'!= ' if e.negate else ''}@{e.set}"
+        case ir.VMap():
+            return f"{fields} vmap @{e.map}"
+        case ir.SetUpdate():
+            return f"update @{e.set} {{ {e.field.value} }}"
+    try:
+        return nft_text.expr_text(e)
+    except (ValueError, TypeError):
+        return repr(e)
 
 
 @dataclass
