@@ -1,0 +1,307 @@
+"""Apply nf_tables IR batches over a NETLINK_NETFILTER socket, as one atomic transaction.
+Reads every ACK, maps errors to ops, and dumps table/chain/set names for stale cleanup.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import struct
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from . import ir
+from .encode import (
+    CHAIN_NAME,
+    CHAIN_TABLE,
+    GETCHAIN,
+    GETSET,
+    GETTABLE,
+    NFNL_SUBSYS_NFTABLES,
+    NFPROTO_IPV4,
+    NFT_SET_ANONYMOUS,
+    NFT_SET_MAP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SET_FLAGS,
+    SET_KEY_TYPE,
+    SET_NAME,
+    SET_TABLE,
+    TABLE_NAME,
+    Batch,
+    Decoded,
+    decode,
+    encode,
+    encode_batch,
+    nlmsg_header,
+    parse_attrs,
+    str_attr,
+)
+from .text import op_text
+
+NETLINK_NETFILTER = 12
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NLM_F_DUMP = 0x300
+NLM_F_ACK_TLVS = 0x200  # in an error reply
+NLMSGERR_ATTR_MSG = 1
+
+
+class NftError(Exception):
+    """The kernel refused a batch (nothing of it was committed)."""
+
+    def __init__(self, message: str, op: ir.Op | None, errno: int) -> None:
+        super().__init__(message)
+        self.op = op
+        self.errno = errno
+
+
+class TableObjects(NamedTuple):
+    chains: tuple[str, ...]
+    sets: tuple[str, ...]
+
+
+def describe(op: ir.Op) -> str:
+    """A short description naming the op, its table and its chain or set."""
+    try:
+        text = op_text(op)
+    except (ValueError, TypeError):
+        text = repr(op)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class NftNetlink:
+    """A NETLINK_NETFILTER socket in the current netns: apply() batches, tables() dumps."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        try:
+            self._sock.bind((0, 0))
+            for opt in (NETLINK_CAP_ACK, NETLINK_EXT_ACK):
+                self._sock.setsockopt(SOL_NETLINK, opt, 1)
+        except OSError:
+            self._sock.close()
+            raise
+        self._seq = 1
+        self._buffers = (0, 0)
+        self._sets: dict[tuple[str, str], ir.SetDef] = {}  # key types, for element ops
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> NftNetlink:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def apply(self, ops: Sequence[ir.Op]) -> None:
+        """Apply ops as one nf_tables transaction; NftError (nothing committed) if refused."""
+        ops = list(ops)
+        if not ops:
+            return
+        batch = encode_batch(ops, self._next_seq(0), self._set_defs(ops))
+        self._seq += len(batch.op_index) + 2
+        self._size_buffers(len(batch.data), len(batch.op_index))
+        self._sock.sendall(batch.data)
+        pending = set(range(batch.seq + 1, batch.seq + len(batch.op_index) + 1))
+        errors: list[tuple[int, int, str]] = []
+        while pending:
+            for m in self._recv("the batch's acknowledgements"):
+                if m.type != NLMSG_ERROR or len(m.attrs) < 20:
+                    continue
+                err = -struct.unpack_from("=i", m.attrs)[0]
+                seq = struct.unpack_from("=I", m.attrs, 12)[0]
+                if seq == batch.seq and err:  # refused as a whole (at commit)
+                    pending.clear()
+                    errors.append((seq, err, _ext_msg(m)))
+                elif seq in pending:
+                    pending.discard(seq)
+                    if err:
+                        errors.append((seq, err, _ext_msg(m)))
+        if errors:
+            raise _batch_error(ops, batch, errors)
+        self._learn(ops)
+
+    def tables(self, prefix: str = "") -> dict[str, TableObjects]:
+        """The ip tables whose name starts with prefix, with their chain and named set names."""
+        found: dict[str, tuple[list[str], list[str]]] = {}
+        for m in self._dump(GETTABLE):
+            table = _attr_str(m.attrs, TABLE_NAME)
+            if table.startswith(prefix):
+                found[table] = ([], [])
+        for m in self._dump(GETCHAIN):
+            table = _attr_str(m.attrs, CHAIN_TABLE)
+            if table in found:
+                found[table][0].append(_attr_str(m.attrs, CHAIN_NAME))
+        for m in self._dump(GETSET):
+            table = _attr_str(m.attrs, SET_TABLE)
+            if table in found and not _attr_u32(m.attrs, SET_FLAGS) & NFT_SET_ANONYMOUS:
+                found[table][1].append(_attr_str(m.attrs, SET_NAME))
+        return {t: TableObjects(tuple(c), tuple(s)) for t, (c, s) in found.items()}
+
+    # -- internals
+
+    def _next_seq(self, count: int) -> int:
+        seq = self._seq
+        self._seq += count
+        return seq
+
+    def _learn(self, ops: Iterable[ir.Op]) -> None:
+        for op in ops:
+            if isinstance(op, ir.AddSet):
+                self._sets[(op.table, op.set.name)] = op.set
+            elif isinstance(op, ir.DeleteSet):
+                self._sets.pop((op.table, op.set), None)
+            elif isinstance(op, ir.DeleteTable):
+                for key in [k for k in self._sets if k[0] == op.table]:
+                    del self._sets[key]
+
+    def _set_defs(self, ops: Sequence[ir.Op]) -> dict[tuple[str, str], ir.SetDef]:
+        """Definitions of the sets that element ops use and the batch does not add (from the
+        cache of sets this object added, else from the kernel)."""
+        added = {(op.table, op.set.name) for op in ops if isinstance(op, ir.AddSet)}
+        out = {}
+        for op in ops:
+            if isinstance(op, ir.AddElements | ir.DeleteElements):
+                key = (op.table, op.set)
+                if key in added or key in out:
+                    continue
+                found = self._sets.get(key) or self._get_set(*key)
+                if found is None:
+                    raise NftError(
+                        f"nf_tables: `{describe(op)}`: no set {op.set!r} in table ip {op.table}",
+                        op,
+                        errno.ENOENT,
+                    )
+                out[key] = self._sets[key] = found
+        return out
+
+    def _get_set(self, table: str, set_name: str) -> ir.SetDef | None:
+        seq = self._next_seq(1)
+        attrs = str_attr(SET_TABLE, table) + str_attr(SET_NAME, set_name)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | GETSET
+        self._sock.sendall(
+            nlmsg_header(kind, NLM_F_REQUEST, seq, NFPROTO_IPV4, 0, len(attrs)) + attrs
+        )
+        while True:
+            for m in self._recv(f"set {set_name!r}"):
+                if m.seq != seq:
+                    continue
+                if m.type == NLMSG_ERROR:
+                    return None
+                return _set_from_kernel(set_name, m.attrs)
+
+    def _size_buffers(self, send: int, replies: int) -> None:
+        snd = max(1 << 20, send + (64 << 10), self._buffers[0])
+        rcv = max(1 << 20, replies * 1024 + (256 << 10), self._buffers[1])
+        if (snd, rcv) == self._buffers:
+            return
+        for force, plain, size in ((33, socket.SO_SNDBUF, snd), (32, socket.SO_RCVBUF, rcv)):
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, force, size)  # SO_*BUFFORCE
+            except OSError:
+                self._sock.setsockopt(socket.SOL_SOCKET, plain, size)
+        self._buffers = (snd, rcv)
+
+    def _recv(self, what: str, timeout: float = 10.0) -> list[Decoded]:
+        ready, _, _ = select.select([self._sock], [], [], timeout)
+        if not ready:
+            raise NftError(f"nf_tables: no reply within {timeout}s waiting for {what}", None, 0)
+        try:
+            data = self._sock.recv(1 << 20)
+        except OSError as e:
+            msg = f"nf_tables: lost replies waiting for {what}: {e}"
+            raise NftError(msg, None, e.errno or 0) from e
+        return decode(data)
+
+    def _dump(self, kind: int) -> list[Decoded]:
+        seq = self._next_seq(1)
+        msg_type = (NFNL_SUBSYS_NFTABLES << 8) | kind
+        self._sock.sendall(
+            nlmsg_header(msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, NFPROTO_IPV4, 0, 0)
+        )
+        out: list[Decoded] = []
+        while True:
+            for m in self._recv("a dump"):
+                if m.seq != seq:
+                    continue
+                if m.type == NLMSG_DONE:
+                    return out
+                if m.type == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", m.attrs)[0]
+                    if err:
+                        raise NftError(f"nf_tables dump failed: {os.strerror(err)}", None, err)
+                    return out
+                out.append(m)
+
+
+def _batch_error(
+    ops: Sequence[ir.Op], batch: Batch, errors: list[tuple[int, int, str]]
+) -> NftError:
+    """The NftError for the first refused message of a batch."""
+    seq, err, ext = min(errors)
+    detail = os.strerror(err) + (f" ({ext})" if ext else "")
+    if seq == batch.seq:
+        msg = f"nf_tables refused the whole batch of {len(ops)} ops at commit: {detail}"
+        return NftError(msg + "; nothing was committed", None, err)
+    i = batch.op_index[seq - batch.seq - 1]
+    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    msg = f"nf_tables refused op #{i} `{describe(ops[i])}`: {detail}{more}"
+    return NftError(msg + "; nothing of the batch was committed", ops[i], err)
+
+
+_FIELD_OF_TYPE = {
+    7: ir.Field.IP_DADDR,
+    12: ir.Field.L4PROTO,
+    13: ir.Field.TH_DPORT,
+    26: ir.Field.CT_STATE,
+    38: ir.Field.FIB_DADDR_TYPE,
+}
+
+
+def _set_from_kernel(set_name: str, attrs: bytes) -> ir.SetDef | None:
+    """A SetDef good enough to encode element keys, from a NEWSET message."""
+    key_type = _attr_u32(attrs, SET_KEY_TYPE)
+    fields: list[ir.Field] = []
+    while key_type:
+        field = _FIELD_OF_TYPE.get(key_type & 63)
+        if field is None:
+            return None
+        fields.insert(0, field)
+        key_type >>= 6
+    verdict_map = bool(_attr_u32(attrs, SET_FLAGS) & NFT_SET_MAP)
+    return ir.SetDef(set_name, tuple(fields), verdict_map=verdict_map) if fields else None
+
+
+def _attr_u32(attrs: bytes, kind: int) -> int:
+    for k, v in parse_attrs(attrs):
+        if k == kind and len(v) == 4:
+            return int(struct.unpack(">I", v)[0])
+    return 0
+
+
+def _attr_str(attrs: bytes, kind: int) -> str:
+    for k, v in parse_attrs(attrs):
+        if k == kind:
+            return v.rstrip(b"\0").decode(errors="replace")
+    return ""
+
+
+def _ext_msg(m: Decoded) -> str:
+    if not m.flags & NLM_F_ACK_TLVS:
+        return ""
+    return _attr_str(m.attrs[20:], NLMSGERR_ATTR_MSG)
+
+
+__all__ = [
+    "NftError",
+    "NftNetlink",
+    "TableObjects",
+    "describe",
+    "encode",
+]
