@@ -21,37 +21,56 @@ ChainKey = tuple[str, str]  # (table, chain)
 class _Graph:
     """Which chains each chain goes to (`goto` in its rules and its verdict maps' elements) and
     which endpoints (ip:port) each chain DNATs to. A Service's chains lead to each other by
-    goto; a `jump` goes to a helper shared by many (mark-for-masquerade), not followed."""
+    goto; a `jump` goes to a helper shared by many (mark-for-masquerade), not followed.
+    A table is read when first asked about (a Service's chains are all in its shard)."""
 
     def __init__(self, tables: Sequence[ir.Table]):
+        self.tables = {t.name: t for t in tables}
         self.targets: dict[ChainKey, list[ChainKey]] = {}
         self.dnats: dict[ChainKey, set[str]] = {}
-        for t in tables:
-            maps = {s.name: elements for s, elements in t.sets if s.verdict_map}
-            for chain, rules in t.chains:
-                key = (t.name, chain.name)
-                targets = self.targets.setdefault(key, [])
-                for rule in rules:
-                    for e in rule.exprs:
-                        verdicts: list[ir.Verdict | None] = []
-                        if isinstance(e, ir.Verdict):
-                            verdicts.append(e)
-                        elif isinstance(e, ir.VMap):
-                            verdicts.extend(el.verdict for el in maps.get(e.map, ()))
-                        elif isinstance(e, ir.Dnat) and e.port is not None:
-                            self.dnats.setdefault(key, set()).add(f"{e.addr}:{e.port}")
-                        targets.extend(
-                            (t.name, v.chain)
-                            for v in verdicts
-                            if v is not None and v.chain and v.kind is ir.VerdictKind.GOTO
-                        )
+        self.entered: set[ChainKey] = set()  # every goto target
+        self.read: set[str] = set()
+
+    def _read(self, name: str) -> None:
+        if name in self.read:
+            return
+        self.read.add(name)
+        t = self.tables.get(name)
+        if t is None:
+            return
+        maps = {s.name: elements for s, elements in t.sets if s.verdict_map}
+        for chain, rules in t.chains:
+            key = (t.name, chain.name)
+            targets = self.targets.setdefault(key, [])
+            for rule in rules:
+                for e in rule.exprs:
+                    verdicts: list[ir.Verdict | None] = []
+                    if isinstance(e, ir.Verdict):
+                        verdicts.append(e)
+                    elif isinstance(e, ir.VMap):
+                        verdicts.extend(el.verdict for el in maps.get(e.map, ()))
+                    elif isinstance(e, ir.Dnat) and e.port is not None:
+                        self.dnats.setdefault(key, set()).add(f"{e.addr}:{e.port}")
+                    targets.extend(
+                        (t.name, v.chain)
+                        for v in verdicts
+                        if v is not None and v.chain and v.kind is ir.VerdictKind.GOTO
+                    )
+            self.entered.update(targets)
+
+    def is_entered(self, key: ChainKey) -> bool:
+        """Is chain `key` the target of some goto?"""
+        self._read(key[0])
+        return key in self.entered
 
     def reachable(self, starts: Sequence[ChainKey]) -> list[ChainKey]:
         """`starts` and every chain reachable from them, breadth first."""
         seen = dict.fromkeys(starts)
         queue = list(seen)
         while queue:
-            for target in self.targets.get(queue.pop(0), ()):
+            key = queue.pop(0)
+            self._read(key[0])
+            for target in self.targets.get(key, ()):
                 if target not in seen:
                     seen[target] = None
                     queue.append(target)
@@ -76,7 +95,6 @@ def explain_tables(
     ips = tuple(node_ips)
     tracer = Tracer(tables, ips)
     graph = _Graph(tables)
-    entered = {target for targets in graph.targets.values() for target in targets}
     endpoints = state.endpoints.get(key, ())
     ports: list[PortView] = []
     matched: list[ConntrackEntry] = []
@@ -95,7 +113,7 @@ def explain_tables(
         frontends: list[Frontend] = []
         starts: list[ChainKey] = []
         for kind, address, ip, p in targets:
-            frontend, first = _frontend(tracer, entered, kind, address, ip, p, proto, port_eps)
+            frontend, first = _frontend(tracer, graph, kind, address, ip, p, proto, port_eps)
             frontends.append(frontend)
             if first is not None:
                 starts.append(first)
@@ -128,7 +146,7 @@ def explain_tables(
 
 def _frontend(
     tracer: Tracer,
-    entered: set[ChainKey],
+    graph: _Graph,
     kind: str,
     address: str,
     ip: str,
@@ -146,7 +164,9 @@ def _frontend(
     for b in t.branches:
         if b.outcome != "dnat":
             continue
-        first = next(((h.table, h.chain) for h in b.hits if (h.table, h.chain) in entered), None)
+        first = next(
+            ((h.table, h.chain) for h in b.hits if graph.is_entered((h.table, h.chain))), None
+        )
         if first is not None:
             break
     verdict = ""

@@ -112,6 +112,7 @@ class _SetIndex:
         return _SetIndex(exact, tuple(others))
 
 
+@lru_cache(maxsize=65536)
 def _exact_value(value: str | int) -> object | None:
     """An element value as _packet_value spells it, or None for a prefix, range or list."""
     if isinstance(value, int):
@@ -123,6 +124,11 @@ def _exact_value(value: str | int) -> object | None:
         return int(text)
     if text in PROTO_NUMBERS:
         return PROTO_NUMBERS[text]
+    parts = text.split(".")
+    if len(parts) == 4 and all(
+        p.isdigit() and len(p) <= 3 and (p == "0" or p[0] != "0") and int(p) < 256 for p in parts
+    ):
+        return text  # already as str(IPv4Address) spells it
     try:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
