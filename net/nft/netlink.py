@@ -108,23 +108,12 @@ class NftNetlink:
         self._seq += len(batch.op_index) + 2
         self._size_buffers(len(batch.data), len(batch.op_index))
         self._sock.sendall(batch.data)
-        pending = set(range(batch.seq + 1, batch.seq + len(batch.op_index) + 1))
-        errors: list[tuple[int, int, str]] = []
-        while pending:
-            for m in self._recv("the batch's acknowledgements"):
-                if m.type != NLMSG_ERROR or len(m.attrs) < 20:
-                    continue
-                err = -struct.unpack_from("=i", m.attrs)[0]
-                seq = struct.unpack_from("=I", m.attrs, 12)[0]
-                if seq == batch.seq and err:  # refused as a whole (at commit)
-                    pending.clear()
-                    errors.append((seq, err, _ext_msg(m)))
-                elif seq in pending:
-                    pending.discard(seq)
-                    if err:
-                        errors.append((seq, err, _ext_msg(m)))
-        if errors:
-            raise _batch_error(ops, batch, errors)
+        acks = Acks(batch)
+        while not acks.done:
+            acks.feed(self._recv("the batch's acknowledgements"))
+        error = acks.error(ops)
+        if error is not None:
+            raise error
         self._learn(ops)
 
     def tables(self, prefix: str = "") -> dict[str, TableObjects]:
@@ -240,19 +229,47 @@ class NftNetlink:
                 out.append(m)
 
 
-def _batch_error(
-    ops: Sequence[ir.Op], batch: Batch, errors: list[tuple[int, int, str]]
-) -> NftError:
-    """The NftError for the first refused message of a batch."""
-    seq, err, ext = min(errors)
-    detail = os.strerror(err) + (f" ({ext})" if ext else "")
-    if seq == batch.seq:
-        msg = f"nf_tables refused the whole batch of {len(ops)} ops at commit: {detail}"
-        return NftError(msg + "; nothing was committed", None, err)
-    i = batch.op_index[seq - batch.seq - 1]
-    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    msg = f"nf_tables refused op #{i} `{describe(ops[i])}`: {detail}{more}"
-    return NftError(msg + "; nothing of the batch was committed", ops[i], err)
+class Acks:
+    """The replies to one batch (pure): which op messages are answered, which were refused.
+    Every op message asks for an ACK; a batch refused as a whole at commit gets one error
+    naming BATCH_BEGIN's sequence number instead (its per-message ACKs are dropped)."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.pending = set(range(batch.seq + 1, batch.seq + len(batch.op_index) + 1))
+        self.errors: list[tuple[int, int, str]] = []  # (seq, errno, extended ack message)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def feed(self, replies: Iterable[Decoded]) -> None:
+        for m in replies:
+            if m.type != NLMSG_ERROR or len(m.attrs) < 20:
+                continue
+            err = -struct.unpack_from("=i", m.attrs)[0]
+            seq = struct.unpack_from("=I", m.attrs, 12)[0]
+            if seq == self.batch.seq and err:
+                self.pending.clear()
+                self.errors.append((seq, err, _ext_msg(m)))
+            elif seq in self.pending:
+                self.pending.discard(seq)
+                if err:
+                    self.errors.append((seq, err, _ext_msg(m)))
+
+    def error(self, ops: Sequence[ir.Op]) -> NftError | None:
+        """The NftError for the first refused message (naming its op), or None."""
+        if not self.errors:
+            return None
+        seq, err, ext = min(self.errors)
+        detail = os.strerror(err) + (f" ({ext})" if ext else "")
+        if seq == self.batch.seq:
+            msg = f"nf_tables refused the whole batch of {len(ops)} ops at commit: {detail}"
+            return NftError(msg + "; nothing was committed", None, err)
+        i = self.batch.op_index[seq - self.batch.seq - 1]
+        more = f" (and {len(self.errors) - 1} more errors)" if len(self.errors) > 1 else ""
+        msg = f"nf_tables refused op #{i} `{describe(ops[i])}`: {detail}{more}"
+        return NftError(msg + "; nothing of the batch was committed", ops[i], err)
 
 
 _FIELD_OF_TYPE = {
@@ -299,6 +316,7 @@ def _ext_msg(m: Decoded) -> str:
 
 
 __all__ = [
+    "Acks",
     "NftError",
     "NftNetlink",
     "TableObjects",
