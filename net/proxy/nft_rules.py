@@ -33,7 +33,6 @@ from net.proxy.model import (
     Service,
     ServiceKey,
     ServicePort,
-    port_name_string,
 )
 from net.proxy.rules import categorize
 
@@ -59,7 +58,7 @@ NO_LOCAL_SERVICES = "no-local-endpoint-services"  # drop: ClusterIP, iTP Local, 
 NO_LOCAL_EXTERNAL = "no-local-endpoint-external"  # drop: external/LB IP, eTP Local, none local
 NO_LOCAL_NODEPORTS = "no-local-endpoint-nodeports"  # drop: NodePort, eTP Local, none local
 
-# Per-Service object name prefixes (anything with these is ours; stale ones get deleted).
+# Per-Service chain and set name prefixes (upstream's), each followed by a hashed base name.
 SERVICE_PREFIX, LOCAL_PREFIX, EXTERNAL_PREFIX = "service-", "local-", "external-"
 FIREWALL_PREFIX, ENDPOINT_PREFIX, AFFINITY_PREFIX = "firewall-", "endpoint-", "affinity-"
 FILTER_PRIORITY = -110  # upstream: dstnat - 10, so filters see the pre-DNAT destination
@@ -94,11 +93,6 @@ def shard_index(table: str) -> int | None:
     return int(rest) if len(rest) == 2 and rest.isdigit() else None
 
 
-def is_service_object(name: str) -> bool:
-    """A per-Service chain or affinity set name (upstream: the ones with a "/")."""
-    return "/" in name
-
-
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 base32 alphabet
 
 
@@ -112,7 +106,7 @@ def _hashed(text: str, salt: str = "") -> str:
 
 
 def port_base(svc: Service, port: ServicePort) -> str:
-    """ "HASH-ns/name/proto/portname": the shared part of a Service port's chain names."""
+    """The part a Service port's chain names share: HASH-ns/name/proto/portname."""
     return _hashed(f"{svc.namespace}/{svc.name}/{port.protocol.lower()}/{port.name}")
 
 
@@ -207,7 +201,6 @@ def _port_rules(
     config: ProxyConfig,
     out: _Out,
 ) -> None:
-    pn = port_name_string(svc, port)
     proto = port.protocol.lower()
     base = port_base(svc, port)
     svc_chain, local_chain = SERVICE_PREFIX + base, LOCAL_PREFIX + base
@@ -275,7 +268,7 @@ def _port_rules(
             sources.extend(svc.lb_ips)  # the node's own requests to a local LB IP (allowFromNode)
         for src in sources:
             out.rule(fw_chain, Cmp(Field.IP_SADDR, src), _goto(ext_chain))
-        out.rule(fw_chain, _DROP, comment=f"{pn} loadBalancerSourceRanges")
+        out.rule(fw_chain, _DROP, comment="source not in loadBalancerSourceRanges")
 
     timeout = svc.affinity_timeout
     names: dict[str, tuple[str, str | None]] = {}

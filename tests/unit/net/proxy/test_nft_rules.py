@@ -380,7 +380,7 @@ def test_affinity_sets_and_firewall() -> None:
         f"ip saddr 203.0.113.0/24 goto {ext}",
         f"ip saddr 192.168.5.0/24 goto {ext}",
         f"ip saddr 198.51.100.7 goto {ext}",
-        'drop comment "ns/lb:dns loadBalancerSourceRanges"',
+        'drop comment "source not in loadBalancerSourceRanges"',
     ]
     # NodePorts skip the firewall as upstream's do
     assert f.elements[(nr.SERVICE_NODEPORTS, ("udp", 30053))].verdict == ir.Verdict(
