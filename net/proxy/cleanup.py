@@ -1,5 +1,6 @@
 """Removing every rule and chain the proxy made in this netns (`pykubelet proxy --cleanup`, and
-`pykubelet down` for a proxy that ran in the root netns): the builtin jumps, then our chains.
+`pykubelet down` for a proxy that ran in the root netns): the builtin jumps, then our chains;
+nftables mode's `pykube-proxy*` tables.
 """
 
 from __future__ import annotations
@@ -9,10 +10,15 @@ import logging
 import shlex
 import subprocess
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from net.proxy import ipvs_plan, rules
 from net.proxy.iptables_exec import Executor, RestoreError
 from net.proxy.model import ProxyConfig
+
+if TYPE_CHECKING:
+    from net.nft import ir
+    from net.proxy.nft_exec import Existing, NftKernel
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +100,22 @@ def cleanup(
         except OSError:
             break
     return sum(1 for line in text.splitlines() if line.startswith("-X "))
+
+
+def nftables_ops(existing: Existing) -> list[ir.Op]:
+    """Deleting every table of ours found (a table goes with its chains, rules and sets);
+    other programs' tables, even with a similar name, stay."""
+    from net.nft import ir
+    from net.proxy.nft_exec import ours
+
+    return [ir.DeleteTable(t) for t in sorted(existing) if ours(t)]
+
+
+def cleanup_nftables(kernel: NftKernel) -> int:
+    """Delete nftables mode's tables in one transaction; returns how many."""
+    from net.proxy.nft_exec import PREFIX
+
+    ops = nftables_ops(kernel.tables(PREFIX))
+    if ops:
+        kernel.apply(ops)
+    return len(ops)

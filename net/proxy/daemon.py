@@ -61,8 +61,6 @@ def check_mode(mode: str, *, proc: Path = Path("/proc")) -> None:
         ok, why = ipvs_available(modules, (proc / "net" / "ip_vs").exists())
         if not ok:
             raise Unsupported(why)
-    if mode == "nftables":
-        raise Unsupported("proxy mode nftables is not built yet; use --proxy-mode=iptables")
 
 
 def local_ipv4(
@@ -125,13 +123,26 @@ class ProxyDaemon:
         conntrack_tool: conntrack.Conntrack | None = None,
         clock: Callable[[], float] = time.time,
         ipvs_kernel: Any = None,
+        nft_kernel: Any = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.node_name = node_name
         self._addresses = addresses
         self._clock = clock
-        self.metrics = ProxyMetrics()
+        nftables = settings.mode == "nftables"
+        self.full_period = settings.sync_period
+        """Seconds between periodic full syncs (before stretching them when they are slow)."""
+        self.partial_every: float | None = None
+        """nftables mode, as upstream's: a partial sync every sync period, a full one hourly."""
+        if nftables:
+            from net.proxy import nft_exec
+
+            self.metrics: ProxyMetrics = nft_exec.NftMetrics()
+            self.full_period = nft_exec.FULL_SYNC_PERIOD
+            self.partial_every = settings.sync_period
+        else:
+            self.metrics = ProxyMetrics()
         self.history = History(settings.history_size)
         self.health = http.Health(timeout=2 * settings.sync_period)
         common: dict[str, Any] = {
@@ -148,6 +159,14 @@ class ProxyDaemon:
             self.proxier: proxier.Proxier = ipvs_exec.IpvsProxier(
                 self.config(self._node_addresses(())), executor, programmer=programmer, **common
             )
+        elif nftables:
+            if nft_kernel is None:
+                from net.nft.netlink import NftNetlink
+
+                nft_kernel = NftNetlink()
+            self.proxier = nft_exec.NftProxier(
+                self.config(self._node_addresses(())), executor, nft=nft_kernel, **common
+            )
         else:
             self.proxier = proxier.Proxier(
                 self.config(self._node_addresses(())), executor, **common
@@ -161,8 +180,8 @@ class ProxyDaemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runners: list[web.AppRunner] = []
         self.failures = 0
-        self.full_every = settings.sync_period
-        """Seconds between periodic full syncs (sync period, stretched when they are slow)."""
+        self.full_every = self.full_period
+        """Seconds between periodic full syncs (stretched when they are slow)."""
 
     def _node_addresses(self, known: tuple[str, ...]) -> tuple[str, ...]:
         """The netns's addresses now; `known` (the last ones read) when they cannot be read,
@@ -231,14 +250,19 @@ class ProxyDaemon:
             await event.wait()
         s = self.settings
         last_start = last_full = -float("inf")
-        self.full_every = s.sync_period
+        self.full_every = self.full_period
+        tick = self.partial_every
         while True:
             now = time.monotonic()
             due_full = now - last_full >= self.full_every
-            if not (self.proxier.dirty or due_full):
+            due_tick = tick is not None and now - last_start >= tick
+            if not (self.proxier.dirty or due_full or due_tick):
+                next_at = last_full + self.full_every
+                if tick is not None:
+                    next_at = min(next_at, last_start + tick)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), last_full + self.full_every - now)
+                    await asyncio.wait_for(self._wake.wait(), next_at - now)
                 continue
             gap = s.min_sync_period * (2 ** min(self.failures, 5)) if self.failures else 0.0
             wait = last_start + max(s.min_sync_period, min(gap, FAILURE_BACKOFF_CAP)) - now
@@ -251,7 +275,7 @@ class ProxyDaemon:
                 known = self.proxier.config.node_ips
                 addrs = await asyncio.to_thread(self._node_addresses, known)
                 self.proxier.set_config(self.config(addrs), "node addresses changed")
-            why = "startup" if last_full < 0 else "periodic" if due_full else ""
+            why = "startup" if last_full < 0 else "periodic" if due_full or due_tick else ""
             job = self.proxier.prepare(full=full, reason=why)
             outcome = await asyncio.to_thread(self.proxier.run, job)
             record = self.proxier.finish(job, outcome)
@@ -261,7 +285,7 @@ class ProxyDaemon:
             self.failures = 0
             if job.full:
                 last_full = last_start
-                self.full_every = max(s.sync_period, FULL_SYNC_SHARE * record.duration)
+                self.full_every = max(self.full_period, FULL_SYNC_SHARE * record.duration)
             self.health.updated(self._clock())
             if self.proxier.dirty:
                 self.health.queued(self.proxier.pending.since or self._clock())
@@ -288,25 +312,30 @@ class ProxyDaemon:
     # ---- debug views ---------------------------------------------------------------------------
     def rules(self, *, with_text: bool) -> dict[str, Any]:
         applied = self.proxier.applied
+        count = getattr(self.proxier, "rule_count", None)  # nftables mode counts its own
+        if not isinstance(count, int):
+            count = applied.rule_count if applied is not None else 0
         return {
             "node": self.node_name,
             "mode": self.settings.mode,
             "backend": self.proxier.executor.backend.name,
             "synced": self.proxier.synced_once,
-            "ruleCount": applied.rule_count if applied is not None else 0,
+            "ruleCount": count,
             "history": self.history.to_json(with_text=with_text),
         }
 
     def explain(self, namespace: str, name: str) -> dict[str, Any] | None:
         from net.proxy import explain as explain_mod
+        from net.proxy.nft_exec import NftProxier
 
         key = (namespace, name)
         applied = self.proxier.applied
+        tables = self.proxier.tables() if isinstance(self.proxier, NftProxier) else None
         # The informers' state, not the last synced one: right after a sync put a Service's
         # rules in the kernel, the sync's bookkeeping may not have run yet on the event loop;
         # endpoints not in the applied rules yet show without a chain.
         state = self.proxier.snapshot()
-        if key not in state.services or applied is None:
+        if key not in state.services or (applied is None and not tables):
             return None
         svc = state.services[key]
         entries: list[Any] = []
@@ -314,17 +343,50 @@ class ProxyDaemon:
         if tool is not None:
             for ip in (svc.cluster_ip, *svc.external_ips, *svc.lb_ips):
                 entries.extend(conntrack.parse_conntrack(tool.list(ip)))
-        result = explain_mod.explain(state, applied, key, conntrack=entries)
+        if tables:
+            from net.proxy.nft_explain import explain_tables
+
+            result = explain_tables(
+                state,
+                tables,
+                key,
+                node_name=self.node_name,
+                node_ips=self.proxier.config.node_ips,
+                conntrack=entries,
+            )
+        elif applied is not None:
+            result = explain_mod.explain(state, applied, key, conntrack=entries)
+        else:
+            return None
         return _to_json(result)
 
     def trace(self, src: str, dst: str, port: int, proto: str) -> dict[str, Any]:
         from net.proxy import trace as trace_mod
 
+        if self.settings.mode == "nftables":
+            return self._nft_trace(src, dst, port, proto)
         applied = self.proxier.applied
         if applied is None:
             return {"error": "no rules applied yet"}
         result = trace_mod.trace(
             applied,
+            src=src,
+            dst=dst,
+            port=port,
+            proto=proto,
+            local_addresses=self.proxier.config.node_ips,
+        )
+        return _to_json(result)
+
+    def _nft_trace(self, src: str, dst: str, port: int, proto: str) -> dict[str, Any]:
+        from net.proxy.nft_exec import NftProxier
+        from net.proxy.nft_trace import trace_tables
+
+        tables = self.proxier.tables() if isinstance(self.proxier, NftProxier) else []
+        if not tables:
+            return {"error": "no rules applied yet"}
+        result = trace_tables(
+            tables,
             src=src,
             dst=dst,
             port=port,
@@ -381,7 +443,30 @@ class ProxyDaemon:
             for runner in self._runners:
                 await runner.cleanup()
             await self.client.close()
+            close = getattr(self.proxier, "close", None)
+            if callable(close):
+                close()
             log.info("proxy stopped; rules stay in place")
+
+
+def _cleanup_nftables() -> int | None:
+    """Delete our nftables tables (`--cleanup`, whatever the mode): how many; None (after a
+    one-line error) when that failed."""
+    from net.nft.netlink import NftError, NftNetlink
+    from net.proxy.cleanup import cleanup_nftables
+
+    try:
+        kernel = NftNetlink()
+    except OSError as exc:
+        print(f"pykubelet proxy --cleanup: nftables: {exc}", file=sys.stderr)
+        return None
+    try:
+        return cleanup_nftables(kernel)
+    except (NftError, OSError) as exc:
+        print(f"pykubelet proxy --cleanup: nftables: {exc}", file=sys.stderr)
+        return None
+    finally:
+        kernel.close()
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -418,7 +503,12 @@ async def _main(settings: ProxySettings) -> int:
         print(f"pykubelet proxy: kubeconfig {settings.kubeconfig}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        backend = await asyncio.to_thread(iptables_exec.detect)
+        if settings.mode == "nftables":  # no iptables program runs in this mode
+            from net.proxy.nft_exec import NETLINK
+
+            backend = NETLINK
+        else:
+            backend = await asyncio.to_thread(iptables_exec.detect)
     except (RuntimeError, OSError) as exc:
         await client.close()
         print(f"pykubelet proxy: {exc}", file=sys.stderr)
@@ -456,7 +546,11 @@ def main(settings: ProxySettings) -> int:
         except iptables_exec.RestoreError as exc:
             print(f"pykubelet proxy --cleanup: {exc}", file=sys.stderr)
             return 1
-        print(f"removed {removed} chains ({executor.backend.name})")
+        tables = _cleanup_nftables()
+        if tables is None:
+            return 1
+        more = f", {tables} nftables tables" if tables else ""
+        print(f"removed {removed} chains ({executor.backend.name}){more}")
         return 0
     try:
         check_mode(settings.mode)
