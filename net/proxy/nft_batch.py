@@ -46,9 +46,7 @@ def full_batch(desired: NftRuleSet, existing: Existing | None = None) -> list[ir
     """Ops rewriting everything we own: tables are added (never deleted) and flushed, every
     chain and set declared, non-dynamic sets flushed and refilled, every rule added; the
     affinity (timeout) sets keep their contents. Then our stale objects listed in `existing`
-    are deleted, and stale pykube-proxy-NN tables beyond `desired.shards`.
-    Base chains get their rules last: until then nothing is reachable from a hook, so the
-    kernel's per-rule validation of the table stays cheap while the batch loads."""
+    are deleted, and stale pykube-proxy-NN tables beyond `desired.shards`."""
     with no_gc():
         return _full_ops(desired, existing or {})
 
@@ -66,13 +64,8 @@ def _full_ops(desired: NftRuleSet, existing: Existing) -> list[ir.Op]:
                 ops.append(ir.FlushSet(t.name, s.name))
     for t in tables:
         for chain, rules in t.chains:
-            if chain.base is None:
-                ops.extend(ir.AddRule(t.name, chain.name, r) for r in rules)
+            ops.extend(ir.AddRule(t.name, chain.name, r) for r in rules)
         ops.extend(ir.AddElements(t.name, s.name, elems) for s, elems in t.sets if elems)
-    for t in tables:
-        for chain, rules in t.chains:
-            if chain.base is not None:
-                ops.extend(ir.AddRule(t.name, chain.name, r) for r in rules)
     ops.extend(_stale_ops(desired, tables, existing)[0])
     return ops
 

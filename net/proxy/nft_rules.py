@@ -18,6 +18,7 @@ import gc
 import hashlib
 import ipaddress
 import itertools
+import re
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,12 +97,16 @@ def shard_index(table: str) -> int | None:
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 base32 alphabet
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_./-]")  # what nft names cannot hold (API names never do)
+
+
 @lru_cache(maxsize=131072)
 def _hashed(text: str, salt: str = "") -> str:
-    """Upstream hashAndTruncate: "<8 base32 chars of sha256>-<text>", at most NAME_MAX long."""
+    """Upstream hashAndTruncate: "<8 base32 chars of sha256>-<text>", at most NAME_MAX long.
+    Characters nft refuses in a name show as "_" (the hash keeps such names distinct)."""
     n = int.from_bytes(hashlib.sha256((text + salt).encode()).digest()[:5], "big")
     h = "".join([_B32[(n >> shift) & 31] for shift in range(35, -1, -5)])
-    out = f"{h}-{text}"
+    out = f"{h}-{_UNSAFE.sub('_', text)}"
     return out if len(out) <= NAME_MAX else out[: NAME_MAX - 3] + "..."
 
 

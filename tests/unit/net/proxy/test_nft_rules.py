@@ -594,11 +594,9 @@ def test_full_batch_cleans_stale_objects_and_keeps_affinity() -> None:
     assert not any(isinstance(op, ir.DeleteTable) and op.table == nr.SHARED_TABLE for op in ops)
     flushed = {op.set for op in ops if isinstance(op, ir.FlushSet)}
     assert nr.SERVICE_IPS in flushed and nr.NO_ENDPOINT_SERVICES in flushed
-    # base chains are filled last (cheap per-rule validation while the batch loads)
-    bases = {(tb.name, c.name) for tb in rs.tables() for c, _r in tb.chains if c.base}
-    adds = [op for op in ops if isinstance(op, ir.AddRule | ir.AddElements)]
-    first = next(i for i, op in enumerate(adds) if (op.table, getattr(op, "chain", "")) in bases)
-    assert all(isinstance(op, ir.AddRule) and (op.table, op.chain) in bases for op in adds[first:])
+    # every object is declared before any rule or element names it
+    first_fill = next(i for i, op in enumerate(ops) if isinstance(op, ir.AddRule | ir.AddElements))
+    assert not any(isinstance(op, ir.AddChain | ir.AddSet) for op in ops[first_fill:])
     # applied over a kernel holding the stale objects, an affinity entry survives
     sim = Sim()
     sim.apply(full_batch(rs))
@@ -983,3 +981,22 @@ def test_sim_catches_bad_batches() -> None:
                 )
             ]
         )
+
+
+def test_names_stay_valid_for_odd_input() -> None:
+    """Names come from API objects (DNS labels), but a hand-made or odd one must not make the
+    whole batch fail: unsafe characters are replaced, long names cut, the hash keeps them apart."""
+    odd = Service("ns", 'we b"x', "ClusterIP", "10.96.0.1", (ServicePort("p:1", "TCP", 80),))
+    long = Service(
+        "n" * 63, "s" * 63, "ClusterIP", "10.96.0.2", (ServicePort("q" * 15, "TCP", 80),)
+    )
+    e = (Endpoint("10.244.0.1", 8080, "p:1", "TCP"), Endpoint("10.244.0.2", 8080, "q" * 15, "TCP"))
+    rs = nr.build(
+        ClusterState({odd.key: odd, long.key: long}, {odd.key: e[:1], long.key: e[1:]}), CONFIG
+    )
+    names = [c for f in rs.fragments.values() for c in f.chains]
+    assert len(names) == 4 and all(SLASH_NAME.match(n) and len(n) <= 255 for n in names)
+    assert any("we_b_x/tcp/p_1" in n for n in names)
+    sim = Sim()
+    sim.apply(full_batch(rs))
+    assert sim.snapshot() == snapshot(rs.tables())
