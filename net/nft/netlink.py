@@ -1,5 +1,5 @@
-"""Apply nf_tables IR batches over a NETLINK_NETFILTER socket, as one atomic transaction.
-Reads every ACK, maps errors to ops, and dumps table/chain/set names for stale cleanup.
+"""Apply nf_tables IR batches over a NETLINK_NETFILTER socket, one atomic transaction each.
+Reads the replies, maps errors to ops, and dumps table/chain/set names for stale cleanup.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ NETLINK_EXT_ACK = 11
 NLM_F_DUMP = 0x300
 NLM_F_ACK_TLVS = 0x200  # in an error reply
 NLMSGERR_ATTR_MSG = 1
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h
 
 
 class NftError(Exception):
@@ -58,6 +59,13 @@ class NftError(Exception):
         super().__init__(message)
         self.op = op
         self.errno = errno
+
+
+class _Overrun(NftError):
+    """The socket's receive buffer overflowed: the kernel dropped replies (ENOBUFS)."""
+
+    def __init__(self) -> None:
+        super().__init__("nf_tables: replies lost (receive buffer overrun)", None, errno.ENOBUFS)
 
 
 class TableObjects(NamedTuple):
@@ -106,11 +114,17 @@ class NftNetlink:
             return
         batch = encode_batch(ops, self._next_seq(0), self._set_defs(ops))
         self._seq += len(batch.op_index) + 2
-        self._size_buffers(len(batch.data), len(batch.op_index))
+        self._size_buffers(len(batch.data))
+        self._drain()  # leftovers of an earlier overrun
         self._sock.sendall(batch.data)
         acks = Acks(batch)
         while not acks.done:
-            acks.feed(self._recv("the batch's acknowledgements"))
+            try:
+                acks.feed(self._recv("the batch's acknowledgement"))
+            except _Overrun:
+                acks.lost = True
+                acks.feed(self._drain())
+                break
         error = acks.error(ops)
         if error is not None:
             raise error
@@ -185,14 +199,18 @@ class NftNetlink:
                     return None
                 return _set_from_kernel(set_name, m.attrs)
 
-    def _size_buffers(self, send: int, replies: int) -> None:
+    def _size_buffers(self, send: int) -> None:
+        """The whole batch goes in one send; replies are few (errors, one ACK)."""
         snd = max(1 << 20, send + (64 << 10), self._buffers[0])
-        rcv = max(1 << 20, replies * 1024 + (256 << 10), self._buffers[1])
+        rcv = max(4 << 20, self._buffers[1])
         if (snd, rcv) == self._buffers:
             return
-        for force, plain, size in ((33, socket.SO_SNDBUF, snd), (32, socket.SO_RCVBUF, rcv)):
+        for force, plain, size in (
+            (SO_SNDBUFFORCE, socket.SO_SNDBUF, snd),
+            (SO_RCVBUFFORCE, socket.SO_RCVBUF, rcv),
+        ):
             try:
-                self._sock.setsockopt(socket.SOL_SOCKET, force, size)  # SO_*BUFFORCE
+                self._sock.setsockopt(socket.SOL_SOCKET, force, size)
             except OSError:
                 self._sock.setsockopt(socket.SOL_SOCKET, plain, size)
         self._buffers = (snd, rcv)
@@ -202,11 +220,23 @@ class NftNetlink:
         if not ready:
             raise NftError(f"nf_tables: no reply within {timeout}s waiting for {what}", None, 0)
         try:
-            data = self._sock.recv(1 << 20)
+            return decode(self._sock.recv(1 << 20))
         except OSError as e:
-            msg = f"nf_tables: lost replies waiting for {what}: {e}"
-            raise NftError(msg, None, e.errno or 0) from e
-        return decode(data)
+            if e.errno == errno.ENOBUFS:
+                raise _Overrun from e
+            raise NftError(f"nf_tables: reading {what}: {e}", None, e.errno or 0) from e
+
+    def _drain(self) -> list[Decoded]:
+        """Whatever replies are queued now (never blocks)."""
+        out: list[Decoded] = []
+        while True:
+            try:
+                out += decode(self._sock.recv(1 << 20, socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                return out
+            except OSError as e:
+                if e.errno != errno.ENOBUFS:
+                    raise NftError(f"nf_tables: reading replies: {e}", None, e.errno or 0) from e
 
     def _dump(self, kind: int) -> list[Decoded]:
         seq = self._next_seq(1)
@@ -216,7 +246,11 @@ class NftNetlink:
         )
         out: list[Decoded] = []
         while True:
-            for m in self._recv("a dump"):
+            try:
+                replies = self._recv("a dump")
+            except _Overrun:
+                raise NftError("nf_tables: dump lost (receive buffer overrun)", None, 0) from None
+            for m in replies:
                 if m.seq != seq:
                     continue
                 if m.type == NLMSG_DONE:
@@ -230,18 +264,17 @@ class NftNetlink:
 
 
 class Acks:
-    """The replies to one batch (pure): which op messages are answered, which were refused.
-    Every op message asks for an ACK; a batch refused as a whole at commit gets one error
-    naming BATCH_BEGIN's sequence number instead (its per-message ACKs are dropped)."""
+    """The replies to one batch (pure). The last op message asks for an ACK; any refused
+    message gets an error reply; a batch refused as a whole (at commit, or out of memory) gets
+    one error naming BATCH_BEGIN's sequence number. The kernel handles the whole batch inside
+    the send call, so every reply is queued by the time send returns."""
 
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
-        self.pending = set(range(batch.seq + 1, batch.seq + len(batch.op_index) + 1))
+        self.last = batch.seq + len(batch.op_index)
+        self.done = not batch.op_index
+        self.lost = False  # replies dropped (receive buffer overrun): only error replies can be
         self.errors: list[tuple[int, int, str]] = []  # (seq, errno, extended ack message)
-
-    @property
-    def done(self) -> bool:
-        return not self.pending
 
     def feed(self, replies: Iterable[Decoded]) -> None:
         for m in replies:
@@ -249,25 +282,30 @@ class Acks:
                 continue
             err = -struct.unpack_from("=i", m.attrs)[0]
             seq = struct.unpack_from("=I", m.attrs, 12)[0]
-            if seq == self.batch.seq and err:
-                self.pending.clear()
+            if not self.batch.seq <= seq <= self.last:
+                continue  # not ours (an earlier batch's)
+            if err:
                 self.errors.append((seq, err, _ext_msg(m)))
-            elif seq in self.pending:
-                self.pending.discard(seq)
-                if err:
-                    self.errors.append((seq, err, _ext_msg(m)))
+            if seq in (self.batch.seq, self.last):
+                self.done = True
 
     def error(self, ops: Sequence[ir.Op]) -> NftError | None:
         """The NftError for the first refused message (naming its op), or None."""
         if not self.errors:
+            if self.lost:  # only errors are sent unasked; the first ones would have fitted
+                msg = "nf_tables: replies to the batch were lost (receive buffer overrun)"
+                return NftError(msg + "; the batch was refused", None, errno.ENOBUFS)
             return None
         seq, err, ext = min(self.errors)
         detail = os.strerror(err) + (f" ({ext})" if ext else "")
         if seq == self.batch.seq:
-            msg = f"nf_tables refused the whole batch of {len(ops)} ops at commit: {detail}"
+            msg = f"nf_tables refused the whole batch of {len(ops)} ops: {detail}"
             return NftError(msg + "; nothing was committed", None, err)
         i = self.batch.op_index[seq - self.batch.seq - 1]
-        more = f" (and {len(self.errors) - 1} more errors)" if len(self.errors) > 1 else ""
+        at_least = "at least " if self.lost else ""
+        more = (
+            f" (and {at_least}{len(self.errors) - 1} more errors)" if len(self.errors) > 1 else ""
+        )
         msg = f"nf_tables refused op #{i} `{describe(ops[i])}`: {detail}{more}"
         return NftError(msg + "; nothing of the batch was committed", ops[i], err)
 

@@ -41,14 +41,12 @@ OPS: list[ir.Op] = [
 ]
 
 
-def test_all_acked_is_done_without_error() -> None:
+def test_the_last_ack_ends_a_good_batch() -> None:
     batch = encode_batch(OPS, seq=40)
-    acks = Acks(batch)
     n = len(batch.op_index)
     assert n > len(OPS)  # the element op needed several messages
-    acks.feed(decode(b"".join(reply(40 + i) for i in range(1, n))))
-    assert not acks.done  # one still missing
-    acks.feed(decode(reply(999)))  # someone else's: ignored
+    acks = Acks(batch)
+    acks.feed(decode(reply(999) + reply(40 + n - 1)))  # another batch's, a stray one: no end
     assert not acks.done
     acks.feed(decode(reply(40 + n)))
     assert acks.done and acks.error(OPS) is None
@@ -58,14 +56,11 @@ def test_refused_message_names_its_op() -> None:
     batch = encode_batch(OPS, seq=1)
     n = len(batch.op_index)
     acks = Acks(batch)
-    replies = [reply(1 + i) for i in range(1, n)]
-    replies.append(reply(1 + n, errno.ENOENT))  # the last message: DeleteChain
-    replies[2] = reply(4, errno.EEXIST, ext="element exists")  # a chunk of AddElements
-    acks.feed(decode(b"".join(replies[:-1])))
+    acks.feed(decode(reply(4, errno.EEXIST, ext="element exists")))  # a chunk of AddElements
     assert not acks.done
-    acks.feed(decode(replies[-1]))
+    acks.feed(decode(reply(1 + n, errno.ENOENT)))  # the last message: DeleteChain
     error = acks.error(OPS)
-    assert error is not None and acks.done
+    assert acks.done and error is not None
     assert error.op is OPS[2] and error.errno == errno.EEXIST
     message = str(error)
     assert message.startswith(
@@ -76,16 +71,26 @@ def test_refused_message_names_its_op() -> None:
     assert len(describe(OPS[2])) <= 200
 
 
-def test_whole_batch_refused_at_commit() -> None:
+def test_whole_batch_refused() -> None:
     batch = encode_batch(OPS[3:], seq=7)
     acks = Acks(batch)
-    acks.feed(decode(reply(7, errno.ENOMEM)))  # BATCH_BEGIN's seq: the per-message ACKs are dropped
+    acks.feed(decode(reply(7, errno.ENOMEM)))  # BATCH_BEGIN's seq: the batch as a whole
     error = acks.error(OPS[3:])
     assert acks.done and error is not None and error.op is None
     assert str(error) == (
-        "nf_tables refused the whole batch of 1 ops at commit: Cannot allocate memory; "
-        "nothing was committed"
+        "nf_tables refused the whole batch of 1 ops: Cannot allocate memory; nothing was committed"
     )
+
+
+def test_lost_replies_mean_refused() -> None:
+    batch = encode_batch(OPS, seq=1)
+    acks = Acks(batch)
+    acks.lost = True  # overrun: only error replies arrive unasked, so there were errors
+    error = acks.error(OPS)
+    assert error is not None and error.errno == errno.ENOBUFS and "refused" in str(error)
+    acks.feed(decode(reply(2, errno.ENOENT)))  # the first errors are kept when the tail drops
+    error = acks.error(OPS)
+    assert error is not None and error.op is OPS[0]
 
 
 def test_describe_names_table_and_chain() -> None:
