@@ -131,7 +131,8 @@ def partial_batch(desired: NftRuleSet, applied: NftRuleSet) -> NftBatch:
     for key in keys:
         old, new = applied.fragments.get(key), desired.fragments.get(key)
         some = new if new is not None else old
-        assert some is not None  # _changed_keys only yields keys present on one side
+        if some is None:  # absent on both sides: nothing to do
+            continue
         table = shard_table(some.shard)
         old_chains = old.chains if old is not None else {}
         new_chains = new.chains if new is not None else {}

@@ -422,7 +422,6 @@ SHARED_SETS: tuple[ir.SetDef, ...] = (
     ir.SetDef(NO_LOCAL_EXTERNAL, SVC_KEY, comment="external IPs without local endpoints: drop"),
     ir.SetDef(NO_LOCAL_NODEPORTS, PORT_KEY, comment="NodePorts without local endpoints: drop"),
 )
-_SHARED_SET_NAMES = frozenset(s.name for s in SHARED_SETS)
 
 
 @lru_cache(maxsize=8)
