@@ -90,6 +90,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], ProxyConfig]]
                 _np(80, 30081),
                 type="NodePort",
                 externalTrafficPolicy="Local",
+                externalIPs=["192.0.2.11"],
             ),
         ],
         [
@@ -308,8 +309,13 @@ def test_external_traffic_policy_local() -> None:
     # no local endpoint: NodePort and externalIP dropped (data sets), ClusterIP still served
     nolocal = rs.fragments[("ns", "nolocal")]
     assert _shared(rs, nr.NO_LOCAL_NODEPORTS) == {("tcp", 30081)}
-    assert _shared(rs, nr.NO_LOCAL_EXTERNAL) == set()
-    assert ("10.96.0.21", "tcp", 80) in {k for _m, k in nolocal.elements}
+    assert _shared(rs, nr.NO_LOCAL_EXTERNAL) == {("192.0.2.11", "tcp", 80)}
+    assert _shared(rs, nr.NO_ENDPOINT_SERVICES) == set()
+    assert {k for _m, k in nolocal.elements} == {
+        ("10.96.0.21", "tcp", 80),
+        ("192.0.2.11", "tcp", 80),  # still captured: pod and node traffic short-circuit
+        ("tcp", 30081),
+    }
     ext2 = nolocal.elements[(nr.SERVICE_NODEPORTS, ("tcp", 30081))].verdict
     assert ext2 is not None and ext2.chain is not None
     assert not any(
