@@ -9,8 +9,24 @@ from collections.abc import Collection, Iterable
 
 from . import ir
 
-# nft's unquoted identifier (chain, set and table names cannot be quoted in nft 1.0.6)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+# nft's unquoted identifier (chain, set and table names cannot be quoted in nft 1.0.6), and the
+# bare words nft 1.0.6 reads as keywords there (measured: each refused as a chain, set or jump
+# target name by `nft -c`)
+_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_./\-]*\Z")
+_KEYWORD_WORDS = (
+    "accept add ah all arp auto-merge bridge cgroup chain comment comp constant continue "
+    "counter cpu create ct day dccp define delete describe device devices dnat drop dst dup "
+    "dynamic ecn element elements esp ether exists expires export exthdr fib flags flow "
+    "flowtable flush frag fwd gc-interval get goto handle hbh hook hour ibriport ibrname icmp "
+    "icmpv6 igmp iif iifgroup iifname iiftype import include index inet insert interval ip ip6 "
+    "ipsec jhash jump limit list log map mark masquerade meta meter mh missing monitor netdev "
+    "nftrace notrack numgen obriport obrname offload oif oifgroup oifname oiftype osf pkttype "
+    "policy position priority queue quota random redefine redirect reject rename replace reset "
+    "return rt rt0 rt2 rtclassid rule ruleset sctp secmark set size skgid skuid snat socket srh "
+    "symhash synproxy table tcp th time timeout tproxy type typeof udp udplite undefine update "
+    "vlan vmap xt"
+)
+_KEYWORDS = frozenset(_KEYWORD_WORDS.split())
 NAME_MAX = 255  # NFT_*_MAXNAMELEN (256) includes the NUL
 COMMENT_MAX = 128  # NFT_USERDATA_MAXLEN as nft enforces it for comments
 _CT_STATES = ("invalid", "established", "related", "new", "untracked")
@@ -29,7 +45,9 @@ FIELD_TYPE = {
 def name(value: str, what: str = "name") -> str:
     """`value` if it is a valid unquoted nft identifier, else ValueError naming it."""
     if not _NAME.match(value) or len(value) > NAME_MAX:
-        raise ValueError(f"invalid nft {what} {value!r} (want [A-Za-z_][A-Za-z0-9_.-]*)")
+        raise ValueError(f"invalid nft {what} {value!r} (want [A-Za-z_.][A-Za-z0-9_./-]*)")
+    if value in _KEYWORDS:
+        raise ValueError(f"invalid nft {what} {value!r}: an nft keyword")
     return value
 
 

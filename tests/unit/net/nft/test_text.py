@@ -77,12 +77,36 @@ def test_comment_is_quoted_and_quotes_are_refused() -> None:
             rule_text(ir.Rule((ir.Verdict(K.ACCEPT),), comment=bad))
 
 
-@pytest.mark.parametrize("bad", ["", "1abc", "has space", 'q"uote', "semi;colon", "x" * 256])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "1abc",
+        "-x",
+        "has space",
+        'q"uote',
+        "semi;colon",
+        "a:b",
+        "x" * 256,
+        "ip",
+        "accept",
+        "map",
+    ],
+)
 def test_names_nft_cannot_read_unquoted_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="invalid nft"):
         rule_text(ir.Rule((ir.Verdict(K.JUMP, bad),)))
     with pytest.raises(ValueError, match="invalid nft"):
         op_text(ir.AddTable(bad))
+
+
+@pytest.mark.parametrize(
+    "good", ["service-KGB2OZAJ-ns/web/tcp/p", "endpoint-X-ns/a/tcp/p__10.1.0.1/80", ".x", "input"]
+)
+def test_names_nft_reads_unquoted(good: str) -> None:
+    """Checked with nft 1.0.6: "/" and "." inside names, words that are no keywords."""
+    assert rule_text(ir.Rule((ir.Verdict(K.GOTO, good),))) == f"goto {good}"
+    assert op_text(ir.AddTable(good)) == f"add table ip {good}"
 
 
 def test_verdict_chain_rules() -> None:
