@@ -3,9 +3,10 @@ hand-written nftables tables (the fixtures of test_nft_trace)."""
 
 from __future__ import annotations
 
+from net.proxy import nft_rules
 from net.proxy.conntrack import parse_conntrack
 from net.proxy.nft_explain import explain_tables
-from tests.unit.net.proxy.rule_objects import ep, eps, state, svc
+from tests.unit.net.proxy.rule_objects import CONFIG, ep, eps, state, svc
 from tests.unit.net.proxy.test_nft_trace import (
     NODE_IP,
     STICKY,
@@ -91,3 +92,44 @@ def test_affinity_service_and_unknown_service() -> None:
     bare = explain_tables(STATE, (), ("ns", "web"))
     assert all(f.chain is None for f in bare.ports[0].frontends)
     assert all(e.chain is None for e in bare.ports[0].endpoints)
+
+
+def test_built_tables_name_the_service_chains() -> None:
+    built_state = state(
+        [
+            svc(
+                "np", "10.96.0.11", [{"name": "p", "port": 80, "nodePort": 30080}], type="NodePort"
+            ),
+            svc("other", "10.96.0.12"),
+        ],
+        [
+            eps("np", [ep("10.244.2.2", node=CONFIG.node_name), ep("10.244.2.3")]),
+            eps("other", [ep("10.244.7.7")]),
+        ],
+    )
+    tables = nft_rules.build(built_state, CONFIG).tables()
+    key = ("ns", "np")
+    x = explain_tables(
+        built_state, tables, key, node_name=CONFIG.node_name, node_ips=CONFIG.node_ips
+    )
+    service = built_state.services[key]
+    (port,) = service.ports
+    base = nft_rules.port_base(service, port)
+    (p,) = x.ports
+    assert [(f.kind, f.chain, f.verdict) for f in p.frontends] == [
+        ("cluster IP", nft_rules.SERVICE_PREFIX + base, ""),
+        ("NodePort", nft_rules.EXTERNAL_PREFIX + base, ""),
+    ]
+    endpoints = built_state.endpoints[key]
+    sep = {e.address: nft_rules.endpoint_chain(service, port, e) for e in endpoints}
+    assert set(p.chains) == {
+        nft_rules.SERVICE_PREFIX + base,
+        nft_rules.EXTERNAL_PREFIX + base,
+        *sep.values(),
+    }  # not the other Service's, nor the shared mark-for-masquerade
+    for e in p.endpoints:
+        assert e.chain == sep[e.address] and e.used_by == (nft_rules.SERVICE_PREFIX + base,)
+    assert [e.local for e in p.endpoints] == [True, False]
+    empty = nft_rules.build(state([svc("np", "10.96.0.11")], []), CONFIG).tables()
+    (f,) = explain_tables(state([svc("np", "10.96.0.11")], []), empty, key).ports[0].frontends
+    assert (f.chain, f.verdict) == (None, "REJECT (no endpoints)")

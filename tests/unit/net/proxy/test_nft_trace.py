@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from net.nft import ir
 from net.nft.ir import Field as F
+from net.proxy import nft_rules
 from net.proxy.nft_trace import trace_tables
 from net.proxy.trace import TraceResult
+from tests.unit.net.proxy.rule_objects import CONFIG, ep, eps, state, svc
 
 NODE_IP = "192.168.5.2"
 POD_CIDR = "10.244.0.0/16"
@@ -425,3 +428,98 @@ def test_values_nft_would_refuse_match_nothing() -> None:
     r = run("10.1.2.3", "10.96.0.1", 80, tables=[t])
     assert r.outcomes == {"no-match": 1.0}
     assert any("not an IPv4 address" in n for n in r.branches[0].notes)
+
+
+# ---- tables built by net.proxy.nft_rules from model data -------------------------------------
+
+MODEL_NODE_IP = CONFIG.node_ips[0]
+
+
+def built(services: list[dict[str, Any]], slices: list[dict[str, Any]]) -> tuple[ir.Table, ...]:
+    return nft_rules.build(state(services, slices), CONFIG).tables()
+
+
+def trace_built(tables: Sequence[ir.Table], src: str, dst: str, port: int) -> TraceResult:
+    return trace_tables(tables, src=src, dst=dst, port=port, local_addresses=CONFIG.node_ips)
+
+
+def np_svc(name: str, ip: str, node_port: int, **spec: Any) -> dict[str, Any]:
+    ports = [{"name": "p", "port": 80, "nodePort": node_port}]
+    return svc(name, ip, ports, type="NodePort", **spec)
+
+
+def test_built_clusterip_balances_in_its_shard() -> None:
+    ips = ["10.244.1.2", "10.244.1.3", "10.244.1.4"]
+    tables = built([svc("web", "10.96.0.10")], [eps("web", [ep(ip) for ip in ips])])
+    shard = nft_rules.shard_table(nft_rules.shard_of(("ns", "web")))
+    t = trace_built(tables, "10.244.5.5", "10.96.0.10", 80)
+    assert t.outcomes == pytest.approx({f"dnat {ip}:8080": 1 / 3 for ip in ips})
+    assert all(not b.masquerade for b in t.branches)
+    for b in t.branches:
+        assert {h.table for h in b.hits} == {shard}
+        assert b.hits[-1].chain.startswith(nft_rules.ENDPOINT_PREFIX)
+        assert b.hits[-1].rule == f"meta l4proto tcp dnat to {b.endpoint}"
+    # from the node itself: masqueraded in the shared table's postrouting
+    t = trace_built(tables, MODEL_NODE_IP, "10.96.0.10", 80)
+    assert t.entry == "OUTPUT" and all(b.masquerade for b in t.branches)
+    last = t.branches[0].hits[-1]
+    assert (last.table, last.chain) == (nft_rules.SHARED_TABLE, nft_rules.MASQUERADING)
+
+
+def test_built_nodeport_reaches_its_endpoint_masqueraded() -> None:
+    tables = built([np_svc("np", "10.96.0.11", 30080)], [eps("np", [ep("10.244.2.2")])])
+    t = trace_built(tables, "203.0.113.9", MODEL_NODE_IP, 30080)
+    assert t.outcomes == {"dnat 10.244.2.2:8080": 1.0}
+    (b,) = t.branches
+    assert b.masquerade
+    chains = [h.chain for h in b.hits]
+    assert any(c.startswith(nft_rules.EXTERNAL_PREFIX) for c in chains)
+    # the node port on another address is not ours, the cluster IP still is
+    assert trace_built(tables, "203.0.113.9", "192.168.5.99", 30080).outcomes == {"no-match": 1.0}
+    assert set(trace_built(tables, "10.244.5.5", "10.96.0.11", 80).outcomes) == {
+        "dnat 10.244.2.2:8080"
+    }
+
+
+def test_built_service_without_endpoints_rejects() -> None:
+    tables = built([np_svc("empty", "10.96.0.12", 30090)], [])
+    for src, dst, port, chain in (
+        ("10.244.5.5", "10.96.0.12", 80, nft_rules.SERVICE_CHECK),
+        (MODEL_NODE_IP, "10.96.0.12", 80, nft_rules.SERVICE_CHECK),
+        ("203.0.113.9", MODEL_NODE_IP, 30090, nft_rules.NODEPORT_CHECK),
+    ):
+        t = trace_built(tables, src, dst, port)
+        assert t.outcomes == {"reject": 1.0}, (src, dst, port)
+        last = t.branches[0].hits[-1]
+        assert (last.table, last.chain) == (nft_rules.SHARED_TABLE, chain)
+
+
+def test_built_local_policy_without_local_endpoints_drops_external_traffic() -> None:
+    tables = built(
+        [np_svc("loc", "10.96.0.13", 30100, externalTrafficPolicy="Local")],
+        [eps("loc", [ep("10.244.3.3", node="other-node")])],
+    )
+    assert trace_built(tables, "203.0.113.9", MODEL_NODE_IP, 30100).outcomes == {"drop": 1.0}
+    # the cluster IP still balances to the (remote) endpoint
+    assert trace_built(tables, "10.244.5.5", "10.96.0.13", 80).outcomes == {
+        "dnat 10.244.3.3:8080": 1.0
+    }
+
+
+def test_built_affinity_is_noted() -> None:
+    tables = built(
+        [
+            svc(
+                "sticky",
+                "10.96.0.14",
+                sessionAffinity="ClientIP",
+                sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}},
+            )
+        ],
+        [eps("sticky", [ep("10.244.4.1"), ep("10.244.4.2")])],
+    )
+    t = trace_built(tables, "10.244.5.5", "10.96.0.14", 80)
+    assert t.outcomes == pytest.approx({"dnat 10.244.4.1:8080": 0.5, "dnat 10.244.4.2:8080": 0.5})
+    for b in t.branches:
+        assert any("session affinity: a client seen in the last 60s" in n for n in b.notes)
+        assert any(n.startswith("records the client in affinity set @affinity-") for n in b.notes)
