@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 from . import ir
@@ -290,8 +291,14 @@ def _mark_set() -> bytes:
     return _expr("meta", _u32(2, 3), _u32(3, REG_1))
 
 
-def expr_messages(e: ir.Expr) -> list[bytes]:
-    """The kernel expressions (NFTA_LIST_ELEM attributes) for one IR expression."""
+@lru_cache(maxsize=65536)
+def expr_messages(e: ir.Expr) -> tuple[bytes, ...]:
+    """The kernel expressions (NFTA_LIST_ELEM attributes) for one IR expression (cached:
+    rules of a ruleset share most of their expressions)."""
+    return tuple(_expr_messages(e))
+
+
+def _expr_messages(e: ir.Expr) -> list[bytes]:
     match e:
         case ir.Cmp():
             return _match_cmp(e)
