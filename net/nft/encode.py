@@ -543,6 +543,15 @@ def nlmsg_header(kind: int, flags: int, seq: int, family: int, res_id: int, leng
     return nlmsg + struct.pack(">BBH", family, 0, res_id)
 
 
+class EncodeError(ValueError):
+    """An op that cannot be encoded (bad name, value or shape); nothing was sent."""
+
+    def __init__(self, index: int, op: ir.Op, cause: Exception) -> None:
+        super().__init__(f"op #{index} ({type(op).__name__} on table {op.table!r}): {cause}")
+        self.index = index
+        self.op = op
+
+
 class Batch(NamedTuple):
     """An encoded batch: its bytes, the first sequence number (BATCH_BEGIN's) and, for each
     op message, the index of its op."""
@@ -565,9 +574,12 @@ def encode_batch(
     for i, op in enumerate(ops):
         if isinstance(op, ir.AddSet):
             known[(op.table, op.set.name)] = op.set
-        for m in op_messages(op, known, set_id=i + 1):
-            messages.append(m)
-            index.append(i)
+        try:
+            encoded = op_messages(op, known, set_id=i + 1)
+        except (ValueError, KeyError, TypeError) as e:
+            raise EncodeError(i, op, e) from e
+        messages += encoded
+        index += [i] * len(encoded)
     parts = [nlmsg_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, 0)]
     for n, m in enumerate(messages, start=1):
         flags = NLM_F_REQUEST | m.flags | (NLM_F_ACK if n == len(messages) else 0)
@@ -615,6 +627,7 @@ def decode(data: bytes) -> list[Decoded]:
 __all__ = [
     "Batch",
     "Decoded",
+    "EncodeError",
     "Message",
     "decode",
     "encode",

@@ -33,6 +33,7 @@ from .encode import (
     TABLE_NAME,
     Batch,
     Decoded,
+    EncodeError,
     decode,
     encode,
     encode_batch,
@@ -112,7 +113,11 @@ class NftNetlink:
         ops = list(ops)
         if not ops:
             return
-        batch = encode_batch(ops, self._next_seq(0), self._set_defs(ops))
+        try:
+            batch = encode_batch(ops, self._next_seq(0), self._set_defs(ops))
+        except EncodeError as e:
+            msg = f"nf_tables batch not sent: {e}; nothing was changed"
+            raise NftError(msg, e.op, errno.EINVAL) from e
         self._seq += len(batch.op_index) + 2
         self._size_buffers(len(batch.data))
         self._drain()  # leftovers of an earlier overrun

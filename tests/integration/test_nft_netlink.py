@@ -204,8 +204,8 @@ def _bad(case: str, ops: list[ir.Op], bad: ir.Op, errno_text: str) -> None:
 _flush = ir.FlushChain("pkh1-all", "ep-b")
 _bad(
     "missing-chain",
-    [_flush, ir.DeleteChain("pkh1-all", "missing")],
-    ir.DeleteChain("pkh1-all", "missing"),
+    [_flush, ir.DeleteChain("pkh1-all", "no-such-chain")],
+    ir.DeleteChain("pkh1-all", "no-such-chain"),
     "No such file",
 )
 _jump = ir.AddRule("pkh1-all", "ep-b", ir.Rule((ir.Verdict(K.JUMP, "no-such-chain"),)))
@@ -241,6 +241,23 @@ def test_bad_op_is_named_and_nothing_changes(
     assert listing(ns) == before
     nl.apply([ir.FlushChain("pkh1-all", "ep-b")])  # the socket still works after an error
     assert listing(ns) != before
+
+
+def test_an_op_that_cannot_be_encoded_sends_nothing(
+    netlink: Callable[[], tuple[str, NftNetlink]],
+) -> None:
+    ns, nl = netlink()
+    nl.apply(table_ops(every_construct()))
+    before = listing(ns)
+    bad = ir.AddRule("pkh1-all", "ep-b", ir.Rule((ir.Dnat("10.1.0.300"),)))
+    with pytest.raises(NftError) as info:
+        nl.apply([ir.FlushChain("pkh1-all", "ep-b"), bad])
+    assert info.value.op == bad
+    assert str(info.value) == (
+        "nf_tables batch not sent: op #1 (AddRule on table 'pkh1-all'): invalid dnat address "
+        "'10.1.0.300': Octet 300 (> 255) not permitted in '10.1.0.300'; nothing was changed"
+    )
+    assert listing(ns) == before
 
 
 def test_tables_lists_ours_only(netlink: Callable[[], tuple[str, NftNetlink]]) -> None:
