@@ -56,10 +56,10 @@ SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h
 class NftError(Exception):
     """The kernel refused a batch (nothing of it was committed)."""
 
-    def __init__(self, message: str, op: ir.Op | None, errno: int) -> None:
+    def __init__(self, message: str, op: ir.Op | None, code: int) -> None:
         super().__init__(message)
-        self.op = op
-        self.errno = errno
+        self.op = op  # the refused op, when the kernel named one
+        self.errno = code
 
 
 class _Overrun(NftError):
@@ -121,7 +121,11 @@ class NftNetlink:
         self._seq += len(batch.op_index) + 2
         self._size_buffers(len(batch.data))
         self._drain()  # leftovers of an earlier overrun
-        self._sock.sendall(batch.data)
+        try:
+            self._sock.sendall(batch.data)
+        except OSError as e:
+            msg = f"nf_tables: sending a batch of {len(ops)} ops failed: {e}; nothing was committed"
+            raise NftError(msg, None, e.errno or 0) from e
         acks = Acks(batch)
         while not acks.done:
             try:
@@ -155,6 +159,8 @@ class NftNetlink:
     # -- internals
 
     def _next_seq(self, count: int) -> int:
+        if self._seq > 1 << 31:  # sequence numbers are 32 bits; start over long before
+            self._seq = 1
         seq = self._seq
         self._seq += count
         return seq
