@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from net.nft import ir
 from net.proxy.model import ServiceKey
 from net.proxy.nft_rules import (
-    SHARED_TABLE,
     Claim,
     NftFragment,
     NftRuleSet,
@@ -122,12 +121,11 @@ def partial_batch(desired: NftRuleSet, applied: NftRuleSet) -> NftBatch:
     if applied.config != desired.config or applied.shards != desired.shards:
         return _full_fallback(desired, applied)
     keys = _changed_keys(desired, applied)
-    shards = desired.shards
     adds: list[ir.Op] = []
     refills: list[ir.Op] = []
     removed: list[tuple[str, str]] = []
     removed_sets: list[ir.Op] = []
-    claims: dict[tuple[int, Claim], None] = {}
+    claims: dict[Claim, None] = {}
     for key in keys:
         old, new = applied.fragments.get(key), desired.fragments.get(key)
         some = new if new is not None else old
@@ -152,18 +150,17 @@ def partial_batch(desired: NftRuleSet, applied: NftRuleSet) -> NftBatch:
         removed_sets.extend(ir.DeleteSet(table, s) for s in old_sets if s not in new_sets)
         for f in (old, new):
             if f is not None:
-                claims.update(dict.fromkeys(claims_of(f, shards)))
+                claims.update(dict.fromkeys(claims_of(f)))
     deletes: dict[tuple[str, str], list[ir.Element]] = {}
     inserts: dict[tuple[str, str], list[ir.Element]] = {}
-    for bucket, claim in claims:
-        before_e, after_e = applied.element(bucket, claim), desired.element(bucket, claim)
-        if before_e == after_e:
+    for claim in claims:  # elements whose owner may have changed (a Service's, or a rival's)
+        was, will = applied.placed(claim), desired.placed(claim)
+        if was == will:
             continue
-        where = (shard_table(bucket) if bucket < shards else SHARED_TABLE, claim[0])
-        if before_e is not None:
-            deletes.setdefault(where, []).append(before_e)
-        if after_e is not None:
-            inserts.setdefault(where, []).append(after_e)
+        if was is not None:
+            deletes.setdefault((was[0], claim[0]), []).append(was[1])
+        if will is not None:
+            inserts.setdefault((will[0], claim[0]), []).append(will[1])
     ops: list[ir.Op] = [*adds, *refills]
     ops.extend(ir.DeleteElements(t, s, tuple(es)) for (t, s), es in deletes.items())
     ops.extend(ir.AddElements(t, s, tuple(es)) for (t, s), es in inserts.items())

@@ -62,8 +62,12 @@ NO_LOCAL_NODEPORTS = "no-local-endpoint-nodeports"  # drop: NodePort, eTP Local,
 # Per-Service chain and set name prefixes (upstream's), each followed by a hashed base name.
 SERVICE_PREFIX, LOCAL_PREFIX, EXTERNAL_PREFIX = "service-", "local-", "external-"
 FIREWALL_PREFIX, ENDPOINT_PREFIX, AFFINITY_PREFIX = "firewall-", "endpoint-", "affinity-"
-FILTER_PRIORITY = -110  # upstream: dstnat - 10, so filters see the pre-DNAT destination
 DSTNAT_PRIORITY, SRCNAT_PRIORITY = -100, 100
+FILTER_PRIORITY = DSTNAT_PRIORITY - 10  # upstream's filter chains (input and forward)
+# The node's own packets are checked after nat output, as iptables' filter OUTPUT is: a
+# connection some Service DNATs (another Service's externalIP, an eTP Local short-circuit) is
+# never refused for a destination it no longer has.
+OUTPUT_FILTER_PRIORITY = DSTNAT_PRIORITY + 10
 NAME_MAX = 240  # leaves room for the prefixes within nft's 255 characters
 
 SVC_KEY = (Field.IP_DADDR, Field.L4PROTO, Field.TH_DPORT)
@@ -436,8 +440,8 @@ def shared_static(
     bit = 1 << config.masquerade_bit
     filt, nat = ir.ChainType.FILTER, ir.ChainType.NAT
 
-    def base(name: str, hook: ir.Hook) -> ir.Chain:
-        return ir.Chain(name, ir.BaseChain(filt, hook, FILTER_PRIORITY))
+    def base(name: str, hook: ir.Hook, priority: int = FILTER_PRIORITY) -> ir.Chain:
+        return ir.Chain(name, ir.BaseChain(filt, hook, priority))
 
     def check(fields: tuple[Field, ...], s: str, *verdict: ir.Expr) -> Rule:
         return Rule((ir.InSet(fields, s), *verdict))
@@ -470,7 +474,10 @@ def shared_static(
                 Rule((_jump(FORWARD),)),
             ),
         ),
-        (base(FILTER_OUTPUT, ir.Hook.OUTPUT), (Rule((_CT_NEW, _jump(SERVICE_CHECK))),)),
+        (
+            base(FILTER_OUTPUT, ir.Hook.OUTPUT, OUTPUT_FILTER_PRIORITY),
+            (Rule((_CT_NEW, _jump(SERVICE_CHECK))),),
+        ),
         (
             ir.Chain(NAT_POSTROUTING, ir.BaseChain(nat, ir.Hook.POSTROUTING, SRCNAT_PRIORITY)),
             (Rule((_jump(MASQUERADING),)),),
@@ -526,23 +533,23 @@ _serials = itertools.count(1)
 MAX_ANCESTORS = 8
 MAX_DELTA = 2000
 
-# Claims: who contributes each element, so that two Services naming the same map key (e.g. one
-# externalIP:port on both) never make a batch fail; the first Service (sorted) wins. Bucket i
-# (i < shards) holds shard i's map keys, bucket shards + j the shared sets' keys hashed to j.
+# Claims: who contributes each element, so that two Services naming the same key (e.g. one
+# externalIP:port on both, maybe in different shards) never make a batch fail and never both
+# DNAT: the first Service (sorted) owns the key. Spread over CLAIM_BUCKETS dicts so that a
+# build copies only the buckets it changes.
 Claims = tuple[Mapping[Claim, tuple[ServiceKey, ...]], ...]
+CLAIM_BUCKETS = 64
+SHARD_MAPS = frozenset((SERVICE_IPS, SERVICE_NODEPORTS))  # per-shard; other claims: shared
 
 
-def claim_bucket(claim: Claim, shards: int) -> int:
-    """The claims bucket of a shared-set element."""
-    return shards + hash(claim) % shards
+def claim_bucket(claim: Claim) -> int:
+    return hash(claim) % CLAIM_BUCKETS
 
 
-def claims_of(f: NftFragment, shards: int) -> Iterator[tuple[int, Claim]]:
-    """(bucket, claim) of every element a fragment contributes."""
-    for c in f.elements:
-        yield f.shard, c
-    for c in f.shared_elements:
-        yield claim_bucket(c, shards), c
+def claims_of(f: NftFragment) -> Iterator[Claim]:
+    """Every element key a fragment contributes (shard maps, then shared sets)."""
+    yield from f.elements
+    yield from f.shared_elements
 
 
 @dataclass(frozen=True, eq=False)
@@ -569,17 +576,19 @@ class NftRuleSet:
             return frozenset()
         return self.ancestors.get(other.serial)
 
-    def winner(self, bucket: int, claim: Claim) -> ServiceKey | None:
-        owners = self.claims[bucket].get(claim)
+    def winner(self, claim: Claim) -> ServiceKey | None:
+        owners = self.claims[claim_bucket(claim)].get(claim)
         return owners[0] if owners else None
 
-    def element(self, bucket: int, claim: Claim) -> ir.Element | None:
-        """The element the kernel should hold for `claim` (its first claimant's)."""
-        key = self.winner(bucket, claim)
+    def placed(self, claim: Claim) -> tuple[str, ir.Element] | None:
+        """The table and element the kernel should hold for `claim` (its first claimant's)."""
+        key = self.winner(claim)
         if key is None:
             return None
         f = self.fragments[key]
-        return (f.elements if bucket < self.shards else f.shared_elements).get(claim)
+        if claim[0] in SHARD_MAPS:
+            return shard_table(f.shard), f.elements[claim]
+        return SHARED_TABLE, f.shared_elements[claim]
 
     def tables(self) -> tuple[ir.Table, ...]:
         """The shared table, then every shard table (cached)."""
@@ -610,10 +619,10 @@ class NftRuleSet:
                 chains.extend((ir.Chain(c), rules) for c, rules in f.chains.items())
                 extra_sets.extend((s, ()) for s in f.sets)
                 for claim, e in f.elements.items():
-                    if self.winner(i, claim) == key:
+                    if self.winner(claim) == key:
                         maps[claim[0]].append(e)
                 for claim, e in f.shared_elements.items():
-                    if self.winner(claim_bucket(claim, n), claim) == key:
+                    if self.winner(claim) == key:
                         shared[claim[0]].append(e)
             sets = [(s, tuple(maps.get(s.name, elems))) for s, elems in static_sets]
             out.append(ir.Table(shard_table(i), tuple(chains), (*sets, *extra_sets)))
@@ -686,8 +695,8 @@ def build(
             else None
         )
         if f_old is not None:
-            for b, c in claims_of(f_old, shards):
-                d = bucket(b)
+            for c in claims_of(f_old):
+                d = bucket(claim_bucket(c))
                 rest = tuple(k for k in d.get(c, ()) if k != key)
                 if rest:
                     d[c] = rest
@@ -697,8 +706,8 @@ def build(
             frags.pop(key, None)
             continue
         frags[key] = f_new
-        for b, c in claims_of(f_new, shards):
-            d = bucket(b)
+        for c in claims_of(f_new):
+            d = bucket(claim_bucket(c))
             d[c] = tuple(sorted((*d.get(c, ()), key)))
     delta = frozenset(changed)
     ancestors: dict[int, frozenset[ServiceKey]] = {previous.serial: delta}
@@ -714,10 +723,10 @@ def _full_build(state: ClusterState, config: ProxyConfig, shards: int) -> NftRul
     frags = {
         k: fragment(services[k], tuple(endpoints.get(k, empty)), config, shards) for k in services
     }
-    buckets: list[dict[Claim, list[ServiceKey]]] = [{} for _ in range(2 * shards)]
+    buckets: list[dict[Claim, list[ServiceKey]]] = [{} for _ in range(CLAIM_BUCKETS)]
     for k in sorted(frags):
-        for b, c in claims_of(frags[k], shards):
-            buckets[b].setdefault(c, []).append(k)
+        for c in claims_of(frags[k]):
+            buckets[claim_bucket(c)].setdefault(c, []).append(k)
     claims = tuple({c: tuple(v) for c, v in b.items()} for b in buckets)
     return NftRuleSet(config, shards, frags, claims)
 

@@ -437,6 +437,8 @@ def test_shared_table_is_static_and_data_only() -> None:
     ]
     base = chains[nr.FILTER_FORWARD][0].base
     assert base is not None and base.priority == -110 and base.hook is ir.Hook.FORWARD
+    base = chains[nr.FILTER_OUTPUT][0].base  # the node's packets: after nat output (-100)
+    assert base is not None and base.priority == -90 and base.hook is ir.Hook.OUTPUT
     assert chains[nr.SERVICE_CHECK][1] == [
         "ip daddr . meta l4proto . th dport @no-endpoint-services reject",
         "ip daddr . meta l4proto . th dport @no-local-endpoint-services drop",
@@ -446,29 +448,36 @@ def test_shared_table_is_static_and_data_only() -> None:
     assert chains[nr.FORWARD][1][1].startswith("meta mark & 0x4000 != 0 accept")
 
 
-def test_duplicate_keys_across_services_never_collide() -> None:
-    """Two Services with the same externalIP:port in one shard: the first (sorted) owns the
-    map key; removing it hands the key to the other without a failing add."""
-    names = [f"dup{i}" for i in range(200)]
-    first = names[0]
-    second = next(n for n in names[1:] if nr.shard_of(("ns", n)) == nr.shard_of(("ns", first)))
+@pytest.mark.parametrize("same_shard", [True, False])
+def test_duplicate_keys_across_services_never_collide(same_shard: bool) -> None:
+    """Two Services with the same externalIP:port: the first (sorted) owns the key, in its
+    shard's map only (in one shard a second add would fail the batch; across shards both would
+    DNAT, whichever table ran first); removing it hands the key to the other."""
+    first = "dup0"
+    second = next(
+        n
+        for n in (f"dup{i}" for i in range(1, 200))
+        if (nr.shard_of(("ns", n)) == nr.shard_of(("ns", first))) == same_shard
+    )
     objs = [
         svc(n, ip, externalIPs=["192.0.2.50"])
         for n, ip in ((first, "10.96.1.1"), (second, "10.96.1.2"))
     ]
     slices = [eps(n, [ep(f"10.244.3.{i}")]) for i, n in enumerate((first, second), 1)]
     rs = nr.build(state(objs, slices), CONFIG)
-    t = _table(rs, ("ns", first))
-    owner = _elements(t, nr.SERVICE_IPS)[("192.0.2.50", "tcp", 80)]
+    key = ("192.0.2.50", "tcp", 80)
+    holders = [t.name for t in rs.tables()[1:] if key in _elements(t, nr.SERVICE_IPS)]
+    assert holders == [nr.shard_table(nr.shard_of(("ns", first)))]
+    owner = _elements(_table(rs, ("ns", first)), nr.SERVICE_IPS)[key]
     assert owner is not None and owner.chain is not None and f"/{first}/" in owner.chain
-    sim = Sim()
-    sim.apply(full_batch(rs))
     gone = nr.build(state(objs[1:], slices), CONFIG, previous=rs, changed={("ns", first)})
     batch = partial_batch(gone, rs)
-    sim.apply(batch.ops)
-    assert sim.snapshot() == snapshot(gone.tables())
-    now = _elements(_table(gone, ("ns", second)), nr.SERVICE_IPS)[("192.0.2.50", "tcp", 80)]
+    _check_applies(rs, gone, batch)
+    now = _elements(_table(gone, ("ns", second)), nr.SERVICE_IPS)[key]
     assert now is not None and now.chain is not None and f"/{second}/" in now.chain
+    # and back: the first Service takes the key again from the unchanged second one
+    back = nr.build(state(objs, slices), CONFIG, previous=gone, changed={("ns", first)})
+    _check_applies(gone, back, partial_batch(back, gone))
 
 
 # ---- batches --------------------------------------------------------------------------------
@@ -635,11 +644,19 @@ def _check_applies(applied: nr.NftRuleSet, desired: nr.NftRuleSet, batch: NftBat
     sim.apply(batch.ops)
     assert sim.snapshot() == snapshot(desired.tables())
     if not batch.full:
-        touched = {nr.shard_table(nr.shard_of(k, desired.shards)) for k in batch.changed}
-        assert set(batch.tables) <= touched | {nr.SHARED_TABLE}
-        for op in batch.ops:
-            if op.table == nr.SHARED_TABLE:
-                assert isinstance(op, ir.AddElements | ir.DeleteElements), op
+        _check_scope(batch, desired.shards)
+
+
+def _check_scope(batch: NftBatch, shards: int) -> None:
+    """A partial batch touches the changed Services' shards; elsewhere only elements: the
+    shared table's sets, and a rival claimant's map entry (two Services, one externalIP)."""
+    touched = {nr.shard_table(nr.shard_of(k, shards)) for k in batch.changed}
+    for op in batch.ops:
+        if op.table in touched:
+            continue
+        assert isinstance(op, ir.AddElements | ir.DeleteElements), op
+        if op.table != nr.SHARED_TABLE:
+            assert op.set in nr.SHARD_MAPS, op
 
 
 class _NoWalk(Mapping[ServiceKey, nr.NftFragment]):
@@ -741,10 +758,7 @@ def test_random_partial_batches_reach_the_desired_tables(seed: int) -> None:
         assert not batch.full
         sim.apply(batch.ops)
         assert sim.snapshot() == snapshot(desired.tables())
-        for op in batch.ops:
-            assert op.table == nr.SHARED_TABLE or nr.shard_index(op.table) in {
-                nr.shard_of(k, shards) for k in batch.changed
-            }
+        _check_scope(batch, shards)
         applied = desired
     fresh = nr.build(ClusterState(services, endpoints), NP_CONFIG, shards=shards)
     assert snapshot(fresh.tables()) == snapshot(applied.tables())
