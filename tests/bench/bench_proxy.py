@@ -1,5 +1,6 @@
-"""Service proxy benchmark: `pykubelet proxy` vs the real kube-proxy v1.36 (iptables mode).
-Not part of `make test`; see tests/bench/README.md. As root: `python -m tests.bench.bench_proxy`.
+"""Service proxy benchmark: `pykubelet proxy` vs the real kube-proxy v1.36, both in iptables mode
+or (`--mode nftables`) both in nftables mode. Not part of `make test`; see tests/bench/README.md.
+As root: `python -m tests.bench.bench_proxy [--mode nftables]`.
 
 1. Python micro benchmark of the rule model (always): build + render of a full sync at N
    Services, and of a one-Service change at N (incremental build + partial render).
@@ -131,6 +132,88 @@ def micro(n: int, repeats: int) -> Json:
     }
 
 
+def micro_nft(n: int, repeats: int) -> Json:
+    """nftables mode's pure Python side (median ms): build of the rule set, the full batch
+    (ops) and its netlink encoding; a one-Service change's build, partial batch, encoding."""
+    from net.nft.encode import encode
+    from net.proxy import nft_batch, nft_rules
+
+    config = ProxyConfig(NODE, (NODE_IP,), cluster_cidr="10.88.0.0/16")
+    services: dict[tuple[str, str], Service] = {}
+    endpoints: dict[tuple[str, str], tuple[Endpoint, ...]] = {}
+    for i in range(n):
+        key = (NAMESPACE, f"svc-{i}")
+        services[key] = Service(
+            NAMESPACE, f"svc-{i}", "ClusterIP", service_ip(i), (ServicePort("http", "TCP", 80),)
+        )
+        endpoints[key] = tuple(
+            Endpoint(endpoint_ip(i, j), ENDPOINT_PORT, "http", "TCP") for j in range(2)
+        )
+    state = ClusterState(services, endpoints)
+    full_build, full_batch, full_encode, part_build, part_batch, part_encode = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
+    ops_full = ops_part = 0
+    for r in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        rs = nft_rules.build(state, config)
+        t1 = time.perf_counter()
+        ops = nft_batch.full_batch(rs, {})
+        t2 = time.perf_counter()
+        encode(ops)
+        t3 = time.perf_counter()
+        full_build.append(t1 - t0)
+        full_batch.append(t2 - t1)
+        full_encode.append(t3 - t2)
+        ops_full = len(ops)
+        key = (NAMESPACE, f"svc-{(n // 2 + r) % n}")
+        changed_eps = dict(endpoints)
+        changed_eps[key] = (Endpoint(endpoint_ip(0, 0, 7), ENDPOINT_PORT, "http", "TCP"),)
+        t4 = time.perf_counter()
+        rs2 = nft_rules.build(
+            ClusterState(services, changed_eps), config, previous=rs, changed={key}
+        )
+        t5 = time.perf_counter()
+        batch = nft_batch.partial_batch(rs2, rs)
+        t6 = time.perf_counter()
+        sets = {(t.name, d.name): d for t in rs.tables() for d, _ in t.sets}
+        t7 = time.perf_counter()
+        encode(batch.ops, sets=sets)
+        t8 = time.perf_counter()
+        part_build.append(t5 - t4)
+        part_batch.append(t6 - t5)
+        part_encode.append(t8 - t7)
+        ops_part = len(batch.ops)
+        if batch.full:
+            raise BenchError(f"one-Service change made a full batch of {len(batch.ops)} ops")
+
+    def ms(xs: list[float]) -> float:
+        return round(statistics.median(xs) * 1000, 2)
+
+    return {
+        "services": n,
+        "repeats": repeats,
+        "mode": "nftables",
+        "full_build_ms": ms(full_build),
+        "full_batch_ms": ms(full_batch),
+        "full_encode_ms": ms(full_encode),
+        "full_ops": ops_full,
+        "one_change_build_ms": ms(part_build),
+        "one_change_batch_ms": ms(part_batch),
+        "one_change_encode_ms": ms(part_encode),
+        "one_change_total_ms": ms(
+            [a + b + c for a, b, c in zip(part_build, part_batch, part_encode, strict=True)]
+        ),
+        "one_change_ops": ops_part,
+    }
+
+
 # ---- 2. API objects -----------------------------------------------------------------------------
 
 
@@ -242,14 +325,14 @@ class Agent:
     command: list[str]
 
 
-def kube_proxy_command(spec: ClusterSpec) -> list[str]:
+def kube_proxy_command(spec: ClusterSpec, mode: str = "iptables") -> list[str]:
     p = spec.ports
     return [
         str(spec.binaries.k8s("kube-proxy")),
         f"--kubeconfig={spec.kubeconfig('kube-proxy')}",
         f"--hostname-override={NODE}",
         f"--cluster-cidr={spec.cluster_cidr}",
-        "--proxy-mode=iptables",
+        f"--proxy-mode={mode}",
         f"--bind-address={NODE_IP}",
         f"--healthz-bind-address=127.0.0.1:{p.proxy_healthz}",
         f"--metrics-bind-address=127.0.0.1:{p.proxy_metrics}",
@@ -260,11 +343,14 @@ def kube_proxy_command(spec: ClusterSpec) -> list[str]:
     ]
 
 
-def pykubelet_command(spec: ClusterSpec) -> list[str]:
+def pykubelet_command(spec: ClusterSpec, mode: str = "iptables") -> list[str]:
     # kube-proxy v1.36 never does a periodic full resync in large-cluster mode (over 1000
     # endpoints); a 1 h full-sync period keeps pykubelet's from landing inside the measurement.
-    extra = [f"--bind-address={NODE_IP}", "--iptables-sync-period=1h"]
-    return proxyproc.proxy_command(spec, NODE, extra_args=extra)
+    # (nftables mode's periodic sync is partial, full ones are hourly, as upstream's.)
+    extra = [f"--bind-address={NODE_IP}"]
+    if mode == "iptables":
+        extra.append("--iptables-sync-period=1h")
+    return proxyproc.proxy_command(spec, NODE, mode=mode, extra_args=extra)
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([-+0-9.eEinfNa]+)$")
@@ -329,7 +415,34 @@ def agent_pid(agent: Agent) -> int | None:
     return agent.daemon.pid()
 
 
-def chain_stats(netns: str) -> Json:
+def nft_ruleset(netns: str) -> str:
+    r = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "ruleset"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return r.stdout
+
+
+_RULE_LINE = re.compile(r"^\t\t(?!type |policy |comment |elements |flags |timeout |typeof )\S")
+
+
+def nft_stats(netns: str) -> Json:
+    """Tables, chains and rules in the netns's nftables ruleset (both agents' own tables)."""
+    text = nft_ruleset(netns)
+    lines = text.splitlines()
+    return {
+        "tables": sum(1 for line in lines if line.startswith("table ")),
+        "chains": sum(1 for line in lines if line.startswith("\tchain ")),
+        "sets_and_maps": sum(1 for line in lines if line.startswith(("\tset ", "\tmap "))),
+        "rules": sum(1 for line in lines if _RULE_LINE.match(line)),
+    }
+
+
+def chain_stats(netns: str, mode: str = "iptables") -> Json:
+    if mode == "nftables":
+        return {"nft": nft_stats(netns)}
     out: Json = {}
     for tool in ("iptables-nft-save", "iptables-legacy-save"):
         r = subprocess.run(
@@ -348,12 +461,18 @@ def chain_stats(netns: str) -> Json:
 
 
 def run_agent(
-    spec: ClusterSpec, name: str, n: int, changes: int, generation: int, timeout: float
+    spec: ClusterSpec,
+    name: str,
+    n: int,
+    changes: int,
+    generation: int,
+    timeout: float,
+    mode: str = "iptables",
 ) -> Json:
     netns = f"pkpb{os.getpid() % 100000}{name[:2]}"
     fwd = process.Daemon(f"nsforward-{netns}", spec.run, spec.logs)
     daemon = process.Daemon(f"bench-{name}", spec.run, spec.logs)
-    cmd = kube_proxy_command(spec) if name == "kube-proxy" else pykubelet_command(spec)
+    cmd = kube_proxy_command(spec, mode) if name == "kube-proxy" else pykubelet_command(spec, mode)
     agent = Agent(name, netns, daemon, cmd)
     out: Json = {"command": cmd, "netns": netns}
     subprocess.run(["ip", "netns", "add", netns], check=True)
@@ -364,7 +483,7 @@ def run_agent(
         t0 = time.monotonic()
         process.start(daemon, cmd, netns=netns)
         waited = wait(
-            lambda: sync_counts(spec, netns)[0] >= 1 and _has_rules(netns, n),
+            lambda: sync_counts(spec, netns)[0] >= 1 and _has_rules(netns, n, mode),
             timeout,
             f"{name}'s first sync with {n} Services",
             interval=1.0,
@@ -409,7 +528,15 @@ def run_agent(
         if sync_times:
             out["one_change_sync_s_median"] = round(statistics.median(sync_times), 4)
         last_ip = per_change[-1]["new_endpoint"] if per_change else None
-        out["rules"] = chain_stats(netns)
+        out["rules"] = chain_stats(netns, mode)
+        if mode == "nftables":
+            ruleset = nft_ruleset(netns)
+            (spec.logs / f"{name}-{n}-nft-ruleset.txt").write_text(ruleset)
+            if last_ip is not None:
+                out["last_change_in_kernel"] = f"{last_ip}:{ENDPOINT_PORT}" in ruleset
+            out["end"] = proc_stats(agent_pid(agent))
+            out["elapsed_s"] = round(time.monotonic() - t0, 1)
+            return out
         saved = subprocess.run(
             ["ip", "netns", "exec", netns, "iptables-nft-save"],
             capture_output=True,
@@ -438,9 +565,15 @@ def run_agent(
     return out
 
 
-def _has_rules(netns: str, n: int) -> bool:
+_SERVICE_IP = re.compile(r"\b10\.96\.\d+\.\d+\b")
+
+
+def _has_rules(netns: str, n: int, mode: str = "iptables") -> bool:
     """The first sync is complete in the kernel: KUBE-SERVICES holds the n cluster IP jumps
-    (in whichever iptables backend the agent chose)."""
+    (in whichever iptables backend the agent chose); in nftables mode, the ruleset names the
+    n cluster IPs (in kube-proxy's service-ips map or pykubelet's shards' maps)."""
+    if mode == "nftables":
+        return len(set(_SERVICE_IP.findall(nft_ruleset(netns)))) >= n
     for tool in ("iptables-nft", "iptables-legacy"):
         r = subprocess.run(
             ["ip", "netns", "exec", netns, tool, "-t", "nat", "-S", "KUBE-SERVICES"],
@@ -458,6 +591,8 @@ def _has_rules(netns: str, n: int) -> bool:
 
 def markdown(results: Json) -> str:
     rows = [
+        f"Both agents in {results.get('mode', 'iptables')} mode.",
+        "",
         "| Services | measure | pykubelet | kube-proxy | py/kube-proxy |",
         "|---|---|---:|---:|---:|",
     ]
@@ -473,10 +608,14 @@ def markdown(results: Json) -> str:
             ratio = f"{a / b:.2f}" if isinstance(a, float | int) and b else "-"
             rows.append(f"| {n} | {label} | {a} | {b} | {ratio} |")
     for m in results["micro"]:
+        if m.get("mode") == "nftables":
+            full = m["full_build_ms"] + m["full_batch_ms"] + m["full_encode_ms"]
+            label = "Python build+batch+encode: full / one change (ms)"
+        else:
+            full = m["full_build_ms"] + m["full_render_ms"]
+            label = "Python build+render: full / one change (ms)"
         rows.append(
-            f"| {m['services']} | Python build+render: full / one change (ms) | "
-            f"{m['full_build_ms'] + m['full_render_ms']:.1f} / {m['one_change_total_ms']:.2f} "
-            "| - | - |"
+            f"| {m['services']} | {label} | {full:.1f} / {m['one_change_total_ms']:.2f} | - | - |"
         )
     return "\n".join(rows)
 
@@ -492,6 +631,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--changes", type=int, default=5, help="one-Service changes per agent")
     p.add_argument("--agents", default="kube-proxy,pykubelet")
+    p.add_argument(
+        "--mode",
+        choices=("iptables", "nftables"),
+        default="iptables",
+        help="proxy mode of both agents (default iptables)",
+    )
     p.add_argument("--micro-only", action="store_true", help="only the Python micro benchmark")
     p.add_argument("--repeats", type=int, default=5, help="micro benchmark repetitions")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for a first sync")
@@ -506,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.UTC)
     results: Json = {
         "benchmark": "proxy",
+        "mode": args.mode,
         "started": stamp.isoformat(timespec="seconds"),
         "host": {
             "cpus": os.cpu_count(),
@@ -519,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     for n in args.services:
         say(f"micro benchmark at {n} Services")
-        results["micro"].append(micro(n, args.repeats))
+        bench = micro_nft if args.mode == "nftables" else micro
+        results["micro"].append(bench(n, args.repeats))
         say(f"  {results['micro'][-1]}")
     code = 0
     if not args.micro_only:
@@ -529,7 +676,8 @@ def main(argv: list[str] | None = None) -> int:
         code = compare(args, results)
     results["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     args.results.mkdir(parents=True, exist_ok=True)
-    path = args.results / f"proxy-{stamp:%Y-%m-%dT%H%M}.json"
+    suffix = "" if args.mode == "iptables" else f"-{args.mode}"
+    path = args.results / f"proxy{suffix}-{stamp:%Y-%m-%dT%H%M}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
     say(f"results written to {path}")
@@ -567,7 +715,7 @@ def compare(args: argparse.Namespace, results: Json) -> int:
                 say(f"{name} at {n} Services")
                 try:
                     run["agents"][name] = run_agent(
-                        spec, name, n, args.changes, generation, args.timeout
+                        spec, name, n, args.changes, generation, args.timeout, args.mode
                     )
                 except (BenchError, subprocess.SubprocessError, OSError) as e:
                     say(f"  {name} failed: {e}")
