@@ -141,7 +141,12 @@ class NftProxier(Proxier):
             shards=self.shards,
         )
         if full or applied is None:
-            existing = self.nft.tables(PREFIX)
+            try:
+                existing = self.nft.tables(PREFIX)
+            except (NftError, OSError) as exc:
+                out.error = f"reading the {PREFIX}* tables: {exc}"
+                log.error("nftables: %s", out.error)
+                return
             ops = tuple(nft_batch.full_batch(desired, existing))
             changed = tuple(sorted(job.state.services))
             removed = stale_chains(desired, existing)
@@ -156,7 +161,7 @@ class NftProxier(Proxier):
             return
         try:
             self.nft.apply(ops)
-        except NftError as exc:
+        except (NftError, OSError) as exc:
             out.error = str(exc)
             log.error("nftables batch refused full=%s ops=%d: %s", full, len(ops), exc)
 

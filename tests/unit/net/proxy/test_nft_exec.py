@@ -74,6 +74,8 @@ class FakeNft:
 
     def tables(self, prefix: str) -> dict[str, tuple[Collection[str], Collection[str]]]:
         self.reads += 1
+        if self.fail == "dump":
+            raise NftError("nf_tables dump failed: Operation not permitted", None, 1)
         return {t: (set(c), set(s)) for t, (c, s) in self.objects.items() if t.startswith(prefix)}
 
     def close(self) -> None:
@@ -265,3 +267,16 @@ def test_daemon_views_in_nftables_mode() -> None:
     assert d.explain("default", "missing") is None
     traced = d.trace("192.168.1.10", "10.0.0.10", 80, "TCP")
     assert set(traced["outcomes"]) == {"dnat 10.88.1.2:8080"}, traced
+
+
+def test_a_failed_read_of_the_kernel_fails_the_full_sync_without_a_batch() -> None:
+    nft = FakeNft()
+    nft.fail = "dump"
+    p = _proxier(nft)
+    _prime(p)
+    record = p.sync()
+    assert record.full and "reading the pykube-proxy* tables" in record.error
+    assert "Operation not permitted" in record.error and nft.batches == []
+    assert p.nft_applied is None and p.pending.full
+    nft.fail = None
+    assert not p.sync().error and len(nft.batches) == 1
