@@ -9,7 +9,8 @@ Layout (upstream kube-proxy's nftables mode, split over tables so a commit valid
 - shared table `pykube-proxy`: postrouting `masquerading`, the filter chains, and data-only sets
   of Services without (local) endpoints, so changing those needs no rule and no validation.
 A Service's NftFragment is what it adds to its shard (chains, map elements, affinity sets) and
-to the shared sets; the batches (net.proxy.nft_batch) diff fragments.
+to the shared sets; the batches (net.proxy.nft_batch, also importable from here) diff fragments.
+An element key two Services name (one externalIP on both) goes to the first one only.
 """
 
 from __future__ import annotations
