@@ -562,6 +562,7 @@ class NftRuleSet:
     shards: int
     fragments: Mapping[ServiceKey, NftFragment]
     claims: Claims
+    service_rules: int = 0  # rules in all fragments' chains
     # serial of an earlier NftRuleSet this one was patched from -> Services changed since then
     ancestors: Mapping[int, frozenset[ServiceKey]] = field(default_factory=dict)
     serial: int = field(default_factory=lambda: next(_serials))
@@ -600,7 +601,10 @@ class NftRuleSet:
         return cached
 
     def rule_count(self) -> int:
-        return sum(len(rules) for t in self.tables() for _c, rules in t.chains)
+        """Rules in all tables (without assembling them)."""
+        shard_chains = shard_static(self.config)[0]
+        fixed = sum(len(r) for _c, r in shared_static(self.config)[0])
+        return fixed + self.shards * sum(len(r) for _c, r in shard_chains) + self.service_rules
 
     def _assemble(self) -> tuple[ir.Table, ...]:
         n = self.shards
@@ -687,6 +691,7 @@ def build(
             new_claims[b] = d
         return d
 
+    total = previous.service_rules
     for key in set(changed):
         f_old = old.get(key)
         current = services.get(key)
@@ -696,6 +701,7 @@ def build(
             else None
         )
         if f_old is not None:
+            total -= _rules_in(f_old)
             for c in claims_of(f_old):
                 d = bucket(claim_bucket(c))
                 rest = tuple(k for k in d.get(c, ()) if k != key)
@@ -707,6 +713,7 @@ def build(
             frags.pop(key, None)
             continue
         frags[key] = f_new
+        total += _rules_in(f_new)
         for c in claims_of(f_new):
             d = bucket(claim_bucket(c))
             d[c] = tuple(sorted((*d.get(c, ()), key)))
@@ -715,7 +722,7 @@ def build(
     for serial, keys in list(previous.ancestors.items())[: MAX_ANCESTORS - 1]:
         if len(keys) + len(delta) <= MAX_DELTA:
             ancestors[serial] = keys | delta
-    return NftRuleSet(config, shards, frags, tuple(new_claims), ancestors)
+    return NftRuleSet(config, shards, frags, tuple(new_claims), total, ancestors)
 
 
 def _full_build(state: ClusterState, config: ProxyConfig, shards: int) -> NftRuleSet:
@@ -729,7 +736,12 @@ def _full_build(state: ClusterState, config: ProxyConfig, shards: int) -> NftRul
         for c in claims_of(frags[k]):
             buckets[claim_bucket(c)].setdefault(c, []).append(k)
     claims = tuple({c: tuple(v) for c, v in b.items()} for b in buckets)
-    return NftRuleSet(config, shards, frags, claims)
+    total = sum(_rules_in(f) for f in frags.values())
+    return NftRuleSet(config, shards, frags, claims, total)
+
+
+def _rules_in(f: NftFragment) -> int:
+    return sum(len(rules) for rules in f.chains.values())
 
 
 if TYPE_CHECKING:

@@ -188,6 +188,7 @@ def test_golden(case: str) -> None:
     sim = Sim()
     sim.apply(full_batch(rs))  # loads into an empty kernel model, and gives the same tables
     assert sim.snapshot() == snapshot(rs.tables())
+    assert rs.rule_count() == sum(len(r) for t in rs.tables() for _c, r in t.chains)
 
 
 # ---- helpers reading the model ---------------------------------------------------------------
@@ -748,6 +749,7 @@ def test_random_partial_batches_reach_the_desired_tables(seed: int) -> None:
         sim.apply(batch.ops)
         assert sim.snapshot() == snapshot(desired.tables())
         _check_scope(batch, shards)
+        assert desired.rule_count() == sum(len(r) for t in desired.tables() for _c, r in t.chains)
         applied = desired
     fresh = nr.build(ClusterState(services, endpoints), NP_CONFIG, shards=shards)
     assert snapshot(fresh.tables()) == snapshot(applied.tables())
