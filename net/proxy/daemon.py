@@ -245,7 +245,8 @@ class ProxyDaemon:
         """Coalesce changes; at most one sync per min sync period; a full one every sync period
         (and first, and after a failure). When full syncs are slow (nf_tables with thousands
         of Services), they are spaced to take at most 1/FULL_SYNC_SHARE of the time, so
-        partial syncs of changes are not stuck behind them."""
+        partial syncs of changes are not stuck behind them. nftables mode, as upstream's: a
+        (partial) sync every sync period, a full one every FULL_SYNC_PERIOD."""
         for event in self._synced.values():
             await event.wait()
         s = self.settings
