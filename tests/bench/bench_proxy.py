@@ -532,8 +532,9 @@ def run_agent(
         if mode == "nftables":
             ruleset = nft_ruleset(netns)
             (spec.logs / f"{name}-{n}-nft-ruleset.txt").write_text(ruleset)
-            if last_ip is not None:
-                out["last_change_in_kernel"] = f"{last_ip}:{ENDPOINT_PORT}" in ruleset
+            if last_ip is not None:  # pykubelet's `dnat to ip:port`, kube-proxy's dnat map
+                spellings = (f"{last_ip}:{ENDPOINT_PORT}", f"{last_ip} . {ENDPOINT_PORT}")
+                out["last_change_in_kernel"] = any(s in ruleset for s in spellings)
             out["end"] = proc_stats(agent_pid(agent))
             out["elapsed_s"] = round(time.monotonic() - t0, 1)
             return out
