@@ -152,6 +152,11 @@ class TraceResult:
     def text(self) -> str:
         p = self.packet
         lines = [f"{p.proto} {p.src} -> {p.dst}:{p.port} (enters nat {self.entry})"]
+        hits = [h for b in self.branches for h in b.hits]
+        # iptables names fit 6/28 columns; nftables ones (tables pykube-proxy-NN, chains named
+        # after the Service) are longer: widen to the longest so the columns still line up
+        tw = max([6, *(len(h.table) for h in hits)])
+        cw = max([28, *(len(h.chain) for h in hits)])
         for n, b in enumerate(self.branches, 1):
             end = {
                 "dnat": f"DNAT to {b.endpoint}" + (" (masquerade)" if b.masquerade else ""),
@@ -161,7 +166,7 @@ class TraceResult:
             }[b.outcome]
             head = f"branch {n}" + (f" (p={b.probability:.4f})" if len(self.branches) > 1 else "")
             lines.append(f"{head}: {end}")
-            lines.extend(f"  {h.table:6} {h.chain:28} {h.rule}" for h in b.hits)
+            lines.extend(f"  {h.table:{tw}} {h.chain:{cw}} {h.rule}" for h in b.hits)
             lines.extend(f"  note: {note}" for note in b.notes)
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines) + "\n"
