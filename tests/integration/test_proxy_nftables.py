@@ -1,6 +1,7 @@
 """`pykubelet proxy --proxy-mode nftables` end to end: the real control plane and kernel, the proxy
 in a netns node, processes as backends in another netns host (tests/integration/proxyenv.py).
-Traffic, partial syncs, conntrack, a SIGKILLed proxy's restart and --cleanup are checked."""
+Traffic, partial syncs, conntrack, a SIGKILLed proxy's restart and --cleanup are checked; and the
+proxier alone on a scratch netns: a refused batch changes nothing, a restart drops stale chains."""
 
 from __future__ import annotations
 
@@ -11,12 +12,22 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from kubelet.cluster import proxyproc
 from kubelet.cluster.spec import ClusterSpec
+from net import netns
+from net.nft import ir
+from net.nft.netlink import NftNetlink, TableObjects
+from net.proxy import model
+from net.proxy.history import History
+from net.proxy.iptables_exec import Executor
+from net.proxy.nft_exec import NETLINK, NftMetrics, NftProxier
+from tests.unit.net.proxy.objects import endpoint_slice, modified, service, sync
 
 from .podutil import wait_for
 from .proxyenv import BACKEND_PORT, proxy_env, start_proxy
@@ -248,8 +259,13 @@ def test_restart_after_sigkill_keeps_traffic_flowing(env: NftEnv) -> None:
 
 
 def test_metrics_and_rules_view(env: NftEnv) -> None:
+    import datetime as dt
+
     env.create_service("timed")
-    env.put_slice("timed", BACKENDS[:1])
+    body = env.slice_body("timed", BACKENDS[:1])
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body["metadata"]["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": stamp}
+    env.put_slice_body(body)
     env.wait_rules(env.endpoint("timed", BACKENDS[0]))
     url = f"http://127.0.0.1:{env.spec.ports.proxy_metrics}/metrics"
     status, raw = proxyproc.get_in_netns(env.node.netns, url)
@@ -259,6 +275,7 @@ def test_metrics_and_rules_view(env: NftEnv) -> None:
         for line in raw.decode().splitlines()
         if line and not line.startswith("#")
     )
+    assert float(samples["kubeproxy_network_programming_duration_seconds_count"]) >= 1
     assert float(samples["kubeproxy_sync_full_proxy_rules_duration_seconds_count"]) >= 1
     assert float(samples["kubeproxy_sync_partial_proxy_rules_duration_seconds_count"]) >= 1
     assert float(samples["kubeproxy_sync_proxy_rules_last_timestamp_seconds"]) > time.time() - 60
@@ -290,3 +307,111 @@ def test_cleanup_removes_every_table_of_ours(env: NftEnv) -> None:
         assert "nftables" not in proxyproc.remove_rules(env.node.netns)
     finally:
         env.node.run("nft", "delete", "table", "ip", "pykube-proxyish")
+
+
+# ---- the proxier alone against the kernel, in a scratch netns ----------------------------------
+
+CONFIG = model.ProxyConfig(node_name="n1", node_ips=("10.9.0.1",), cluster_cidr="10.88.0.0/16")
+
+
+def _open(path: str) -> NftNetlink:
+    with netns.entered(path):
+        return NftNetlink()  # the socket stays in the netns it was made in
+
+
+@pytest.fixture
+def scratch(root_required: None) -> Iterator[tuple[str, NftNetlink]]:
+    name = f"pkn3s{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    sockets: list[NftNetlink] = []
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            sockets.append(pool.submit(_open, f"/run/netns/{name}").result())
+        yield name, sockets[0]
+    finally:
+        for sock in sockets:
+            sock.close()
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+class Sabotaged:
+    """The real socket; while `bad`, each batch ends with an op the kernel refuses."""
+
+    def __init__(self, nl: NftNetlink) -> None:
+        self.nl = nl
+        self.bad = False
+
+    def apply(self, ops: Sequence[ir.Op]) -> None:
+        if self.bad:
+            ops = [*ops, ir.DeleteChain(SHARED_TABLE, "no-such-chain")]
+        self.nl.apply(ops)
+
+    def tables(self, prefix: str) -> dict[str, TableObjects]:
+        return self.nl.tables(prefix)
+
+    def close(self) -> None:
+        self.nl.close()
+
+
+def _listing(name: str) -> str:
+    r = subprocess.run(
+        ["ip", "netns", "exec", name, "nft", "list", "ruleset"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _proxier(kernel: Sabotaged) -> NftProxier:
+    return NftProxier(
+        CONFIG,
+        Executor(NETLINK),
+        nft=kernel,
+        metrics=NftMetrics(CollectorRegistry()),
+        history=History(),
+    )
+
+
+def test_a_refused_batch_changes_nothing_and_a_restart_drops_stale_chains(
+    scratch: tuple[str, NftNetlink],
+) -> None:
+    name, nl = scratch
+    kernel = Sabotaged(nl)
+    p = _proxier(kernel)
+    p.on_service(sync(service("web", "10.0.0.10"), service("db", "10.0.0.11", 5432)))
+    p.on_slice(
+        sync(
+            endpoint_slice("web-1", "web", ["10.88.1.2"]),
+            endpoint_slice("db-1", "db", ["10.88.1.3"], 5432),
+        )
+    )
+    assert not p.sync().error
+    before = _listing(name)
+    assert "dnat to 10.88.1.2:8080" in before and "dnat to 10.88.1.3:5432" in before
+    kernel.bad = True
+    p.on_slice(modified(endpoint_slice("web-1", "web", ["10.88.1.9"])))
+    failed = p.sync()
+    assert not failed.full and "no-such-chain" in failed.error, failed.error
+    assert _listing(name) == before  # all or nothing
+    kernel.bad = False
+    retry = p.sync()
+    assert retry.full and not retry.error, retry.error
+    after = _listing(name)
+    assert "dnat to 10.88.1.9:8080" in after and "10.88.1.2" not in after
+    # A new process (a new socket, nothing remembered) whose state lacks "web": its first,
+    # full sync finds web's chains in the kernel and deletes them.
+    restarted = _proxier(Sabotaged(_reopen(name)))
+    try:
+        restarted.on_service(sync(service("db", "10.0.0.11", 5432)))
+        restarted.on_slice(sync(endpoint_slice("db-1", "db", ["10.88.1.3"], 5432)))
+        record = restarted.sync()
+        assert record.full and not record.error, record.error
+        assert any("default/web/" in chain for chain in record.removed), record.removed
+        final = _listing(name)
+        assert "default/web/" not in final and "dnat to 10.88.1.3:5432" in final
+    finally:
+        restarted.close()
+
+
+def _reopen(name: str) -> NftNetlink:
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_open, f"/run/netns/{name}").result()
