@@ -11,7 +11,7 @@ install:
 	bash kubelet/cluster/install-deps.sh
 
 up: install
-	$(VENV)/bin/pykubelet up $(if $(NODES),--nodes $(NODES))
+	$(VENV)/bin/pykubelet up $(if $(NODES),--nodes $(NODES)) $(if $(PROXY_MODE),--proxy-mode $(PROXY_MODE))
 
 down:
 	$(VENV)/bin/pykubelet down

@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         default="host-gw",
         help="with --nodes: how nodes route to each other's pod CIDRs",
     )
+    up.add_argument(
+        "--proxy-mode",
+        choices=("iptables", "nftables"),
+        default="iptables",
+        help="with --nodes: how each node's `pykubelet proxy` programs Services",
+    )
     run = sub.add_parser("run", help="run the node agent")
     add_run_flags(run)
     down = sub.add_parser("down", help="stop the local cluster and remove what `up` made")
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 node_subnet=args.node_subnet if args.nodes > 0 else "",
                 netns_prefix=args.netns_prefix,
                 route_mode=args.route_mode,
+                proxy_mode=args.proxy_mode,
             )
             cluster.up(spec)
             print(f"export KUBECONFIG={spec.admin_kubeconfig}")

@@ -257,9 +257,16 @@ def agent_command(spec: ClusterSpec, node: SimNode, config: Path) -> list[str]:
 
 
 def start_proxy(spec: ClusterSpec, node: SimNode, *, say: Progress) -> None:
-    """`pykubelet proxy` of the node in its netns: Service rules and node routes
-    (spec.route_mode), with the cluster's kube-proxy identity."""
-    proxyproc.start_proxy(spec, node.name, netns=node.netns, node_routes=spec.route_mode, say=say)
+    """`pykubelet proxy` of the node in its netns: Service rules (spec.proxy_mode) and node
+    routes (spec.route_mode), with the cluster's kube-proxy identity."""
+    proxyproc.start_proxy(
+        spec,
+        node.name,
+        netns=node.netns,
+        node_routes=spec.route_mode,
+        mode=spec.proxy_mode,
+        say=say,
+    )
 
 
 def pod_cidrs(spec: ClusterSpec) -> dict[str, list[str]]:

@@ -112,6 +112,8 @@ class ClusterSpec(RuntimeDirs):
     """Prefix of the simulated nodes' netns and links (per session in tests)."""
     route_mode: str = "host-gw"
     """How simulated nodes route to each other's pod CIDRs: host-gw or vxlan."""
+    proxy_mode: str = "iptables"
+    """The simulated nodes' `pykubelet proxy --proxy-mode`: iptables or nftables."""
 
     # ---- layout -------------------------------------------------------------------------------
     @property

@@ -100,6 +100,7 @@ def make_spec(
     node_subnet: str = "",
     netns_prefix: str = ClusterSpec.netns_prefix,
     route_mode: str = ClusterSpec.route_mode,
+    proxy_mode: str = ClusterSpec.proxy_mode,
 ) -> ClusterSpec:
     fallback = not binaries.etcd.exists()
     if fallback:
@@ -116,6 +117,7 @@ def make_spec(
         node_subnet=node_subnet,
         netns_prefix=netns_prefix,
         route_mode=route_mode,
+        proxy_mode=proxy_mode,
     )
 
 
@@ -156,6 +158,7 @@ def load_record(directory: Path) -> ClusterSpec | None:
         node_subnet=data.get("node_subnet", ""),
         netns_prefix=data.get("netns_prefix", ClusterSpec.netns_prefix),
         route_mode=data.get("route_mode", ClusterSpec.route_mode),
+        proxy_mode=data.get("proxy_mode", ClusterSpec.proxy_mode),
     )
 
 
@@ -490,7 +493,7 @@ def start_sim_nodes(spec: ClusterSpec, *, say: Progress = _say) -> None:
     nodes.route_pod_cidrs_from_root(spec, nodes.pod_cidrs(spec))
     for node in sims:
         nodes.start_proxy(spec, node, say=say)
-    say(f"node routes: {spec.route_mode} between {len(sims)} nodes")
+    say(f"node routes: {spec.route_mode} between {len(sims)} nodes; proxy mode {spec.proxy_mode}")
 
 
 def _teardown_pods(spec: ClusterSpec) -> list[str]:

@@ -22,7 +22,12 @@ Json = dict[str, Any]
 
 @contextmanager
 def multinode_cluster(
-    directory: Path, names: tuple[str, ...], *, route_mode: str = "host-gw", tag: str = "pkm"
+    directory: Path,
+    names: tuple[str, ...],
+    *,
+    route_mode: str = "host-gw",
+    proxy_mode: str = "iptables",
+    tag: str = "pkm",
 ) -> Iterator[ClusterSpec]:
     """A control plane plus simulated nodes; per-pid netns names, segment, cgroup root (named
     after the bridge) and pod CIDR, so sessions can run side by side."""
@@ -37,6 +42,7 @@ def multinode_cluster(
         node_subnet=f"198.19.{pid % 256}.0/24",
         netns_prefix=f"{tag}{pid % 100000}",
         route_mode=route_mode,
+        proxy_mode=proxy_mode,
     )
     try:
         cluster.up(spec)

@@ -1,6 +1,6 @@
 """Services end to end on simulated nodes: real server pods behind Services with selectors (the
-controller-manager makes the EndpointSlices), each node's `pykubelet proxy`, and the kernel's
-answers compared with `net trace` and `net explain`."""
+controller-manager makes the EndpointSlices), each node's `pykubelet proxy` (iptables mode, then
+nftables mode), and the kernel's answers compared with `net trace` and `net explain`."""
 
 from __future__ import annotations
 
@@ -199,6 +199,9 @@ class Env:
             used = {e["address"]: e["chain"] for e in eps if e["used_by"]}
             if set(used) != want:
                 return False
+            if self.spec.proxy_mode == "nftables":
+                ruleset = in_node(self.node(node), "nft", "list", "ruleset")
+                return all(f"chain {chain} {{" in ruleset for chain in used.values())
             saved = in_node(self.node(node), "iptables-save", "-t", "nat")
             return all(f":{chain} " in saved for chain in used.values())
 
@@ -209,9 +212,14 @@ def dnat_targets(trace: Json) -> set[str]:
     return {k.removeprefix("dnat ").split(":")[0] for k in trace["outcomes"]}
 
 
-@pytest.fixture(scope="module")
-def spec(root_required: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSpec]:
-    with multinode_cluster(Path(tmp_path_factory.mktemp("svc")), (A, B, C), tag="pks") as s:
+@pytest.fixture(scope="module", params=["iptables", "nftables"])
+def spec(
+    root_required: None, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ClusterSpec]:
+    """The same checks with each proxy mode (one cluster per mode, one after the other)."""
+    mode = request.param
+    directory = Path(tmp_path_factory.mktemp(f"svc-{mode}"))
+    with multinode_cluster(directory, (A, B, C), proxy_mode=mode, tag="pks") as s:
         yield s
 
 
@@ -353,7 +361,9 @@ def test_proxy_killed_and_restarted_refuses_nothing(env: Env) -> None:
         later = env.create_service("while-down", {"pod": "srv-a"})
         time.sleep(1.0)
         t0 = time.monotonic()
-        proxyproc.start_proxy(env.spec, A, netns=a.netns, node_routes=env.spec.route_mode)
+        proxyproc.start_proxy(
+            env.spec, A, netns=a.netns, node_routes=env.spec.route_mode, mode=env.spec.proxy_mode
+        )
         restart = time.monotonic() - t0
         out, _ = client.communicate(timeout=120)
     finally:
