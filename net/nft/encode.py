@@ -9,10 +9,11 @@ Pure: bytes out, plus decode()/parse_attrs() to read batches and replies back.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import ir
 from .text import comment as _check_comment
@@ -122,21 +123,45 @@ _CONCAT_UDATA = bytes.fromhex("030800040d0000000100")
 # ---- attribute packing ---------------------------------------------------------------------
 
 
+_HEAD = struct.Struct("=HH").pack  # nla_len, nla_type
+_BE32 = struct.Struct(">I").pack
+_BE16 = struct.Struct(">H").pack
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")  # indexed by len % 4
+
+
 def _attr(kind: int, payload: bytes) -> bytes:
-    head = struct.pack("=HH", 4 + len(payload), kind)
-    return head + payload + b"\0" * (-len(payload) % 4)
+    n = len(payload)
+    return _HEAD(4 + n, kind) + payload + _PAD[n & 3]
 
 
 def _nest(kind: int, *children: bytes) -> bytes:
-    return _attr(kind | NLA_F_NESTED, b"".join(children))
+    body = b"".join(children)  # children are padded: no padding after them
+    return _HEAD(4 + len(body), kind | NLA_F_NESTED) + body
 
 
 def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack(">I", value & 0xFFFFFFFF))
+    return _HEAD(8, kind) + _BE32(value & 0xFFFFFFFF)
 
 
 def str_attr(kind: int, value: str) -> bytes:
     return _attr(kind, value.encode() + b"\0")
+
+
+_NAMES: dict[tuple[int, str], bytes] = {}
+_NAMES_MAX = 1 << 18  # names churn with Services: start over rather than grow forever
+
+
+def _name_attr(kind: int, value: str, what: str) -> bytes:
+    """str_attr of an nft identifier, checked once (text.name) and then remembered: the same
+    table and chain names recur in every message of a batch."""
+    key = (kind, value)
+    out = _NAMES.get(key)
+    if out is None:
+        out = str_attr(kind, name(value, what))
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[key] = out
+    return out
 
 
 def _host32(value: int) -> bytes:
@@ -187,8 +212,25 @@ def _key(fields: Sequence[ir.Field], values: Sequence[str | int], where: str) ->
     if len(fields) != len(values):
         raise ValueError(f"{where}: key {values!r} does not match the set's {len(fields)} fields")
     if len(fields) == 1:
-        return field_value(fields[0], values[0])
-    return b"".join(_pad4(field_value(f, v)) for f, v in zip(fields, values, strict=True))
+        return _key_value(fields[0], values[0])
+    return b"".join([_pad4(_key_value(f, v)) for f, v in zip(fields, values, strict=True)])
+
+
+_PROTO_BYTE = {p: bytes((n,)) for p, n in _PROTOS.items()}
+
+
+def _key_value(field: ir.Field, value: str | int) -> bytes:
+    """field_value, with the common spellings of element keys first."""
+    if type(value) is str:
+        if field is _SADDR or field is _DADDR:
+            addr = _ipv4(value)
+            if addr is not None:
+                return addr
+        elif field is _PROTO and value in _PROTO_BYTE:
+            return _PROTO_BYTE[value]
+    elif field is _DPORT and type(value) is int and 0 <= value < 65536:
+        return _BE16(value)
+    return field_value(field, value)
 
 
 def _pad4(b: bytes) -> bytes:
@@ -204,7 +246,7 @@ def _verdict(kind: int, v: ir.Verdict) -> bytes:
     if v.kind in (ir.VerdictKind.JUMP, ir.VerdictKind.GOTO):
         if v.chain is None:
             raise ValueError(f"{v.kind.value} needs a chain")
-        parts.append(str_attr(VERDICT_CHAIN, name(v.chain, "chain name")))
+        parts.append(_name_attr(VERDICT_CHAIN, v.chain, "chain name"))
     elif v.chain is not None:
         raise ValueError(f"{v.kind.value} takes no chain (got {v.chain!r})")
     return _nest(kind, _nest(DATA_VERDICT, *parts))
@@ -318,7 +360,7 @@ def _expr_messages(e: ir.Expr) -> list[bytes]:
             attrs = [_u32(2, REG_1)]
             if isinstance(e, ir.VMap):
                 attrs.append(_u32(3, REG_VERDICT))
-            attrs.append(str_attr(1, name(set_name, "set name")))
+            attrs.append(_name_attr(1, set_name, "set name"))
             if isinstance(e, ir.InSet) and e.negate:
                 attrs.append(_u32(5, 1))  # NFT_LOOKUP_F_INV
             return [*_load_key(fields), _expr("lookup", *attrs)]
@@ -328,9 +370,7 @@ def _expr_messages(e: ir.Expr) -> list[bytes]:
             ng = _expr("numgen", _u32(1, REG_1), _u32(2, e.mod), _u32(3, 1), _u32(4, 0))
             return [ng, _cmp(0, _host32(e.value))]
         case ir.SetUpdate():
-            dynset = _expr(
-                "dynset", _u32(4, REG_1), _u32(3, 1), str_attr(1, name(e.set, "set name"))
-            )
+            dynset = _expr("dynset", _u32(4, REG_1), _u32(3, 1), _name_attr(1, e.set, "set name"))
             return [_load(e.field, REG_1), dynset]
         case ir.Verdict():
             return [_expr("immediate", _u32(1, REG_VERDICT), _verdict(2, e))]
@@ -361,9 +401,167 @@ def _addr(text: str) -> bytes:
         raise ValueError(f"invalid dnat address {text!r}: {e}") from None
 
 
+_COMMENTS: dict[tuple[int, str], bytes] = {}
+
+
 def _comment_udata(kind: int, text: str) -> bytes:
-    _check_comment(text)
-    return _udata(kind, text.encode() + b"\0")
+    """A comment's userdata (checked as the text renderer checks it; the few comments recur)."""
+    key = (kind, text)
+    out = _COMMENTS.get(key)
+    if out is None:
+        _check_comment(text)
+        out = _udata(kind, text.encode() + b"\0")
+        if len(_COMMENTS) >= _NAMES_MAX:
+            _COMMENTS.clear()
+        _COMMENTS[key] = out
+    return out
+
+
+# ---- the hot path: one expression as one bytes string ----------------------------------------
+# A full sync encodes ~100k expressions at 10k Services, most of them unique (an endpoint's
+# address, a goto to its chain): the common shapes are spliced from templates made once with the
+# generic encoders above (the bytes are the same, tests/unit/net/nft/test_encode_reference.py
+# checks it); anything else goes through expr_messages.
+
+_SADDR, _DADDR, _PROTO, _DPORT = (
+    ir.Field.IP_SADDR,
+    ir.Field.IP_DADDR,
+    ir.Field.L4PROTO,
+    ir.Field.TH_DPORT,
+)
+_JUMP, _GOTO = ir.VerdictKind.JUMP, ir.VerdictKind.GOTO
+_ADDRS: dict[str, bytes] = {}
+
+
+def _head(encoded: bytes, value_len: int) -> bytes:
+    """A template's head: `encoded` without its trailing value of value_len bytes (padded)."""
+    return encoded[: len(encoded) - value_len - (-value_len % 4)]
+
+
+def _ipv4(text: str) -> bytes | None:
+    """The 4 bytes of a dotted quad (remembered), or None when it is not one. inet_pton is
+    as strict as ipaddress.IPv4Address (no leading zeros, no short forms)."""
+    out = _ADDRS.get(text)
+    if out is None:
+        try:
+            out = socket.inet_pton(socket.AF_INET, text)
+        except (OSError, ValueError):
+            return None
+        if len(_ADDRS) >= _NAMES_MAX:
+            _ADDRS.clear()
+        _ADDRS[text] = out
+    return out
+
+
+# `ip saddr|daddr <addr>` and `th dport <port>`, by NFT_CMP_EQ / NFT_CMP_NEQ
+_CMP_SADDR = tuple(_load(_SADDR, REG_1) + _head(_cmp(op, bytes(4)), 4) for op in (0, 1))
+_CMP_DADDR = tuple(_load(_DADDR, REG_1) + _head(_cmp(op, bytes(4)), 4) for op in (0, 1))
+_CMP_DPORT = tuple(_load(_DPORT, REG_1) + _head(_cmp(op, bytes(2)), 2) for op in (0, 1))
+_CMP_PROTO = tuple(
+    {p: b"".join(_match_cmp(ir.Cmp(_PROTO, p, bool(op)))) for p in _PROTOS} for op in (0, 1)
+)
+# dnat to <addr>[:<port>]
+_IMM_ADDR = _head(_expr("immediate", _u32(1, REG_1), _data_value(2, bytes(4))), 4)
+_IMM_PORT = _head(_expr("immediate", _u32(1, REG_2), _data_value(2, bytes(2))), 2)
+_NAT_ADDR = _expr("nat", _u32(1, 1), _u32(2, NFPROTO_IPV4), _u32(3, REG_1))
+_NAT_ADDR_PORT = _expr(
+    "nat",
+    _u32(1, 1),
+    _u32(2, NFPROTO_IPV4),
+    _u32(3, REG_1),
+    _u32(5, REG_2),
+    _u32(7, NF_NAT_RANGE_PROTO_SPECIFIED),
+)
+# jump/goto <chain>
+_IMM_NAME = str_attr(EXPR_NAME, "immediate")
+_IMM_VERDICT_REG = _u32(1, REG_VERDICT)
+_CODE_JUMP, _CODE_GOTO = _u32(VERDICT_CODE, NFT_JUMP), _u32(VERDICT_CODE, NFT_GOTO)
+
+
+def _fast_cmp(e: ir.Cmp) -> bytes | None:
+    f, v, op = e.field, e.value, 1 if e.negate else 0
+    if f is _SADDR or f is _DADDR:
+        addr = _ipv4(v) if type(v) is str else None
+        if addr is not None:
+            return (_CMP_SADDR if f is _SADDR else _CMP_DADDR)[op] + addr
+    elif f is _DPORT:
+        if type(v) is int and 0 <= v < 65536:
+            return _CMP_DPORT[op] + _BE16(v) + b"\0\0"
+    elif f is _PROTO and type(v) is str:
+        return _CMP_PROTO[op].get(v)
+    return None
+
+
+def _jump_data(v: ir.Verdict) -> bytes | None:
+    """NFTA_DATA_VERDICT of a jump or goto (None for other verdicts)."""
+    k = v.kind
+    if (k is _GOTO or k is _JUMP) and v.chain is not None:
+        code = _CODE_GOTO if k is _GOTO else _CODE_JUMP
+        return _nest(DATA_VERDICT, code, _name_attr(VERDICT_CHAIN, v.chain, "chain name"))
+    return None
+
+
+def _fast_verdict(e: ir.Verdict) -> bytes | None:
+    data = _jump_data(e)
+    if data is None:
+        return None
+    return _nest(LIST_ELEM, _IMM_NAME, _nest(EXPR_DATA, _IMM_VERDICT_REG, _nest(2, data)))
+
+
+def _fast_dnat(e: ir.Dnat) -> bytes | None:
+    addr = _ipv4(e.addr)
+    if addr is None:
+        return None
+    port = e.port
+    if port is None:
+        return _IMM_ADDR + addr + _NAT_ADDR
+    if type(port) is int and 0 < port < 65536:
+        return _IMM_ADDR + addr + _IMM_PORT + _BE16(port) + b"\0\0" + _NAT_ADDR_PORT
+    return None
+
+
+_RANDOMS: dict[tuple[int, int], bytes] = {}
+
+
+def _fast_random(e: ir.Random) -> bytes:
+    """numgen + cmp, remembered per (mod, value): endpoint cascades repeat them."""
+    key = (e.mod, e.value)
+    out = _RANDOMS.get(key)
+    if out is None:
+        out = b"".join(_expr_messages(e))
+        if len(_RANDOMS) >= _NAMES_MAX:
+            _RANDOMS.clear()
+        _RANDOMS[key] = out
+    return out
+
+
+_FAST: dict[type, Callable[[Any], bytes | None]] = {
+    ir.Cmp: _fast_cmp,
+    ir.Verdict: _fast_verdict,
+    ir.Dnat: _fast_dnat,
+    ir.Random: _fast_random,
+}
+
+
+_SEEN: dict[int, tuple[ir.Expr, bytes]] = {}
+"""Expressions encoded by the current batch, by identity (the rule model shares one object for
+`jump mark-for-masquerade`, `meta l4proto tcp`...). Holding the expression keeps its id from
+being reused; encode_batch empties it when done."""
+
+
+def expr_bytes(e: ir.Expr) -> bytes:
+    """The kernel expressions of one IR expression, joined (same bytes as expr_messages)."""
+    seen = _SEEN.get(id(e))
+    if seen is not None:
+        return seen[1]
+    fast = _FAST.get(type(e))
+    out = fast(e) if fast is not None else None
+    if out is None:
+        out = b"".join(expr_messages(e))
+    if len(_SEEN) >= _NAMES_MAX:
+        _SEEN.clear()
+    _SEEN[id(e)] = (e, out)
+    return out
 
 
 # ---- ops -> messages -----------------------------------------------------------------------
@@ -391,7 +589,7 @@ def _set_udata(s: ir.SetDef) -> bytes:
     return out
 
 
-def _set_attrs(table: str, s: ir.SetDef, set_id: int) -> bytes:
+def _set_attrs(table: bytes, s: ir.SetDef, set_id: int) -> bytes:
     if not s.key:
         raise ValueError(f"set {s.name!r} needs a key")
     infos = [_FIELD[f] for f in s.key]
@@ -407,8 +605,8 @@ def _set_attrs(table: str, s: ir.SetDef, set_id: int) -> bytes:
             raise ValueError(f"set {s.name!r}: timeout must be positive, not {s.timeout}")
         flags |= NFT_SET_TIMEOUT | NFT_SET_EVAL
     parts = [
-        str_attr(SET_TABLE, table),
-        str_attr(SET_NAME, name(s.name, "set name")),
+        table,
+        _name_attr(SET_NAME, s.name, "set name"),
         _u32(SET_FLAGS, flags),
         _u32(SET_KEY_TYPE, key_type),
         _u32(SET_KEY_LEN, key_len),
@@ -426,7 +624,11 @@ def _element(keyfields: Sequence[ir.Field], set_name: str, e: ir.Element, data: 
     key = _key(keyfields, e.key, f"set {set_name!r}")
     parts = [_nest(SET_ELEM_KEY, _attr(DATA_VALUE, key))]
     if data and e.verdict is not None:
-        parts.append(_verdict(SET_ELEM_DATA, e.verdict))
+        jump = _jump_data(e.verdict)
+        if jump is not None:
+            parts.append(_nest(SET_ELEM_DATA, jump))
+        else:
+            parts.append(_verdict(SET_ELEM_DATA, e.verdict))
     return _nest(LIST_ELEM, *parts)
 
 
@@ -434,20 +636,23 @@ ELEMENTS_PER_MESSAGE_BYTES = 60000  # a nested attribute's length is 16 bits
 
 
 def _elements_messages(
-    kind: int, table: str, set_name: str, elements: Sequence[ir.Element], fields: Sequence[ir.Field]
+    kind: int,
+    table: bytes,
+    set_name: str,
+    elements: Sequence[ir.Element],
+    fields: Sequence[ir.Field],
 ) -> list[Message]:
     if not elements:
         verb = "add" if kind == NEWSETELEM else "delete"
-        raise ValueError(f"{verb} element {table} {set_name}: no elements")
-    head = str_attr(SET_ELEM_LIST_TABLE, table) + str_attr(
-        SET_ELEM_LIST_SET, name(set_name, "set name")
-    )
+        raise ValueError(f"{verb} element {_table_name(table)} {set_name}: no elements")
+    head = table + _name_attr(SET_ELEM_LIST_SET, set_name, "set name")
     flags = NLM_F_CREATE if kind == NEWSETELEM else 0
     out: list[Message] = []
     chunk: list[bytes] = []
     size = 0
+    data = kind == NEWSETELEM
     for e in elements:
-        b = _element(fields, set_name, e, kind == NEWSETELEM)
+        b = _element(fields, set_name, e, data)
         if chunk and size + len(b) > ELEMENTS_PER_MESSAGE_BYTES:
             out.append(Message(kind, flags, head + _nest(SET_ELEM_LIST_ELEMENTS, *chunk)))
             chunk, size = [], 0
@@ -457,8 +662,8 @@ def _elements_messages(
     return out
 
 
-def _chain_attrs(table: str, chain: ir.Chain) -> bytes:
-    parts = [str_attr(CHAIN_TABLE, table), str_attr(CHAIN_NAME, name(chain.name, "chain name"))]
+def _chain_attrs(table: bytes, chain: ir.Chain) -> bytes:
+    parts = [table, _name_attr(CHAIN_NAME, chain.name, "chain name")]
     if chain.base is not None:
         b = chain.base
         hook = _nest(CHAIN_HOOK, _u32(HOOK_HOOKNUM, _HOOK[b.hook]), _u32(HOOK_PRIORITY, b.priority))
@@ -468,66 +673,112 @@ def _chain_attrs(table: str, chain: ir.Chain) -> bytes:
     return b"".join(parts)
 
 
-def rule_attrs(table: str, chain: str, rule: ir.Rule) -> bytes:
-    """NEWRULE attributes: table, chain, the expressions and the comment (userdata)."""
-    exprs = [m for e in rule.exprs for m in expr_messages(e)]
+def _rule_attrs(table: bytes, chain: str, rule: ir.Rule) -> bytes:
+    exprs = b"".join([expr_bytes(e) for e in rule.exprs])
     if not exprs:
         raise ValueError(f"rule in chain {chain!r}: no expressions")
-    parts = [
-        str_attr(RULE_TABLE, table),
-        str_attr(RULE_CHAIN, name(chain, "chain name")),
-        _nest(RULE_EXPRESSIONS, *exprs),
-    ]
+    out = (
+        table
+        + _name_attr(RULE_CHAIN, chain, "chain name")
+        + _HEAD(4 + len(exprs), RULE_EXPRESSIONS | NLA_F_NESTED)
+        + exprs
+    )
     if rule.comment is not None:
-        parts.append(_attr(RULE_USERDATA, _comment_udata(0, rule.comment)))
-    return b"".join(parts)
+        out += _attr(RULE_USERDATA, _comment_udata(0, rule.comment))
+    return out
 
 
-def op_messages(
-    op: ir.Op, sets: Mapping[tuple[str, str], ir.SetDef] | None = None, set_id: int = 1
+def rule_attrs(table: str, chain: str, rule: ir.Rule) -> bytes:
+    """NEWRULE attributes: table, chain, the expressions and the comment (userdata)."""
+    return _rule_attrs(_table_attr(table), chain, rule)
+
+
+def _table_attr(table: str) -> bytes:
+    """NFTA_{TABLE,CHAIN,RULE,SET,SET_ELEM_LIST}_TABLE: each object's table is attribute 1."""
+    return _name_attr(TABLE_NAME, table, "table name")
+
+
+def _table_name(table: bytes) -> str:
+    return table[4:].rstrip(b"\0").decode()
+
+
+def _add_table(op: ir.AddTable, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(NEWTABLE, NLM_F_CREATE, table + _u32(TABLE_FLAGS, 0))]
+
+
+def _delete_table(op: ir.DeleteTable, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(DELTABLE, 0, table)]
+
+
+def _flush_table(op: ir.FlushTable, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(DELRULE, 0, table)]
+
+
+def _add_chain(op: ir.AddChain, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(NEWCHAIN, NLM_F_CREATE, _chain_attrs(table, op.chain))]
+
+
+def _flush_chain(op: ir.FlushChain, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(DELRULE, 0, table + _name_attr(RULE_CHAIN, op.chain, "chain name"))]
+
+
+def _delete_chain(op: ir.DeleteChain, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(DELCHAIN, 0, table + _name_attr(CHAIN_NAME, op.chain, "chain name"))]
+
+
+def _add_rule(op: ir.AddRule, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    attrs = _rule_attrs(table, op.chain, op.rule)
+    return [Message(NEWRULE, NLM_F_CREATE | NLM_F_APPEND, attrs)]
+
+
+def _add_set(op: ir.AddSet, table: bytes, _sets: _Sets, set_id: int) -> list[Message]:
+    return [Message(NEWSET, NLM_F_CREATE, _set_attrs(table, op.set, set_id))]
+
+
+def _flush_set(op: ir.FlushSet, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(DELSETELEM, 0, table + _name_attr(SET_ELEM_LIST_SET, op.set, "set"))]
+
+
+def _delete_set(op: ir.DeleteSet, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
+    return [Message(DELSET, 0, table + _name_attr(SET_NAME, op.set, "set name"))]
+
+
+def _elements(
+    op: ir.AddElements | ir.DeleteElements, table: bytes, sets: _Sets, _set_id: int
 ) -> list[Message]:
+    kind = NEWSETELEM if isinstance(op, ir.AddElements) else DELSETELEM
+    s = sets.get((op.table, op.set))
+    if s is None:
+        raise ValueError(f"set {op.set!r} of table {op.table!r}: unknown key types")
+    if kind == NEWSETELEM:
+        _check_verdicts(s, op.elements)
+    return _elements_messages(kind, table, op.set, op.elements, s.key)
+
+
+_Sets = Mapping[tuple[str, str], ir.SetDef]
+_OPS: dict[type, Callable[[Any, bytes, _Sets, int], list[Message]]] = {
+    ir.AddTable: _add_table,
+    ir.DeleteTable: _delete_table,
+    ir.FlushTable: _flush_table,
+    ir.AddChain: _add_chain,
+    ir.FlushChain: _flush_chain,
+    ir.DeleteChain: _delete_chain,
+    ir.AddRule: _add_rule,
+    ir.AddSet: _add_set,
+    ir.FlushSet: _flush_set,
+    ir.DeleteSet: _delete_set,
+    ir.AddElements: _elements,
+    ir.DeleteElements: _elements,
+}
+
+
+def op_messages(op: ir.Op, sets: _Sets | None = None, set_id: int = 1) -> list[Message]:
     """The messages of one op (element ops may need several). Element keys are typed by their
     set: `sets` must hold the definition of the set of an element op."""
-    table = name(op.table, "table name")
-    create = NLM_F_CREATE
-    match op:
-        case ir.AddTable():
-            return [Message(NEWTABLE, create, str_attr(TABLE_NAME, table) + _u32(TABLE_FLAGS, 0))]
-        case ir.DeleteTable():
-            return [Message(DELTABLE, 0, str_attr(TABLE_NAME, table))]
-        case ir.FlushTable():
-            return [Message(DELRULE, 0, str_attr(RULE_TABLE, table))]
-        case ir.AddChain():
-            return [Message(NEWCHAIN, create, _chain_attrs(table, op.chain))]
-        case ir.FlushChain():
-            attrs = str_attr(RULE_TABLE, table) + str_attr(RULE_CHAIN, name(op.chain, "chain name"))
-            return [Message(DELRULE, 0, attrs)]
-        case ir.DeleteChain():
-            attrs = str_attr(CHAIN_TABLE, table) + str_attr(
-                CHAIN_NAME, name(op.chain, "chain name")
-            )
-            return [Message(DELCHAIN, 0, attrs)]
-        case ir.AddRule():
-            return [Message(NEWRULE, create | NLM_F_APPEND, rule_attrs(table, op.chain, op.rule))]
-        case ir.AddSet():
-            return [Message(NEWSET, create, _set_attrs(table, op.set, set_id))]
-        case ir.FlushSet():
-            attrs = str_attr(SET_ELEM_LIST_TABLE, table) + str_attr(
-                SET_ELEM_LIST_SET, name(op.set, "set")
-            )
-            return [Message(DELSETELEM, 0, attrs)]
-        case ir.DeleteSet():
-            attrs = str_attr(SET_TABLE, table) + str_attr(SET_NAME, name(op.set, "set name"))
-            return [Message(DELSET, 0, attrs)]
-        case ir.AddElements() | ir.DeleteElements():
-            kind = NEWSETELEM if isinstance(op, ir.AddElements) else DELSETELEM
-            s = (sets or {}).get((op.table, op.set))
-            if s is None:
-                raise ValueError(f"set {op.set!r} of table {op.table!r}: unknown key types")
-            if kind == NEWSETELEM:
-                _check_verdicts(s, op.elements)
-            return _elements_messages(kind, table, op.set, op.elements, s.key)
-    raise TypeError(f"not an nft IR op: {op!r}")
+    encoder = _OPS.get(type(op))
+    if encoder is None:
+        raise TypeError(f"not an nft IR op: {op!r}")
+    return encoder(op, _table_attr(op.table), sets or {}, set_id)
 
 
 def _check_verdicts(s: ir.SetDef, elements: Iterable[ir.Element]) -> None:
@@ -536,6 +787,9 @@ def _check_verdicts(s: ir.SetDef, elements: Iterable[ir.Element]) -> None:
             raise ValueError(f"map {s.name!r}: element {e.key!r} needs a verdict")
         if not s.verdict_map and e.verdict is not None:
             raise ValueError(f"set {s.name!r}: element {e.key!r} cannot have a verdict")
+
+
+_MSG_HEAD = struct.Struct("=IHHIIBBH").pack  # nlmsghdr + nfgenmsg with res_id 0
 
 
 def nlmsg_header(kind: int, flags: int, seq: int, family: int, res_id: int, length: int) -> bytes:
@@ -561,38 +815,52 @@ class Batch(NamedTuple):
     op_index: tuple[int, ...]
 
 
-def encode_batch(
-    ops: Iterable[ir.Op], seq: int = 1, sets: Mapping[tuple[str, str], ir.SetDef] | None = None
-) -> Batch:
+def encode_batch(ops: Iterable[ir.Op], seq: int = 1, sets: _Sets | None = None) -> Batch:
     """BATCH_BEGIN, one or more messages per op, BATCH_END. Only the last op message asks for
     an ACK (NLM_F_ACK): the kernel reports every refused message anyway, and an ACK per message
     overruns the socket's receive buffer on big batches (measured: ENOBUFS at 10k messages).
     `sets`: definitions of sets that element ops use but the batch does not add."""
-    known = dict(sets or {})
-    messages: list[Message] = []
+    try:
+        return _encode_batch(ops, seq, dict(sets or {}))
+    finally:
+        _SEEN.clear()
+
+
+_NEWRULE = (NEWRULE, NLM_F_CREATE | NLM_F_APPEND)
+
+
+def _encode_batch(ops: Iterable[ir.Op], seq: int, known: dict[tuple[str, str], ir.SetDef]) -> Batch:
+    parts = [nlmsg_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, 0)]
     index: list[int] = []
+    n = seq
+    last = (0, 0, b"")
     for i, op in enumerate(ops):
-        if isinstance(op, ir.AddSet):
-            known[(op.table, op.set.name)] = op.set
         try:
-            encoded = op_messages(op, known, set_id=i + 1)
+            if type(op) is ir.AddRule:  # most ops: no Message objects
+                rule = _rule_attrs(_table_attr(op.table), op.chain, op.rule)
+                messages: Iterable[tuple[int, int, bytes]] = ((*_NEWRULE, rule),)
+            else:
+                encoder = _OPS.get(type(op))
+                if encoder is None:
+                    raise TypeError(f"not an nft IR op: {op!r}")
+                if type(op) is ir.AddSet:
+                    known[(op.table, op.set.name)] = op.set
+                messages = encoder(op, _table_attr(op.table), known, i + 1)
         except (ValueError, KeyError, TypeError) as e:
             raise EncodeError(i, op, e) from e
-        messages += encoded
-        index += [i] * len(encoded)
-    parts = [nlmsg_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, 0)]
-    for n, m in enumerate(messages, start=1):
-        flags = NLM_F_REQUEST | m.flags | (NLM_F_ACK if n == len(messages) else 0)
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | m.type
-        parts.append(nlmsg_header(kind, flags, seq + n, NFPROTO_IPV4, 0, len(m.attrs)) + m.attrs)
-    end = seq + len(messages) + 1
-    parts.append(nlmsg_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, end, 0, NFNL_SUBSYS_NFTABLES, 0))
+        for kind, flags, attrs in messages:
+            n += 1
+            last = ((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | flags, attrs)
+            parts += (_MSG_HEAD(20 + len(attrs), last[0], last[1], n, 0, NFPROTO_IPV4, 0, 0), attrs)
+            index.append(i)
+    if index:  # the last op message asks for the ACK
+        kind, flags, attrs = last
+        parts[-2] = _MSG_HEAD(20 + len(attrs), kind, flags | NLM_F_ACK, n, 0, NFPROTO_IPV4, 0, 0)
+    parts.append(nlmsg_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, n + 1, 0, NFNL_SUBSYS_NFTABLES, 0))
     return Batch(b"".join(parts), seq, tuple(index))
 
 
-def encode(
-    ops: Iterable[ir.Op], seq: int = 1, sets: Mapping[tuple[str, str], ir.SetDef] | None = None
-) -> bytes:
+def encode(ops: Iterable[ir.Op], seq: int = 1, sets: _Sets | None = None) -> bytes:
     """The whole batch as bytes (pure)."""
     return encode_batch(ops, seq, sets).data
 
@@ -632,6 +900,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_batch",
+    "expr_bytes",
     "expr_messages",
     "field_value",
     "op_messages",
