@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from . import ir
+from .nogc import no_gc
 from .text import comment as _check_comment
 from .text import ct_states, name
 
@@ -551,6 +552,10 @@ being reused; encode_batch empties it when done."""
 
 def expr_bytes(e: ir.Expr) -> bytes:
     """The kernel expressions of one IR expression, joined (same bytes as expr_messages)."""
+    if type(e) is ir.Cmp:  # the most common, and as cheap as remembering
+        out = _fast_cmp(e)
+        if out is not None:
+            return out
     seen = _SEEN.get(id(e))
     if seen is not None:
         return seen[1]
@@ -789,9 +794,6 @@ def _check_verdicts(s: ir.SetDef, elements: Iterable[ir.Element]) -> None:
             raise ValueError(f"set {s.name!r}: element {e.key!r} cannot have a verdict")
 
 
-_MSG_HEAD = struct.Struct("=IHHIIBBH").pack  # nlmsghdr + nfgenmsg with res_id 0
-
-
 def nlmsg_header(kind: int, flags: int, seq: int, family: int, res_id: int, length: int) -> bytes:
     nlmsg = struct.pack("=IHHII", 16 + 4 + length, kind, flags, seq, 0)
     return nlmsg + struct.pack(">BBH", family, 0, res_id)
@@ -821,41 +823,53 @@ def encode_batch(ops: Iterable[ir.Op], seq: int = 1, sets: _Sets | None = None) 
     overruns the socket's receive buffer on big batches (measured: ENOBUFS at 10k messages).
     `sets`: definitions of sets that element ops use but the batch does not add."""
     try:
-        return _encode_batch(ops, seq, dict(sets or {}))
+        with no_gc():
+            return _encode_batch(ops, seq, dict(sets or {}))
     finally:
         _SEEN.clear()
 
 
-_NEWRULE = (NEWRULE, NLM_F_CREATE | NLM_F_APPEND)
+_MSG = struct.Struct("=IHHIIBBH")  # nlmsghdr + nfgenmsg (res_id 0: no byte order to mind)
+_NEWRULE_TYPE = (NFNL_SUBSYS_NFTABLES << 8) | NEWRULE
+_NEWRULE_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND
 
 
 def _encode_batch(ops: Iterable[ir.Op], seq: int, known: dict[tuple[str, str], ir.SetDef]) -> Batch:
     parts = [nlmsg_header(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, 0)]
     index: list[int] = []
     n = seq
-    last = (0, 0, b"")
+    head = _MSG.pack
     for i, op in enumerate(ops):
         try:
-            if type(op) is ir.AddRule:  # most ops: no Message objects
-                rule = _rule_attrs(_table_attr(op.table), op.chain, op.rule)
-                messages: Iterable[tuple[int, int, bytes]] = ((*_NEWRULE, rule),)
-            else:
-                encoder = _OPS.get(type(op))
-                if encoder is None:
-                    raise TypeError(f"not an nft IR op: {op!r}")
-                if type(op) is ir.AddSet:
-                    known[(op.table, op.set.name)] = op.set
-                messages = encoder(op, _table_attr(op.table), known, i + 1)
+            if type(op) is ir.AddRule:  # most ops: one message, straight into the batch
+                attrs = _rule_attrs(_table_attr(op.table), op.chain, op.rule)
+                n += 1
+                parts += (
+                    head(20 + len(attrs), _NEWRULE_TYPE, _NEWRULE_FLAGS, n, 0, NFPROTO_IPV4, 0, 0),
+                    attrs,
+                )
+                index.append(i)
+                continue
+            encoder = _OPS.get(type(op))
+            if encoder is None:
+                raise TypeError(f"not an nft IR op: {op!r}")
+            if type(op) is ir.AddSet:
+                known[(op.table, op.set.name)] = op.set
+            messages = encoder(op, _table_attr(op.table), known, i + 1)
         except (ValueError, KeyError, TypeError) as e:
             raise EncodeError(i, op, e) from e
         for kind, flags, attrs in messages:
             n += 1
-            last = ((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | flags, attrs)
-            parts += (_MSG_HEAD(20 + len(attrs), last[0], last[1], n, 0, NFPROTO_IPV4, 0, 0), attrs)
+            kind |= NFNL_SUBSYS_NFTABLES << 8
+            parts += (
+                head(20 + len(attrs), kind, NLM_F_REQUEST | flags, n, 0, NFPROTO_IPV4, 0, 0),
+                attrs,
+            )
             index.append(i)
     if index:  # the last op message asks for the ACK
-        kind, flags, attrs = last
-        parts[-2] = _MSG_HEAD(20 + len(attrs), kind, flags | NLM_F_ACK, n, 0, NFPROTO_IPV4, 0, 0)
+        fields = list(_MSG.unpack(parts[-2]))
+        fields[2] |= NLM_F_ACK
+        parts[-2] = head(*fields)
     parts.append(nlmsg_header(NFNL_MSG_BATCH_END, NLM_F_REQUEST, n + 1, 0, NFNL_SUBSYS_NFTABLES, 0))
     return Batch(b"".join(parts), seq, tuple(index))
 

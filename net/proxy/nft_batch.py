@@ -8,13 +8,13 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from net.nft import ir
+from net.nft.nogc import no_gc
 from net.proxy.model import ServiceKey
 from net.proxy.nft_rules import (
     Claim,
     NftFragment,
     NftRuleSet,
     claims_of,
-    no_gc,
     shard_index,
     shard_table,
 )

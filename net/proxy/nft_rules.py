@@ -15,19 +15,18 @@ An element key two Services name (one externalIP on both) goes to the first one 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import ipaddress
 import itertools
 import re
 from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from net.nft import ir
 from net.nft.ir import Cmp, Field, Rule, Verdict, VerdictKind
+from net.nft.nogc import no_gc
 from net.proxy.model import (
     ClusterState,
     Endpoint,
@@ -100,6 +99,7 @@ def shard_index(table: str) -> int | None:
 
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 base32 alphabet
+_B32_PAIRS = [a + b for a in _B32 for b in _B32]  # two base32 digits per 10 bits
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_./-]")  # what nft names cannot hold (API names never do)
@@ -110,7 +110,8 @@ def _hashed(text: str, salt: str = "") -> str:
     """Upstream hashAndTruncate: "<8 base32 chars of sha256>-<text>", at most NAME_MAX long.
     Characters nft refuses in a name show as "_" (the hash keeps such names distinct)."""
     n = int.from_bytes(hashlib.sha256((text + salt).encode()).digest()[:5], "big")
-    h = "".join([_B32[(n >> shift) & 31] for shift in range(35, -1, -5)])
+    pairs = _B32_PAIRS
+    h = pairs[n >> 30] + pairs[(n >> 20) & 1023] + pairs[(n >> 10) & 1023] + pairs[n & 1023]
     out = f"{h}-{_UNSAFE.sub('_', text)}"
     return out if len(out) <= NAME_MAX else out[: NAME_MAX - 3] + "..."
 
@@ -634,19 +635,6 @@ class NftRuleSet:
         chains_s, sets_s = shared_static(self.config)
         data = tuple((s, tuple(shared[s.name])) for s in SHARED_SETS)
         return (ir.Table(SHARED_TABLE, chains_s, (*sets_s, *data)), *out)
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic GC while building large acyclic data: its full collections over the
-    growing heap cost as much as the build itself at 10k Services."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def build(
