@@ -166,22 +166,22 @@ class NftNetlink:
         return seq
 
     def _learn(self, ops: Iterable[ir.Op]) -> None:
-        for op in ops:
-            if isinstance(op, ir.AddSet):
+        for op in ops:  # type() checks: ~100k ops in a full sync at 10k Services
+            if type(op) is ir.AddSet:
                 self._sets[(op.table, op.set.name)] = op.set
-            elif isinstance(op, ir.DeleteSet):
+            elif type(op) is ir.DeleteSet:
                 self._sets.pop((op.table, op.set), None)
-            elif isinstance(op, ir.DeleteTable):
+            elif type(op) is ir.DeleteTable:
                 for key in [k for k in self._sets if k[0] == op.table]:
                     del self._sets[key]
 
     def _set_defs(self, ops: Sequence[ir.Op]) -> dict[tuple[str, str], ir.SetDef]:
         """Definitions of the sets that element ops use and the batch does not add (from the
         cache of sets this object added, else from the kernel)."""
-        added = {(op.table, op.set.name) for op in ops if isinstance(op, ir.AddSet)}
+        added = {(op.table, op.set.name) for op in ops if type(op) is ir.AddSet}
         out = {}
         for op in ops:
-            if isinstance(op, ir.AddElements | ir.DeleteElements):
+            if type(op) in _ELEMENT_OPS and isinstance(op, ir.AddElements | ir.DeleteElements):
                 key = (op.table, op.set)
                 if key in added or key in out:
                     continue
@@ -272,6 +272,9 @@ class NftNetlink:
                         raise NftError(f"nf_tables dump failed: {os.strerror(err)}", None, err)
                     return out
                 out.append(m)
+
+
+_ELEMENT_OPS = (ir.AddElements, ir.DeleteElements)
 
 
 class Acks:

@@ -56,15 +56,17 @@ def _full_ops(desired: NftRuleSet, existing: Existing) -> list[ir.Op]:
     for t in tables:
         ops += [ir.AddTable(t.name), ir.FlushTable(t.name)]
     for t in tables:
-        ops.extend(ir.AddChain(t.name, chain) for chain, _rules in t.chains)
+        ops += [ir.AddChain(t.name, chain) for chain, _rules in t.chains]
         for s, _elements in t.sets:
             ops.append(ir.AddSet(t.name, s))
             if s.timeout is None:
                 ops.append(ir.FlushSet(t.name, s.name))
     for t in tables:
+        table = t.name
         for chain, rules in t.chains:
-            ops.extend(ir.AddRule(t.name, chain.name, r) for r in rules)
-        ops.extend(ir.AddElements(t.name, s.name, elems) for s, elems in t.sets if elems)
+            name = chain.name
+            ops += [ir.AddRule(table, name, r) for r in rules]
+        ops += [ir.AddElements(table, s.name, elems) for s, elems in t.sets if elems]
     ops.extend(_stale_ops(desired, tables, existing)[0])
     return ops
 
