@@ -714,50 +714,64 @@ def _table_name(table: bytes) -> str:
     return table[4:].rstrip(b"\0").decode()
 
 
-def _add_table(op: ir.AddTable, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(NEWTABLE, NLM_F_CREATE, table + _u32(TABLE_FLAGS, 0))]
+# The ops of one message each: their attributes from (op, table attribute, set id)
 
 
-def _delete_table(op: ir.DeleteTable, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(DELTABLE, 0, table)]
+def _table_only(op: ir.DeleteTable | ir.FlushTable, table: bytes, _set_id: int) -> bytes:
+    return table
 
 
-def _flush_table(op: ir.FlushTable, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(DELRULE, 0, table)]
+def _add_table(op: ir.AddTable, table: bytes, _set_id: int) -> bytes:
+    return table + _u32(TABLE_FLAGS, 0)
 
 
-def _add_chain(op: ir.AddChain, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(NEWCHAIN, NLM_F_CREATE, _chain_attrs(table, op.chain))]
+def _add_chain(op: ir.AddChain, table: bytes, _set_id: int) -> bytes:
+    return _chain_attrs(table, op.chain)
 
 
-def _flush_chain(op: ir.FlushChain, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(DELRULE, 0, table + _name_attr(RULE_CHAIN, op.chain, "chain name"))]
+def _flush_chain(op: ir.FlushChain, table: bytes, _set_id: int) -> bytes:
+    return table + _name_attr(RULE_CHAIN, op.chain, "chain name")
 
 
-def _delete_chain(op: ir.DeleteChain, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(DELCHAIN, 0, table + _name_attr(CHAIN_NAME, op.chain, "chain name"))]
+def _delete_chain(op: ir.DeleteChain, table: bytes, _set_id: int) -> bytes:
+    return table + _name_attr(CHAIN_NAME, op.chain, "chain name")
 
 
-def _add_rule(op: ir.AddRule, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    attrs = _rule_attrs(table, op.chain, op.rule)
-    return [Message(NEWRULE, NLM_F_CREATE | NLM_F_APPEND, attrs)]
+def _add_rule(op: ir.AddRule, table: bytes, _set_id: int) -> bytes:
+    return _rule_attrs(table, op.chain, op.rule)
 
 
-def _add_set(op: ir.AddSet, table: bytes, _sets: _Sets, set_id: int) -> list[Message]:
-    return [Message(NEWSET, NLM_F_CREATE, _set_attrs(table, op.set, set_id))]
+def _add_set(op: ir.AddSet, table: bytes, set_id: int) -> bytes:
+    return _set_attrs(table, op.set, set_id)
 
 
-def _flush_set(op: ir.FlushSet, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(DELSETELEM, 0, table + _name_attr(SET_ELEM_LIST_SET, op.set, "set"))]
+def _flush_set(op: ir.FlushSet, table: bytes, _set_id: int) -> bytes:
+    return table + _name_attr(SET_ELEM_LIST_SET, op.set, "set")
 
 
-def _delete_set(op: ir.DeleteSet, table: bytes, _sets: _Sets, _set_id: int) -> list[Message]:
-    return [Message(DELSET, 0, table + _name_attr(SET_NAME, op.set, "set name"))]
+def _delete_set(op: ir.DeleteSet, table: bytes, _set_id: int) -> bytes:
+    return table + _name_attr(SET_NAME, op.set, "set name")
 
 
-def _elements(
-    op: ir.AddElements | ir.DeleteElements, table: bytes, sets: _Sets, _set_id: int
-) -> list[Message]:
+_ONE: dict[type, tuple[int, int, Callable[[Any, bytes, int], bytes]]] = {
+    ir.AddTable: (NEWTABLE, NLM_F_CREATE, _add_table),
+    ir.DeleteTable: (DELTABLE, 0, _table_only),
+    ir.FlushTable: (DELRULE, 0, _table_only),
+    ir.AddChain: (NEWCHAIN, NLM_F_CREATE, _add_chain),
+    ir.FlushChain: (DELRULE, 0, _flush_chain),
+    ir.DeleteChain: (DELCHAIN, 0, _delete_chain),
+    ir.AddRule: (NEWRULE, NLM_F_CREATE | NLM_F_APPEND, _add_rule),
+    ir.AddSet: (NEWSET, NLM_F_CREATE, _add_set),
+    ir.FlushSet: (DELSETELEM, 0, _flush_set),
+    ir.DeleteSet: (DELSET, 0, _delete_set),
+}
+"""NFT_MSG_* type, NLM_F_* flags and the attributes of each single-message op."""
+
+
+def _elements(op: ir.Op, table: bytes, sets: _Sets) -> list[Message]:
+    """The messages of an element op (several when its elements do not fit in one)."""
+    if not isinstance(op, ir.AddElements | ir.DeleteElements):
+        raise TypeError(f"not an nft IR op: {op!r}")
     kind = NEWSETELEM if isinstance(op, ir.AddElements) else DELSETELEM
     s = sets.get((op.table, op.set))
     if s is None:
@@ -768,30 +782,18 @@ def _elements(
 
 
 _Sets = Mapping[tuple[str, str], ir.SetDef]
-_OPS: dict[type, Callable[[Any, bytes, _Sets, int], list[Message]]] = {
-    ir.AddTable: _add_table,
-    ir.DeleteTable: _delete_table,
-    ir.FlushTable: _flush_table,
-    ir.AddChain: _add_chain,
-    ir.FlushChain: _flush_chain,
-    ir.DeleteChain: _delete_chain,
-    ir.AddRule: _add_rule,
-    ir.AddSet: _add_set,
-    ir.FlushSet: _flush_set,
-    ir.DeleteSet: _delete_set,
-    ir.AddElements: _elements,
-    ir.DeleteElements: _elements,
-}
 
 
 def op_messages(op: ir.Op, sets: _Sets | None = None, set_id: int = 1) -> list[Message]:
     """The messages of one op (element ops may need several). Element keys are typed by their
     set: `sets` must hold the definition of the set of an element op."""
-    encoder = _OPS.get(type(op))
-    if encoder is None:
-        raise TypeError(f"not an nft IR op: {op!r}")
+    one = _ONE.get(type(op))
     try:
-        return encoder(op, _table_attr(op.table), sets or {}, set_id)
+        table = _table_attr(op.table)
+        if one is None:
+            return _elements(op, table, sets or {})
+        kind, flags, attrs = one
+        return [Message(kind, flags, attrs(op, table, set_id))]
     finally:
         _SEEN.clear()
 
@@ -840,8 +842,7 @@ def encode_batch(ops: Iterable[ir.Op], seq: int = 1, sets: _Sets | None = None) 
 
 
 _MSG = struct.Struct("=IHHIIBBH")  # nlmsghdr + nfgenmsg (res_id 0: no byte order to mind)
-_NEWRULE_TYPE = (NFNL_SUBSYS_NFTABLES << 8) | NEWRULE
-_NEWRULE_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND
+_SUBSYS = NFNL_SUBSYS_NFTABLES << 8
 
 
 def _encode_batch(ops: Iterable[ir.Op], seq: int, known: dict[tuple[str, str], ir.SetDef]) -> Batch:
@@ -850,27 +851,28 @@ def _encode_batch(ops: Iterable[ir.Op], seq: int, known: dict[tuple[str, str], i
     n = seq
     head = _MSG.pack
     for i, op in enumerate(ops):
+        one = _ONE.get(type(op))
         try:
-            if type(op) is ir.AddRule:  # most ops: one message, straight into the batch
-                attrs = _rule_attrs(_table_attr(op.table), op.chain, op.rule)
+            table = _table_attr(op.table)
+            if one is not None:  # most ops: one message, straight into the batch
+                kind, flags, attrs_of = one
+                if type(op) is ir.AddSet:
+                    known[(op.table, op.set.name)] = op.set
+                attrs = attrs_of(op, table, i + 1)
                 n += 1
+                kind |= _SUBSYS
                 parts += (
-                    head(20 + len(attrs), _NEWRULE_TYPE, _NEWRULE_FLAGS, n, 0, NFPROTO_IPV4, 0, 0),
+                    head(20 + len(attrs), kind, NLM_F_REQUEST | flags, n, 0, NFPROTO_IPV4, 0, 0),
                     attrs,
                 )
                 index.append(i)
                 continue
-            encoder = _OPS.get(type(op))
-            if encoder is None:
-                raise TypeError(f"not an nft IR op: {op!r}")
-            if type(op) is ir.AddSet:
-                known[(op.table, op.set.name)] = op.set
-            messages = encoder(op, _table_attr(op.table), known, i + 1)
+            messages = _elements(op, table, known)
         except (ValueError, KeyError, TypeError) as e:
             raise EncodeError(i, op, e) from e
         for kind, flags, attrs in messages:
             n += 1
-            kind |= NFNL_SUBSYS_NFTABLES << 8
+            kind |= _SUBSYS
             parts += (
                 head(20 + len(attrs), kind, NLM_F_REQUEST | flags, n, 0, NFPROTO_IPV4, 0, 0),
                 attrs,
