@@ -151,21 +151,26 @@ def str_attr(kind: int, value: str) -> bytes:
     return _attr(kind, value.encode() + b"\0")
 
 
-_NAMES: dict[str, tuple[int, bytes]] = {}  # name -> (attribute length, padded payload)
+_VALID: set[str] = set()  # names text.name accepted
+_NAME_ATTRS: dict[int, dict[str, bytes]] = {}  # attribute type -> name -> attribute
 _NAMES_MAX = 1 << 18  # names churn with Services: start over rather than grow forever
 
 
 def _name_attr(kind: int, value: str, what: str) -> bytes:
     """str_attr of an nft identifier, checked once (text.name) and then remembered: the same
     table and chain names recur in every message of a batch."""
-    known = _NAMES.get(value)
-    if known is None:
-        payload = name(value, what).encode() + b"\0"
-        known = (4 + len(payload), payload + _PAD[len(payload) & 3])
-        if len(_NAMES) >= _NAMES_MAX:
-            _NAMES.clear()
-        _NAMES[value] = known
-    return _HEAD(known[0], kind) + known[1]
+    attrs = _NAME_ATTRS.get(kind)
+    out = attrs.get(value) if attrs is not None else None
+    if out is None:
+        if value not in _VALID:
+            name(value, what)
+            if len(_VALID) >= _NAMES_MAX:
+                _VALID.clear()
+                _NAME_ATTRS.clear()
+            _VALID.add(value)
+        out = str_attr(kind, value)
+        _NAME_ATTRS.setdefault(kind, {})[value] = out
+    return out
 
 
 def _host32(value: int) -> bytes:
@@ -850,10 +855,14 @@ def _encode_batch(ops: Iterable[ir.Op], seq: int, known: dict[tuple[str, str], i
     index: list[int] = []
     n = seq
     head = _MSG.pack
+    table_name: str | None = None  # ops come in runs on one table
+    table = b""
     for i, op in enumerate(ops):
         one = _ONE.get(type(op))
         try:
-            table = _table_attr(op.table)
+            if op.table != table_name:
+                table = _table_attr(op.table)
+                table_name = op.table
             if one is not None:  # most ops: one message, straight into the batch
                 kind, flags, attrs_of = one
                 if type(op) is ir.AddSet:

@@ -94,6 +94,7 @@ def test_spellings_off_the_fast_paths() -> None:
         ir.AddElements("t", "m", (ir.Element(("10.0.0.1", "tcp", 70000), ir.Verdict(K.DROP)),)),
         ir.AddElements("t", "m", (ir.Element(("10.0.0.1", "tcp", 80)),)),
         ir.AddChain("bad table", ir.Chain("c")),
+        ir.AddChain("", ir.Chain("c")),
     ],
 )
 def test_the_same_ops_are_refused(op: ir.Op) -> None:
@@ -127,3 +128,9 @@ def test_random_proxy_batches(seed: int) -> None:
         services[s.key], endpoints[s.key] = s, e
     desired = nr.build(ClusterState(services, endpoints), NP_CONFIG, previous=applied)
     same(partial_batch(desired, applied).ops, sets)
+
+
+@pytest.mark.parametrize("table", ["", "bad table", "table"])
+def test_a_bad_first_table_name_is_refused(table: str) -> None:
+    with pytest.raises(encode.EncodeError, match="table name"):
+        encode.encode_batch([ir.AddTable(table)])
