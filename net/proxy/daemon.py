@@ -537,17 +537,20 @@ def main(settings: ProxySettings) -> int:
     if settings.cleanup:
         from net.proxy.cleanup import cleanup
 
+        # nftables first: a host without iptables may still hold nftables mode's tables
+        tables = _cleanup_nftables()
         try:
             executor = iptables_exec.Executor(iptables_exec.detect())
         except (RuntimeError, OSError) as exc:
             print(f"pykubelet proxy: {exc}", file=sys.stderr)
+            if tables is not None:
+                print(f"removed {tables} nftables tables; no iptables here")
             return EXIT_UNSUPPORTED
         try:
             removed = cleanup(executor)
         except iptables_exec.RestoreError as exc:
             print(f"pykubelet proxy --cleanup: {exc}", file=sys.stderr)
             return 1
-        tables = _cleanup_nftables()
         if tables is None:
             return 1
         more = f", {tables} nftables tables" if tables else ""

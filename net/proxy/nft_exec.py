@@ -4,6 +4,7 @@ per sync (full at start-up and after a failure, else only the changed shards), i
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -197,6 +198,12 @@ class NftProxier(Proxier):
         record = super().finish(job, out)
         if not out.error and isinstance(out.extra, NftSync):
             self.nft_applied = out.extra.desired
+            if out.extra.full:
+                # The full rule set lives until the next full sync. Collect what the sync left
+                # and freeze the survivors, so a later collection (at 10k Services ~0.3 s) never
+                # walks them in the middle of a few-ms partial sync.
+                gc.collect()
+                gc.freeze()
         # on failure the kernel holds what it held; the (full) retry re-reads it anyway
         return record
 

@@ -86,12 +86,13 @@ def format_rules(data: Mapping[str, Any]) -> str:
         )
         for r in data.get("history", [])
     ]
+    nft = data.get("mode") == "nftables"
     table = _table(
         (
             "TIME",
             "DURATION",
             "SYNC",
-            "LINES",
+            "OPS" if nft else "LINES",  # nftables mode: ops of the netlink batch
             "SERVICES",
             "CHANGED",
             "CHAINS REMOVED",
@@ -130,7 +131,8 @@ def run_rules(args: argparse.Namespace) -> int:
     print(format_rules(data))
     newest = next((r for r in data.get("history", []) if r.get("text")), None)
     if newest is not None:
-        print(f"\n# restore input of the sync at {_clock(newest['time'])}")
+        what = "nftables batch" if data.get("mode") == "nftables" else "restore input"
+        print(f"\n# {what} of the sync at {_clock(newest['time'])}")
         print(newest["text"], end="")
     return 0
 

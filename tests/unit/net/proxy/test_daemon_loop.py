@@ -444,3 +444,22 @@ async def test_a_port_in_use_leaves_no_server_of_ours_running() -> None:
     finally:
         again.close()
     assert Client.closed
+
+
+def test_rules_view_names_ops_in_nftables_mode() -> None:
+    record = {
+        "time": 0.0,
+        "duration": 0.005,
+        "full": False,
+        "lines": 14,
+        "services": 3,
+        "changed": ["default/web"],
+        "removed": [],
+        "conntrack_flushed": 0,
+        "reasons": ["EndpointSlice default/web-x"],
+        "error": "",
+    }
+    nft = views_command.format_rules({"mode": "nftables", "history": [record]})
+    ipt = views_command.format_rules({"mode": "iptables", "history": [record]})
+    assert " OPS " in nft and " LINES " not in nft
+    assert " LINES " in ipt and " OPS " not in ipt
