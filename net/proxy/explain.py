@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from net.proxy.conntrack import ConntrackEntry
-from net.proxy.model import ClusterState, ServiceKey, port_name_string
+from net.proxy.model import ClusterState, Service, ServiceKey, port_name_string
 from net.proxy.rules import NAT, RuleSet, chain_hash
 
 
@@ -56,6 +56,27 @@ class Explanation:
     internal_policy: str = "Cluster"
     ports: tuple[PortView, ...] = ()
     conntrack: tuple[ConntrackEntry, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        key: ServiceKey,
+        svc: Service,
+        ports: Sequence[PortView],
+        conntrack: Sequence[ConntrackEntry],
+    ) -> Explanation:
+        """A found Service's explanation (both modes: the ports' views differ, not this)."""
+        return cls(
+            key,
+            True,
+            svc.type,
+            svc.cluster_ip,
+            f"ClientIP ({svc.affinity_timeout}s)" if svc.affinity_timeout is not None else "None",
+            "Local" if svc.external_local else "Cluster",
+            "Local" if svc.internal_local else "Cluster",
+            tuple(ports),
+            tuple(conntrack),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -212,17 +233,7 @@ def explain(
                 port.node_port and c.dport == port.node_port and (not node_ips or c.dst in node_ips)
             ):
                 matched.append(c)
-    return Explanation(
-        key,
-        True,
-        svc.type,
-        svc.cluster_ip,
-        f"ClientIP ({svc.affinity_timeout}s)" if svc.affinity_timeout is not None else "None",
-        "Local" if svc.external_local else "Cluster",
-        "Local" if svc.internal_local else "Cluster",
-        tuple(ports),
-        tuple(matched),
-    )
+    return Explanation.of(key, svc, ports, matched)
 
 
 def _frontend(

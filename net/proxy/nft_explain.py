@@ -131,17 +131,7 @@ def explain_tables(
             )
         )
         matched.extend(c for c in _conntrack(svc, port, conntrack, ips) if c not in matched)
-    return Explanation(
-        key,
-        True,
-        svc.type,
-        svc.cluster_ip,
-        f"ClientIP ({svc.affinity_timeout}s)" if svc.affinity_timeout is not None else "None",
-        "Local" if svc.external_local else "Cluster",
-        "Local" if svc.internal_local else "Cluster",
-        tuple(ports),
-        tuple(matched),
-    )
+    return Explanation.of(key, svc, ports, matched)
 
 
 def _frontend(

@@ -35,7 +35,7 @@ from net.proxy.model import (
     ServiceKey,
     ServicePort,
 )
-from net.proxy.rules import categorize
+from net.proxy.rules import categorize, holds_node_ip
 
 SHARDS = 16
 SHARED_TABLE = "pykube-proxy"
@@ -275,7 +275,7 @@ def _port_rules(
             out.rule(ext_chain, _goto(external_policy_chain))
     if uses_fw:
         sources = list(svc.lb_source_ranges)
-        if _holds_node_ip(svc.lb_source_ranges, config.node_ips):
+        if holds_node_ip(svc.lb_source_ranges, config.node_ips):
             sources.extend(svc.lb_ips)  # the node's own requests to a local LB IP (allowFromNode)
         for src in sources:
             out.rule(fw_chain, Cmp(Field.IP_SADDR, src), _goto(ext_chain))
@@ -303,19 +303,6 @@ def _port_rules(
 @lru_cache(maxsize=16)
 def _off_cluster(cidr: str | None) -> Cmp:
     return Cmp(Field.IP_SADDR, str(cidr), negate=True)
-
-
-@lru_cache(maxsize=1024)
-def _holds_node_ip(cidrs: tuple[str, ...], node_ips: tuple[str, ...]) -> bool:
-    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-    for ip in node_ips:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            continue
-        if any(addr.version == n.version and addr in n for n in nets):
-            return True
-    return False
 
 
 def fragment(

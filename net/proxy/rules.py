@@ -424,7 +424,7 @@ def _port_rules(
         fw_args = f'-m comment --comment "{pn} loadbalancer IP"'
         for cidr in svc.lb_source_ranges:
             add(fw_chain, f"{fw_args} -s {cidr} -j {ext_chain}")
-        if _holds_node_ip(svc.lb_source_ranges, config.node_ips):
+        if holds_node_ip(svc.lb_source_ranges, config.node_ips):
             # the node's own requests to a local LB IP arrive from that IP (upstream allowFromNode)
             for ip in svc.lb_ips:
                 add(fw_chain, f"{fw_args} -s {ip} -j {ext_chain}")
@@ -450,7 +450,7 @@ def _port_rules(
 
 
 @lru_cache(maxsize=1024)
-def _holds_node_ip(cidrs: tuple[str, ...], node_ips: tuple[str, ...]) -> bool:
+def holds_node_ip(cidrs: tuple[str, ...], node_ips: tuple[str, ...]) -> bool:
     nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
     for ip in node_ips:
         try:
