@@ -71,23 +71,30 @@ class Result:
     client_seen_as: str
 
 
+def client_command(
+    host: Host, ip: str, port: int, count: int, *, interval: float = 0.0, proto: str = "tcp"
+) -> list[str]:
+    """CLIENT_SCRIPT run inside `host`'s netns: `count` requests to ip:port, JSON rows out."""
+    return [
+        "nsenter",
+        f"--net=/run/netns/{host.netns}",
+        "--",
+        sys.executable,
+        "-c",
+        CLIENT_SCRIPT,
+        ip,
+        str(port),
+        str(count),
+        str(interval),
+        proto,
+    ]
+
+
 def requests(
     host: Host, ip: str, port: int, count: int, *, interval: float = 0.0, proto: str = "tcp"
 ) -> list[Result]:
     r = subprocess.run(
-        [
-            "nsenter",
-            f"--net=/run/netns/{host.netns}",
-            "--",
-            sys.executable,
-            "-c",
-            CLIENT_SCRIPT,
-            ip,
-            str(port),
-            str(count),
-            str(interval),
-            proto,
-        ],
+        client_command(host, ip, port, count, interval=interval, proto=proto),
         capture_output=True,
         text=True,
         timeout=120,
@@ -260,19 +267,7 @@ def test_udp_flow_moves_when_its_endpoint_goes(env: Env) -> None:
     env.put_slice("flip", BACKENDS[:1], proto="UDP", name="dns")
     env.wait_rules(f"{env.ns}/flip:dns -> {BACKENDS[0]}")
     client = subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/run/netns/{env.node.netns}",
-            "--",
-            sys.executable,
-            "-c",
-            CLIENT_SCRIPT,
-            cluster_ip(svc),
-            "53",
-            "60",
-            "0.05",
-            "udp1",
-        ],
+        client_command(env.node, cluster_ip(svc), 53, 60, interval=0.05, proto="udp1"),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -406,19 +401,7 @@ def test_restart_keeps_traffic_flowing_and_rebuilds(env: Env) -> None:
     env.put_slice("steady", BACKENDS)
     env.wait_rules(f"{env.ns}/steady:http -> {BACKENDS[2]}")
     client = subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/run/netns/{env.node.netns}",
-            "--",
-            sys.executable,
-            "-c",
-            CLIENT_SCRIPT,
-            cluster_ip(svc),
-            "80",
-            "150",
-            "0.03",
-            "tcp",
-        ],
+        client_command(env.node, cluster_ip(svc), 80, 150, interval=0.03, proto="tcp"),
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -31,7 +30,7 @@ from tests.unit.net.proxy.objects import endpoint_slice, modified, service, sync
 
 from .podutil import wait_for
 from .proxyenv import BACKEND_PORT, proxy_env, start_proxy
-from .test_proxy import CLIENT_SCRIPT, Env, cluster_ip, requests, shares
+from .test_proxy import Env, client_command, cluster_ip, requests, shares
 
 NODE = "proxy-node-nft"
 SUBNET = "10.125.0"
@@ -187,19 +186,7 @@ def test_udp_flow_moves_when_its_endpoint_goes(env: NftEnv) -> None:
     env.put_slice("flip", BACKENDS[:1], proto="UDP", name="dns")
     env.wait_rules(env.endpoint("flip", BACKENDS[0], port="dns", proto="udp"))
     client = subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/run/netns/{env.node.netns}",
-            "--",
-            sys.executable,
-            "-c",
-            CLIENT_SCRIPT,
-            cluster_ip(svc),
-            "53",
-            "60",
-            "0.05",
-            "udp1",
-        ],
+        client_command(env.node, cluster_ip(svc), 53, 60, interval=0.05, proto="udp1"),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -221,19 +208,7 @@ def test_restart_after_sigkill_keeps_traffic_flowing(env: NftEnv) -> None:
     env.put_slice("steady", BACKENDS)
     env.wait_rules(env.endpoint("steady", BACKENDS[2]))
     client = subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/run/netns/{env.node.netns}",
-            "--",
-            sys.executable,
-            "-c",
-            CLIENT_SCRIPT,
-            cluster_ip(svc),
-            "80",
-            "150",
-            "0.03",
-            "tcp",
-        ],
+        client_command(env.node, cluster_ip(svc), 80, 150, interval=0.03, proto="tcp"),
         stdout=subprocess.PIPE,
         text=True,
     )
