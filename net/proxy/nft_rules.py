@@ -35,7 +35,7 @@ from net.proxy.model import (
     ServiceKey,
     ServicePort,
 )
-from net.proxy.rules import categorize, holds_node_ip
+from net.proxy.rules import categorize, changed_services, holds_node_ip
 
 SHARDS = 16
 SHARED_TABLE = "pykube-proxy"
@@ -644,16 +644,7 @@ def build(
             return _full_build(state, config, shards)
     old = previous.fragments
     if changed is None:
-        changed = [k for k in old if k not in services]
-        for key, svc in services.items():
-            f = old.get(key)
-            eps = endpoints.get(key, empty)
-            if (
-                f is None
-                or not (f.service is svc or f.service == svc)
-                or not (f.endpoints is eps or f.endpoints == tuple(eps))
-            ):
-                changed.append(key)
+        changed = changed_services(state, old)
     frags = dict(old)
     new_claims = list(previous.claims)
     copies: dict[int, dict[Claim, tuple[ServiceKey, ...]]] = {}

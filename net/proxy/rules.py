@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from typing import Protocol
 
 from net.proxy.model import (
     ClusterState,
@@ -536,6 +537,30 @@ def static_chains(config: ProxyConfig) -> dict[tuple[str, str], tuple[list[str],
     return heads
 
 
+class _Built(Protocol):
+    @property
+    def service(self) -> Service: ...
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]: ...
+
+
+def changed_services(state: ClusterState, old: Mapping[ServiceKey, _Built]) -> list[ServiceKey]:
+    """Services whose object or endpoints differ from what `old` (the previous rule set's
+    per-Service fragments, of either mode) was built from; removed ones included."""
+    empty: tuple[Endpoint, ...] = ()
+    changed = [k for k in old if k not in state.services]
+    for key, svc in state.services.items():
+        f = old.get(key)
+        eps = state.endpoints.get(key, empty)
+        if (
+            f is None
+            or not (f.service is svc or f.service == svc)
+            or not (f.endpoints is eps or f.endpoints == tuple(eps))
+        ):
+            changed.append(key)
+    return changed
+
+
 def build(
     state: ClusterState,
     config: ProxyConfig,
@@ -552,16 +577,7 @@ def build(
         return _full_build(state, config)
     old = previous.fragments
     if changed is None:
-        changed = [k for k in old if k not in services]
-        for key, svc in services.items():
-            f = old.get(key)
-            eps = endpoints.get(key, empty)
-            if (
-                f is None
-                or not (f.service is svc or f.service == svc)
-                or not (f.endpoints is eps or f.endpoints == tuple(eps))
-            ):
-                changed.append(key)
+        changed = changed_services(state, old)
     total = previous.endpoint_total
     for key in changed:
         f = old.get(key)
