@@ -35,7 +35,7 @@ from net.proxy.model import (
     ServiceKey,
     ServicePort,
 )
-from net.proxy.rules import categorize, changed_services, holds_node_ip
+from net.proxy.rules import changed_services, holds_node_ip, port_policy
 
 SHARDS = 16
 SHARED_TABLE = "pykube-proxy"
@@ -216,18 +216,13 @@ def _port_rules(
     base = port_base(svc, port)
     svc_chain, local_chain = SERVICE_PREFIX + base, LOCAL_PREFIX + base
     ext_chain, fw_chain = EXTERNAL_PREFIX + base, FIREWALL_PREFIX + base
-    eps = [e for e in all_eps if e.port_name == port.name and e.protocol == port.protocol]
-    cluster, local, reachable, has_any = categorize(svc, port, eps, config.node_name)
-    external = bool(port.node_port or svc.external_ips or svc.lb_ips)
-    ext_local = external and svc.external_local
-
-    uses_local_chain = bool(local) and (svc.internal_local or ext_local)
+    p = port_policy(svc, port, all_eps, config.node_name)
+    cluster, local, reachable, has_any = p.cluster, p.local, p.reachable, p.has_any
+    ext_local, uses_local_chain = p.ext_local, p.uses_local_chain
+    has_internal, has_external = p.has_internal, p.has_external
+    uses_ext_chain, uses_fw = p.uses_ext_chain, p.uses_fw
     internal_chain = local_chain if svc.internal_local else svc_chain
-    has_internal = has_any and (bool(local) if svc.internal_local else True)
     external_policy_chain = local_chain if ext_local else svc_chain
-    has_external = has_any and (bool(local) if ext_local else True)
-    uses_ext_chain = has_any and external
-    uses_fw = has_any and bool(svc.lb_ips) and bool(svc.lb_source_ranges)
     # where traffic the Service cannot take goes: rejected without endpoints, dropped without
     # local ones (data-only sets in the shared table)
     int_flag = NO_ENDPOINT_SERVICES if not has_any else NO_LOCAL_SERVICES

@@ -254,6 +254,45 @@ def categorize(
     return cluster, local, list(seen.values()), has_any
 
 
+@dataclass(frozen=True)
+class PortPolicy:
+    """What both rule models decide for one Service port before naming any chain: its
+    endpoints (categorize), whether it is externally reachable, and which of the cluster,
+    local, external and firewall paths exist."""
+
+    cluster: list[Endpoint]
+    local: list[Endpoint]
+    reachable: list[Endpoint]
+    has_any: bool
+    ext_local: bool
+    uses_local_chain: bool
+    has_internal: bool  # internal traffic has somewhere to go (iTP Local: a local endpoint)
+    has_external: bool  # likewise for external traffic under eTP
+    uses_ext_chain: bool
+    uses_fw: bool
+
+
+def port_policy(
+    svc: Service, port: ServicePort, all_eps: tuple[Endpoint, ...], node: str
+) -> PortPolicy:
+    eps = [e for e in all_eps if e.port_name == port.name and e.protocol == port.protocol]
+    cluster, local, reachable, has_any = categorize(svc, port, eps, node)
+    external = bool(port.node_port or svc.external_ips or svc.lb_ips)
+    ext_local = external and svc.external_local
+    return PortPolicy(
+        cluster,
+        local,
+        reachable,
+        has_any,
+        ext_local,
+        uses_local_chain=bool(local) and (svc.internal_local or ext_local),
+        has_internal=has_any and (bool(local) if svc.internal_local else True),
+        has_external=has_any and (bool(local) if ext_local else True),
+        uses_ext_chain=has_any and external,
+        uses_fw=has_any and bool(svc.lb_ips) and bool(svc.lb_source_ranges),
+    )
+
+
 def _endpoint_jumps(
     pn: str, svc: Service, eps: list[Endpoint], sep: Mapping[str, str], large: bool
 ) -> list[str]:
@@ -290,19 +329,14 @@ def _port_rules(
     h = chain_hash(pn + proto)
     svc_chain, svl_chain = "KUBE-SVC-" + h, "KUBE-SVL-" + h
     ext_chain, fw_chain = "KUBE-EXT-" + h, "KUBE-FW-" + h
-    eps = [e for e in all_eps if e.port_name == port.name and e.protocol == port.protocol]
-    cluster, local, reachable, has_any = categorize(svc, port, eps, config.node_name)
-    external = bool(port.node_port or svc.external_ips or svc.lb_ips)
-    ext_local = external and svc.external_local
-
+    p = port_policy(svc, port, all_eps, config.node_name)
+    cluster, local, reachable, has_any = p.cluster, p.local, p.reachable, p.has_any
+    ext_local, uses_local_chain = p.ext_local, p.uses_local_chain
+    has_internal, has_external = p.has_internal, p.has_external
+    uses_ext_chain, uses_fw = p.uses_ext_chain, p.uses_fw
     uses_cluster_chain = bool(cluster)
-    uses_local_chain = bool(local) and (svc.internal_local or ext_local)
     internal_chain = svl_chain if svc.internal_local else svc_chain
-    has_internal = has_any and (bool(local) if svc.internal_local else True)
     external_policy_chain = svl_chain if ext_local else svc_chain
-    has_external = has_any and (bool(local) if ext_local else True)
-    uses_ext_chain = has_any and external
-    uses_fw = has_any and bool(svc.lb_ips) and bool(svc.lb_source_ranges)
     lb_chain = fw_chain if uses_fw else ext_chain
 
     match = f"-m {proto} -p {proto}"
