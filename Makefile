@@ -1,14 +1,18 @@
 # pykubelet: `make up` brings up a real local cluster; `make test` installs everything and runs
-# every test (lint, types, unit, integration). Other targets are for benchmarks and conformance.
+# every test (lint, types, unit, integration); `make check` is the fast loop (ruff, mypy, unit
+# tests; no root, no daemons). Other targets are for benchmarks, conformance and VMs.
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-GOBUILD := kubelet/cluster/gobuild/build.sh
+GOBUILD := cluster/gobuild/build.sh
 
-.PHONY: install up down test lint unit integration stubs node-binaries conformance-binaries conformance clean
+.PHONY: install venv up down test check lint unit integration stubs node-binaries conformance-binaries conformance clean
 
 install:
-	bash kubelet/cluster/install-deps.sh
+	bash cluster/install-deps.sh
+
+venv:
+	bash cluster/install-deps.sh venv
 
 up: install
 	$(VENV)/bin/pykubelet up $(if $(NODES),--nodes $(NODES)) $(if $(PROXY_MODE),--proxy-mode $(PROXY_MODE))
@@ -16,12 +20,19 @@ up: install
 down:
 	$(VENV)/bin/pykubelet down
 
-lint: install
+# The fast loop (also the pre-commit hook): lint, types and unit tests, under 2 minutes warm.
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
+
+lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-unit: install
+unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 integration: install

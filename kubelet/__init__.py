@@ -1,8 +1,7 @@
-"""pykubelet's node agent: configuration, apiserver access, node status, pods, and the harness.
-The package root holds only the version.
+"""pykubelet's node agent: configuration, node status, pods, volumes, probes, resources and the
+:10250 API. The package root only re-exports the versions (they live in kube/).
 """
 
-__version__ = "0.1.0"
+from kube import KUBERNETES_VERSION, __version__
 
-KUBERNETES_VERSION = "v1.36.3"
-"""The Kubernetes release whose node API pykubelet speaks (and the harness builds)."""
+__all__ = ["KUBERNETES_VERSION", "__version__"]

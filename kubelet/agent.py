@@ -16,8 +16,10 @@ from pathlib import Path
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
-from kubelet import KUBERNETES_VERSION, __version__, supervise
-from kubelet.apiserver import NODES, SECRETS, ApiClient, ApiError
+from kube import KUBERNETES_VERSION, __version__, supervise
+from kube import facts as machine
+from kube.apiserver import NODES, SECRETS, ApiClient, ApiError
+from kube.quantity import parse_quantity
 from kubelet.cgroups import host as cghost
 from kubelet.cgroups import manager as cgmanager
 from kubelet.cgroups.planner import node_resources, reserved_resources
@@ -31,7 +33,6 @@ from kubelet.eviction.thresholds import DISK_PRESSURE, MEMORY_PRESSURE, PID_PRES
 from kubelet.logrotate import LogRotator
 from kubelet.logrotate import Policy as LogPolicy
 from kubelet.node import allocatable as alloc
-from kubelet.node import facts as machine
 from kubelet.node.heartbeat import NodeHeartbeat
 from kubelet.node.status import Health, NodeIdentity
 from kubelet.pods.admission import NodeResources, Rejection, RuntimeClasses, check_resources
@@ -47,7 +48,6 @@ from kubelet.pods.static import FileSource, MirrorPods
 from kubelet.pods.status_manager import StatusManager
 from kubelet.pods.workers import PodWorkers
 from kubelet.prober import ProbeManager
-from kubelet.quantity import parse_quantity
 from kubelet.runtime.state import RuntimeCache
 from kubelet.server import build as build_server
 from kubelet.server.metrics import observe_runtime_operation
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 def detect_node_ips() -> tuple[str, ...]:
     """The node IP when --node-ip is not given: the documented rule of
-    kubelet.node.facts.choose_node_ip (never just the default-route interface)."""
+    kube.facts.choose_node_ip (never just the default-route interface)."""
     return (machine.detect_node_ip(),)
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubelet.apiserver import EVENTS, ApiClient, ApiError, NotFound, PatchType
+from kube.apiserver import EVENTS, ApiClient, ApiError, NotFound, PatchType
 
 log = logging.getLogger(__name__)
 

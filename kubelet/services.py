@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 from contextlib import aclosing
 from typing import Any
 
-from kubelet.apiserver import SYNC, Store
-from kubelet.apiserver.informer import ListWatcher, list_then_watch
-from kubelet.apiserver.requests import SERVICES
+from kube.apiserver import SYNC, Store
+from kube.apiserver.informer import ListWatcher, list_then_watch
+from kube.apiserver.requests import SERVICES
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubelet.quantity import QuantityError, parse_cpu, parse_memory
+from kube.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.runtime.criconfig import (
     MIN_SHARES,
     QOS_BEST_EFFORT,

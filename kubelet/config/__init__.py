@@ -4,6 +4,7 @@ Owns settings and their validation only; starts nothing and reads no file but th
 
 from __future__ import annotations
 
+from kube.units import format_duration, parse_duration, parse_percentage, parse_quantity
 from kubelet.config.decode import from_dict, load_file, loads, to_dict, validate
 from kubelet.config.errors import ConfigError
 from kubelet.config.flags import RunConfig, add_run_flags, apply_flags, load, node_name
@@ -27,7 +28,6 @@ from kubelet.config.model import (
     WebhookAuthorization,
     X509Authentication,
 )
-from kubelet.config.units import format_duration, parse_duration, parse_percentage, parse_quantity
 
 __all__ = [
     "API_VERSION",

@@ -11,8 +11,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
+from kube.units import format_duration, parse_duration, parse_percentage, parse_quantity
 from kubelet.config.errors import ConfigError
-from kubelet.config.units import format_duration, parse_duration, parse_percentage, parse_quantity
 
 T = TypeVar("T")
 Check = Callable[[str], str | None]

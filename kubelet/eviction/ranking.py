@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from functools import cmp_to_key
 from typing import Any
 
+from kube.quantity import QuantityError, parse_memory
 from kubelet.cgroups.planner import pod_requests
-from kubelet.quantity import QuantityError, parse_memory
 
 Json = Mapping[str, Any]
 

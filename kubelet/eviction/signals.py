@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kube.facts import mem_total_bytes
 from kubelet.cgroups import writer as cgw
 from kubelet.cgroups.host import V1, CgroupHost
 from kubelet.eviction import thresholds as th
 from kubelet.eviction.thresholds import Observation
-from kubelet.node.facts import mem_total_bytes
 
 
 def _meminfo(text: str, key: str) -> int:

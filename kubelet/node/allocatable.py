@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kube.facts import MachineFacts
+from kube.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.node import status as nodestatus
-from kubelet.node.facts import MachineFacts
-from kubelet.quantity import QuantityError, parse_cpu, parse_memory
 
 _EVICTION_RESOURCE = {"memory.available": "memory", "nodefs.available": "ephemeral-storage"}
 

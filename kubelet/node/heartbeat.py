@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubelet.apiserver import (
+from kube.apiserver import (
     LEASES,
     NODES,
     AlreadyExists,
@@ -23,8 +23,8 @@ from kubelet.apiserver import (
     NotFound,
     PatchType,
 )
+from kube.facts import MachineFacts
 from kubelet.node import status as nodestatus
-from kubelet.node.facts import MachineFacts
 
 log = logging.getLogger(__name__)
 LEASE_NAMESPACE = "kube-node-lease"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubelet.node.facts import MachineFacts
+from kube.facts import MachineFacts
 
 Json = dict[str, Any]
 

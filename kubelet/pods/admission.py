@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubelet.apiserver import ApiClient, ApiError, NotFound
-from kubelet.apiserver.requests import RUNTIMECLASSES
+from kube.apiserver import ApiClient, ApiError, NotFound
+from kube.apiserver.requests import RUNTIMECLASSES
 from kubelet.cgroups.planner import pod_requests
 from kubelet.runtime.criconfig import effective_security_context
 

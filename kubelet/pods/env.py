@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
+from kube.apiserver import CONFIGMAPS, SECRETS, ApiError, NotFound, Resource
+from kube.units import parse_quantity
 from kubelet import events as ev
-from kubelet.apiserver import CONFIGMAPS, SECRETS, ApiError, NotFound, Resource
-from kubelet.config.units import parse_quantity
 from kubelet.pods.seams import ContainerConfigError, ResolvedContainer
 from kubelet.runtime import labels
 

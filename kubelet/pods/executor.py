@@ -16,9 +16,9 @@ from typing import Any
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError, NotFound
+from kube.apiserver import ApiError
+from kube.facts import mem_total_bytes
 from kubelet import events as ev
-from kubelet.apiserver import ApiError
-from kubelet.node.facts import mem_total_bytes
 from kubelet.pods import ephemeral
 from kubelet.pods.admission import RuntimeClassError, needs_image_user, verify_run_as_non_root
 from kubelet.pods.backoff import BackOff

@@ -16,7 +16,7 @@ import httpx
 
 from cri import api
 from cri.errors import CRIError
-from kubelet import KUBERNETES_VERSION
+from kube import KUBERNETES_VERSION
 from kubelet import events as ev
 from kubelet.pods.env import status_pod_ips
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NewType, TypeVar
 
-from kubelet.quantity import parse_quantity
+from kube.quantity import parse_quantity
 
 PodUID = NewType("PodUID", str)
 ContainerID = NewType("ContainerID", str)

@@ -1,7 +1,7 @@
 """The pod planner: from a pod's spec and its runtime state, what to create, start and kill, in
 which order (upstream kuberuntime's computePodActions). Pure: no I/O, no clock, no mutation.
 
-Rules, in the order they apply (each one is tested in tests/unit/pods/test_plan.py):
+Rules, in the order they apply (each one is tested in tests/unit/kubelet/pods/test_plan.py):
 
 1. Deletion. A pod with a deletionTimestamp is torn down (`_terminate`): nothing starts; every
    container not known to have exited is killed, regular containers (and running init

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
+from kube.quantity import parse_quantity
 from kubelet.pods.model import (
     NO_PROBES,
     Container,
@@ -23,7 +24,6 @@ from kubelet.pods.model import (
     Waiting,
 )
 from kubelet.pods.plan import should_restart
-from kubelet.quantity import parse_quantity
 
 Json = dict[str, Any]
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from typing import Protocol
 
-from kubelet.apiserver import PODS, SYNC, ApiClient, list_then_watch
-from kubelet.apiserver.errors import JsonObject
+from kube.apiserver import PODS, SYNC, ApiClient, list_then_watch
+from kube.apiserver.errors import JsonObject
 from kubelet.pods.model import PodUID
 
 log = logging.getLogger(__name__)

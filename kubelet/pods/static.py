@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from kubelet.apiserver import (
+from kube.apiserver import (
     NODES,
     PODS,
     AlreadyExists,

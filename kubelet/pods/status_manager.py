@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kubelet.apiserver import PODS, ApiClient, ApiError, Conflict, NotFound, PatchType
+from kube.apiserver import PODS, ApiClient, ApiError, Conflict, NotFound, PatchType
 from kubelet.pods.podstatus import written_conditions
 
 log = logging.getLogger(__name__)

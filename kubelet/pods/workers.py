@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from cri.errors import CRIError
+from kube.apiserver import PODS, ApiClient, ApiError, NotFound, Preconditions
 from kubelet import events as ev
-from kubelet.apiserver import PODS, ApiClient, ApiError, NotFound, Preconditions
 from kubelet.eviction.oom import OOM_EVENT_REASON, new_oom_kills, oom_message
 from kubelet.pods.admission import Rejection, admit, rejected_status
 from kubelet.pods.backoff import BackOff

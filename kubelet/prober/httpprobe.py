@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from kubelet import KUBERNETES_VERSION
+from kube import KUBERNETES_VERSION
 from kubelet.prober.results import Outcome, Result
 
 MAX_BODY = 10 * 1024

@@ -2,7 +2,7 @@
 Pure functions over plain pod dicts; it must not call the runtime or touch the host.
 """
 
-from kubelet.quantity import QuantityError, parse_cpu, parse_memory
+from kube.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.runtime.criconfig import (
     DNSSettings,
     PodConfigError,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cri import api
-from kubelet.quantity import QuantityError, parse_cpu, parse_memory
+from kube.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.runtime import labels
 
 POD_LOGS_ROOT = "/var/log/pods"

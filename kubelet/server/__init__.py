@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from cri.client import RuntimeClient
-from kubelet.apiserver import ApiClient, JsonObject
+from kube.apiserver import ApiClient, JsonObject
 from kubelet.config import RunConfig, to_dict
 from kubelet.server.app import KubeletServer, Routes, Sources, make_app
 from kubelet.server.auth import Authenticator, Authorizer

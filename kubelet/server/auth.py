@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubelet.apiserver import ApiError, JsonObject, Resource
+from kube.apiserver import ApiError, JsonObject, Resource
 
 log = logging.getLogger(__name__)
 

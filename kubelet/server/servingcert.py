@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubelet.apiserver import ApiError, Resource
-from kubelet.apiserver.requests import CERTIFICATESIGNINGREQUESTS
+from kube.apiserver import ApiError, Resource
+from kube.apiserver.requests import CERTIFICATESIGNINGREQUESTS
 from kubelet.server.certstore import CertStore, Pair, StoreError, matches
 from kubelet.server.metrics import SERVER_CERT_TTL
 

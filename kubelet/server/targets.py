@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.apiserver import ApiError, JsonObject
+from kube.apiserver import ApiError, JsonObject
 from kubelet.runtime import labels
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from kube.quantity import QuantityError, parse_quantity
 from kubelet.pods.seams import VolumeSetupError
-from kubelet.quantity import QuantityError, parse_quantity
 
 Json = Mapping[str, Any]
 

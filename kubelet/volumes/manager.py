@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cri import api
-from kubelet.apiserver import CONFIGMAPS, PODS, SECRETS, ApiError, NotFound, Resource
-from kubelet.apiserver.requests import SERVICEACCOUNTS
+from kube.apiserver import CONFIGMAPS, PODS, SECRETS, ApiError, NotFound, Resource
+from kube.apiserver.requests import SERVICEACCOUNTS
 from kubelet.pods.seams import VolumeSetupError
 from kubelet.volumes.container_mounts import container_mounts
 from kubelet.volumes.content import Sources, references, uses_pod_metadata

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kube.quantity import QuantityError, parse_memory
 from kubelet.pods.seams import VolumeSetupError
-from kubelet.quantity import QuantityError, parse_memory
 from kubelet.volumes import hostfs
 from kubelet.volumes.atomic import PayloadError, write_atomically
 from kubelet.volumes.content import FileProjection, Payload, Sources, plan_payload

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kube.quantity import parse_memory
 from kubelet.cgroups.planner import pod_resources
-from kubelet.quantity import parse_memory
 
 Json = Mapping[str, Any]
 

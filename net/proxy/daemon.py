@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from kubelet.apiserver import (
+from kube import facts
+from kube.apiserver import (
     NODES,
     SYNC,
     ApiClient,
@@ -28,13 +29,12 @@ from kubelet.apiserver import (
     KubeconfigError,
     watch_forever,
 )
-from kubelet.apiserver.requests import ENDPOINTSLICES, SERVICES
-from kubelet.node import facts
-from kubelet.supervise import spawn
+from kube.apiserver.requests import ENDPOINTSLICES, SERVICES
+from kube.supervise import spawn
 from net.proxy import conntrack, http, iptables_exec, model, proxier
-from net.proxy.command import EXIT_CONFIG, EXIT_UNSUPPORTED, ProxySettings, split_host_port
 from net.proxy.history import History
 from net.proxy.metrics import ProxyMetrics
+from net.proxy.settings import EXIT_CONFIG, EXIT_UNSUPPORTED, ProxySettings, split_host_port
 
 __all__ = ["EXIT_UNSUPPORTED", "ProxyDaemon", "Unsupported", "check_mode", "main"]
 

@@ -22,7 +22,6 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from net.nft import ir
 from net.nft.ir import Cmp, Field, Rule, Verdict, VerdictKind
@@ -705,30 +704,13 @@ def _rules_in(f: NftFragment) -> int:
     return sum(len(rules) for rules in f.chains.values())
 
 
-if TYPE_CHECKING:
-    from net.proxy.nft_batch import NftBatch, full_batch, partial_batch
-
-
-def __getattr__(name: str) -> object:
-    """The batches live in net.proxy.nft_batch (which imports this module); they are
-    importable from here too."""
-    if name in ("NftBatch", "full_batch", "partial_batch"):
-        from net.proxy import nft_batch
-
-        return getattr(nft_batch, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "SHARDS",
     "SHARED_TABLE",
-    "NftBatch",
     "NftFragment",
     "NftRuleSet",
     "build",
     "fragment",
-    "full_batch",
-    "partial_batch",
     "shard_of",
     "shard_table",
 ]

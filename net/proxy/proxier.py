@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubelet.apiserver import SYNC, InformerEvent
+from kube.apiserver import SYNC, InformerEvent
 from net.proxy import conntrack, model, render, rules
 from net.proxy.history import History, SyncRecord
 from net.proxy.iptables_exec import Executor, RestoreError, committed_tables, table_sections

@@ -44,11 +44,11 @@ from typing import Any
 
 import httpx
 
+from cluster import hostops, images, process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec, Ports, free_ports
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.cluster import hostops, images, process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
 from tests.bench import gokubelet
 
 PY_NODE = "bench-py"
@@ -850,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     binaries = cluster.find_binaries(build=False, say=say)
     if "go" in args.agents and not binaries.k8s("kubelet").exists():
-        say("the Go kubelet is not built: run `bash kubelet/cluster/gobuild/build.sh node`")
+        say("the Go kubelet is not built: run `bash cluster/gobuild/build.sh node`")
         return 2
     # Both agents on the same pod network: the harness's provisional conflist (Debian bridge +
     # host-local + portmap). pykubelet's own CNI plugin needs the pykubelet agent running, so the

@@ -38,10 +38,10 @@ from typing import Any
 
 import httpx
 
-from kubelet.cluster import process, proxyproc
-from kubelet.cluster import up as cluster
-from kubelet.cluster.nsforward import forward_command
-from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
+from cluster import process, proxyproc
+from cluster import up as cluster
+from cluster.nsforward import forward_command
+from cluster.spec import ClusterSpec, Ports, free_ports
 from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, ServicePort
 from net.proxy.render import render
 from net.proxy.rules import build
@@ -689,7 +689,7 @@ def compare(args: argparse.Namespace, results: Json) -> int:
     binaries = cluster.find_binaries(build=False, say=say)
     agents = [a for a in args.agents.split(",") if a]
     if "kube-proxy" in agents and not binaries.k8s("kube-proxy").exists():
-        say("kube-proxy is not built: run `bash kubelet/cluster/gobuild/build.sh node`")
+        say("kube-proxy is not built: run `bash cluster/gobuild/build.sh node`")
         return 2
     directory = Path(tempfile.mkdtemp(prefix="pykbench-proxy-"))
     spec = cluster.make_spec(

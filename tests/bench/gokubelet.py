@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubelet.cluster import hostops, process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from cluster import hostops, process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 
 CGROUP_ROOT = "pykbench-go"
 SYSCTLS = (
@@ -130,7 +130,7 @@ class GoKubelet:
         binary = kubelet_binary(self.spec)
         if not binary.exists():
             raise process.ComponentFailed(
-                f"{binary} missing; run: bash kubelet/cluster/gobuild/build.sh node"
+                f"{binary} missing; run: bash cluster/gobuild/build.sh node"
             )
         for sub in ("root", "pki", "pod-logs", "volume-plugins"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """The e2e test images the [NodeConformance] tests run (agnhost, busybox, pause, nonewprivs, ...),
-built locally under the exact names `e2e.test --list-images` prints, with kubelet.cluster.images.
+built locally under the exact names `e2e.test --list-images` prints, with cluster.images.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubelet.cluster import images as base
+from cluster import images as base
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec, Ports, free_ports
+from cluster import up as cluster
+from cluster.spec import DEFAULT_CACHE, ClusterSpec, Ports, free_ports
 from tests.conformance import e2e, e2e_images, hostfacts, junit, report
 from tests.conformance.supervisor import Supervisor
 

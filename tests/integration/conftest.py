@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
+from cluster import up as cluster
+from cluster.spec import ClusterSpec, Ports, free_ports
 
 NODE = "itest-node"
 

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kubelet.cluster import nodes
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, Ports, free_ports
+from cluster import nodes
+from cluster import up as cluster
+from cluster.spec import ClusterSpec, Ports, free_ports
 
 from .podutil import BUSYBOX, api_json, get_pod, wait_for
 

@@ -1,5 +1,5 @@
 """Test "hosts": network namespaces joined by veth pairs to a bridge in a switch namespace
-(kubelet.cluster.segment, the code `up --nodes` uses); removed on exit, even on error."""
+(cluster.segment, the code `up --nodes` uses); removed on exit, even on error."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from kubelet.cluster import segment
+from cluster import segment
 
 
 def sh(*args: str) -> str:

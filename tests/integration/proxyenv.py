@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from kubelet.cluster import process, proxyproc
-from kubelet.cluster import up as cluster
-from kubelet.cluster.nsforward import forward_command
-from kubelet.cluster.spec import ClusterSpec
+from cluster import process, proxyproc
+from cluster import up as cluster
+from cluster.nsforward import forward_command
+from cluster.spec import ClusterSpec
 
 from .netns_hosts import Host, hosts
 from .podutil import new_namespace

@@ -8,9 +8,9 @@ import datetime
 import json
 import time
 
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, apiserver_command, containerd_command
+from cluster import process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec, apiserver_command, containerd_command
 
 from .conftest import NODE
 from .podutil import (

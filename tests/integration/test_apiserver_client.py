@@ -1,4 +1,4 @@
-"""kubelet.apiserver against the real control plane: CRUD and watch as admin, and what the Node
+"""kube.apiserver against the real control plane: CRUD and watch as admin, and what the Node
 authorizer lets a node identity list and watch (its own pods only).
 """
 
@@ -13,7 +13,8 @@ from contextlib import aclosing
 
 import pytest
 
-from kubelet.apiserver import (
+from cluster.spec import ClusterSpec
+from kube.apiserver import (
     CONFIGMAPS,
     NAMESPACES,
     NODES,
@@ -28,7 +29,6 @@ from kubelet.apiserver import (
     Resource,
     list_then_watch,
 )
-from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
 

@@ -13,15 +13,15 @@ import time
 import uuid
 from pathlib import Path
 
+from cluster import process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 from cri import api
 from cri.client import RuntimeClient
 from kubelet.cgroups import host as cghost
 from kubelet.cgroups.manager import CgroupManager
 from kubelet.cgroups.planner import node_resources
 from kubelet.cgroups.v2 import V2Writer
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import (

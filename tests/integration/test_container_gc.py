@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from cluster import images, process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.cluster import images, process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import container, create_pod, cstatus, pod_body, wait_for, wait_pod

@@ -9,9 +9,9 @@ import time
 import uuid
 from pathlib import Path
 
-from kubelet.cluster.http import request
-from kubelet.cluster.spec import ClusterSpec
-from kubelet.cluster.up import api
+from cluster.http import request
+from cluster.spec import ClusterSpec
+from cluster.up import api
 
 from .conftest import NODE
 

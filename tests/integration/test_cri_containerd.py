@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from cluster import images, process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.cluster import images, process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from kubelet.apiserver import ApiClient
-from kubelet.apiserver.requests import SERVICES
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
-from kubelet.cluster.up import agent_daemon
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
+from cluster.up import agent_daemon
+from kube.apiserver import ApiClient
+from kube.apiserver.requests import SERVICES
 
 from .conftest import NODE
 from .podutil import (

@@ -9,8 +9,8 @@ import selectors
 import subprocess
 import time
 
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 
 from .podutil import Json, container, create_pod, cstatus, events, get_pod, pod_body, wait_pod
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from cluster import images, process
+from cluster import up as cluster
+from cluster.spec import DEFAULT_CACHE, ClusterSpec
 from cri.client import RuntimeClient
-from kubelet.cluster import images, process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import DEFAULT_CACHE, ClusterSpec
 
 from .conftest import NODE
 from .podutil import (

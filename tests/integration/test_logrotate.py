@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.http import request
-from kubelet.cluster.spec import ClusterSpec
+from cluster import process
+from cluster import up as cluster
+from cluster.http import request
+from cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import (

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import nodes, process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.nodes import SimNode
-from kubelet.cluster.spec import ClusterSpec
+from cluster import nodes, process
+from cluster import up as cluster
+from cluster.nodes import SimNode
+from cluster.spec import ClusterSpec
 
 from .multinode import (
     container_id,
@@ -199,7 +199,7 @@ def test_net_pod_view_matches_ip(mn: ClusterSpec, ns: str) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "kubelet.cli",
+        "pykubelet.cli",
         "net",
         "pod",
         f"{ns}/view-b",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.cluster.spec import ClusterSpec
+from cluster.spec import ClusterSpec
 from net.routes.kernel import RTPROT_PYKUBELET
 from net.routes.plan import vtep_address
 

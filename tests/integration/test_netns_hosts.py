@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubelet.cluster import hostops
+from cluster import hostops
 
 from .netns_hosts import hosts
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec, free_ports
+from cluster import up as cluster
+from cluster.spec import ClusterSpec, free_ports
 from net import install, iptables, links, names
 from net.cni.protocol import Request
 from net.config import parse_netconf

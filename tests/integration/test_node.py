@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from cluster import process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 
 from .conftest import NODE
 
@@ -128,7 +128,7 @@ def test_unknown_config_field_is_refused(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "kubelet.cli",
+            "pykubelet.cli",
             "run",
             f"--config={config}",
             "--kubeconfig=/nonexistent",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.cluster import process
-from kubelet.cluster.nsforward import forward_command
+from cluster import process
+from cluster.nsforward import forward_command
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Inside the pod: the managed /etc/hosts (header, pod IP line, hostAliases, hostNetwork copy, own
 mount), /etc/resolv.conf from dnsPolicy and dnsConfig, hostname, subdomain and setHostnameAsFQDN.
 
-The harness's agent has no clusterDNS and no clusterDomain (kubelet/cluster/up.py agent_config), so
+The harness's agent has no clusterDNS and no clusterDomain (cluster/up.py agent_config), so
 ClusterFirst falls back to Default with a MissingClusterDNS event and a subdomain's domain is
 `<sub>.<ns>.svc.` (upstream's formatting with an empty clusterDomain). With clusterDNS configured
 one would add: ClusterFirst gives `nameserver <clusterDNS>`, the `<ns>.svc.<domain>` searches and
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kubelet.cluster.spec import ClusterSpec
+from cluster.spec import ClusterSpec
 from kubelet.pods.dns import parse_resolv_conf, pod_dns, render_resolv_conf
 from kubelet.runtime.criconfig import DNSSettings
 

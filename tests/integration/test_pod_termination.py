@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubelet.cluster.spec import ClusterSpec
+from cluster.spec import ClusterSpec
 
 from .podutil import container, create_pod, cstatus, pod_body, wait_pod
 

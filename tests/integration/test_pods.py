@@ -10,11 +10,11 @@ import datetime
 import time
 from collections.abc import Callable
 
+from cluster import process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import (

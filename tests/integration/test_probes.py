@@ -7,8 +7,8 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import (

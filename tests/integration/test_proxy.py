@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import proxyproc
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from cluster import proxyproc
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 
 from .netns_hosts import Host
 from .podutil import api_json, wait_for
@@ -200,7 +200,7 @@ class Env:
                 "--",
                 sys.executable,
                 "-m",
-                "kubelet.cli",
+                "pykubelet.cli",
                 "net",
                 *args,
                 f"--metrics-address=127.0.0.1:{self.spec.ports.proxy_metrics}",

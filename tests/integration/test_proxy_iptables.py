@@ -135,7 +135,7 @@ def test_bad_batch_changes_nothing_and_names_its_line(netns: str) -> None:
 
 
 def test_cleanup_removes_every_rule_and_chain_of_ours(netns: str) -> None:
-    from kubelet.cluster import proxyproc
+    from cluster import proxyproc
 
     subprocess.run(
         ["nsenter", f"--net=/run/netns/{netns}", "iptables", "-t", "nat", "-N", "OTHER"],

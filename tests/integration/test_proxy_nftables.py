@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client import CollectorRegistry
 
-from kubelet.cluster import proxyproc
-from kubelet.cluster.spec import ClusterSpec
+from cluster import proxyproc
+from cluster.spec import ClusterSpec
 from net import netns
 from net.nft import ir
 from net.nft.netlink import NftNetlink, TableObjects

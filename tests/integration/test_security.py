@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
-from kubelet.node.facts import mem_total_bytes
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
+from kube.facts import mem_total_bytes
 
 from .conftest import NODE
 from .podutil import (

@@ -1,4 +1,4 @@
-"""The netns segment builder (kubelet.cluster.segment) against the kernel: a member whose
+"""The netns segment builder (cluster.segment) against the kernel: a member whose
 wiring fails is not left half-made, so the next (idempotent) build makes it whole."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from kubelet.cluster import hostops, segment
+from cluster import hostops, segment
 
 
 def test_a_failed_member_is_removed_and_the_next_build_makes_it(root_required: None) -> None:

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubelet.cluster import pki, process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.http import Response, request
-from kubelet.cluster.spec import ClusterSpec
+from cluster import pki, process
+from cluster import up as cluster
+from cluster.http import Response, request
+from cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import Json, container, create_pod, cstatus, new_namespace, pod_body, wait_pod

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import nodes, proxyproc
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from cluster import nodes, proxyproc
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 
 from .multinode import (
     delete_all_pods,
@@ -167,7 +167,7 @@ class Env:
     def net(self, node: str, *args: str) -> subprocess.CompletedProcess[str]:
         """`pykubelet net ARGS` inside the node's netns, against its proxy."""
         address = f"127.0.0.1:{self.spec.ports.proxy_metrics}"
-        cmd = [sys.executable, "-m", "kubelet.cli", "net", *args, f"--metrics-address={address}"]
+        cmd = [sys.executable, "-m", "pykubelet.cli", "net", *args, f"--metrics-address={address}"]
         return subprocess.run(
             ["nsenter", f"--net={self.node(node).netns_path}", "--", *cmd],
             capture_output=True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 
-from kubelet.cluster.spec import ClusterSpec
+from cluster.spec import ClusterSpec
 
 from .podutil import Json, container, create_pod, cstatus, pod_body, wait_pod
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cluster import process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 from cri import api
 from cri.client import RuntimeClient
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import Json, api_json, container, cstatus, get_pod, new_namespace, wait_for, wait_pod

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.http import request
-from kubelet.cluster.spec import ClusterSpec
+from cluster import process
+from cluster import up as cluster
+from cluster.http import request
+from cluster.spec import ClusterSpec
 from kubelet.server.certstore import CertStore
 
 from .conftest import NODE

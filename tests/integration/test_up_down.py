@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from kubelet.cluster import hostops, process
-from kubelet.cluster.spec import free_ports
-from kubelet.cluster.up import find_binaries, load_record
+from cluster import hostops, process
+from cluster.spec import free_ports
+from cluster.up import find_binaries, load_record
 from net import names
 
 _PID = os.getpid()
@@ -94,7 +94,7 @@ def test_up_kubectl_down_leaves_nothing(root_required: None, tmp_path: Path) -> 
     before = _snapshot(directory, [])
     pod_netns: list[str] = []
     api, etcd, peer, cm, sched, kubelet = free_ports(6)
-    cli = [sys.executable, "-m", "kubelet.cli"]
+    cli = [sys.executable, "-m", "pykubelet.cli"]
     up = subprocess.run(
         [
             *cli,

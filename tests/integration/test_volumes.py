@@ -10,9 +10,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from kubelet.cluster import process
-from kubelet.cluster import up as cluster
-from kubelet.cluster.spec import ClusterSpec
+from cluster import process
+from cluster import up as cluster
+from cluster.spec import ClusterSpec
 
 from .conftest import NODE
 from .podutil import (

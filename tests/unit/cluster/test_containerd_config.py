@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import containerd
+from cluster import containerd
 
 CRI = "io.containerd.grpc.v1.cri"
 SYSTEM_PREFIXES = (

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from kubelet.cluster import images
-from kubelet.cluster.images import ImageArchive, ImageError
+from cluster import images
+from cluster.images import ImageArchive, ImageError
 
 
 def test_names() -> None:

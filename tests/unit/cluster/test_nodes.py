@@ -1,4 +1,4 @@
-"""Unit tests of the simulated-node layout (kubelet.cluster.nodes): names, addresses, dirs."""
+"""Unit tests of the simulated-node layout (cluster.nodes): names, addresses, dirs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.cluster import nodes
-from kubelet.cluster.spec import Binaries, ClusterSpec
+from cluster import nodes
+from cluster.spec import Binaries, ClusterSpec
 
 
 def spec(**kw: object) -> ClusterSpec:

@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kubelet.cluster import pki
+from cluster import pki
 
 
 def _load(path: Path) -> x509.Certificate:

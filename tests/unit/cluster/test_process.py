@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelet.cluster import process
+from cluster import process
 
 
 def test_failed_start_names_component_and_log_tail(tmp_path: Path) -> None:

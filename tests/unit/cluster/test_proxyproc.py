@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubelet.cluster import proxyproc
-from kubelet.cluster.spec import Binaries, ClusterSpec, Ports
+from cluster import proxyproc
+from cluster.spec import Binaries, ClusterSpec, Ports
 
 
 def _spec(tmp_path: Path) -> ClusterSpec:
@@ -20,7 +20,7 @@ def _spec(tmp_path: Path) -> ClusterSpec:
 def test_proxy_command_uses_the_kube_proxy_identity_and_upstream_flags(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     cmd = proxyproc.proxy_command(spec, "node-a", node_routes="host-gw", extra_args=["--v=4"])
-    assert cmd[1:4] == ["-m", "kubelet.cli", "proxy"]
+    assert cmd[1:4] == ["-m", "pykubelet.cli", "proxy"]
     assert f"--kubeconfig={tmp_path / 'kubeconfig' / 'kube-proxy.kubeconfig'}" in cmd
     assert "--hostname-override=node-a" in cmd
     assert "--cluster-cidr=10.99.0.0/16" in cmd

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kubelet.cluster.spec import (
+from cluster.spec import (
     Binaries,
     ClusterSpec,
     Ports,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from kubelet.apiserver import InformerEvent
+from kube.apiserver import InformerEvent
 
 
 def service(

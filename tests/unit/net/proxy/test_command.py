@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from net.proxy import command
-from net.proxy.command import ProxySettings, SettingsError
+from net.proxy import command, settings
+from net.proxy.settings import ProxySettings, SettingsError
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -90,23 +90,23 @@ def test_bad_config_files_name_the_field(tmp_path: Path, yaml_text: str, needle:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml_text)
     with pytest.raises(SettingsError) as info:
-        command.from_config_file(cfg)
+        settings.from_config_file(cfg)
     assert needle in str(info.value)
 
 
 def test_validate_catches_inconsistent_periods_and_addresses() -> None:
     with pytest.raises(SettingsError, match="minSyncPeriod"):
-        command.validate(ProxySettings(min_sync_period=60, sync_period=30))
+        settings.validate(ProxySettings(min_sync_period=60, sync_period=30))
     with pytest.raises(SettingsError, match="expected host:port"):
-        command.validate(ProxySettings(healthz_bind_address="10256"))
+        settings.validate(ProxySettings(healthz_bind_address="10256"))
     # a typo must not silently widen NodePorts to every local address
     with pytest.raises(SettingsError, match=r'nodePortAddresses "192\.168\.1\.0/2a"'):
-        command.validate(ProxySettings(nodeport_addresses=("10.0.0.0/8", "192.168.1.0/2a")))
-    command.validate(ProxySettings(nodeport_addresses=("10.0.0.0/8", "fd00::/64")))
+        settings.validate(ProxySettings(nodeport_addresses=("10.0.0.0/8", "192.168.1.0/2a")))
+    settings.validate(ProxySettings(nodeport_addresses=("10.0.0.0/8", "fd00::/64")))
 
 
 def test_bad_flag_exits_with_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert command.main(["--iptables-min-sync-period=fast"]) == command.EXIT_CONFIG
+    assert command.main(["--iptables-min-sync-period=fast"]) == settings.EXIT_CONFIG
     err = capsys.readouterr().err
     assert err.startswith("pykubelet proxy: --iptables-min-sync-period") and err.count("\n") == 1
 
@@ -117,10 +117,10 @@ def test_ipvs_mode_refuses_without_the_kernel_module(capsys: pytest.CaptureFixtu
     if daemon_has_ipvs():
         pytest.skip("this kernel has IPVS")
     code = command.main(["--proxy-mode=ipvs", "--kubeconfig=/nonexistent"])
-    assert code == command.EXIT_UNSUPPORTED
+    assert code == settings.EXIT_UNSUPPORTED
     err = capsys.readouterr().err
     assert "CONFIG_IP_VS" in err and err.count("\n") == 1
-    assert daemon.EXIT_UNSUPPORTED == command.EXIT_UNSUPPORTED
+    assert daemon.EXIT_UNSUPPORTED == settings.EXIT_UNSUPPORTED
 
 
 def daemon_has_ipvs() -> bool:
@@ -141,14 +141,14 @@ def test_localhost_nodeports_flag_and_config_field(tmp_path: Path) -> None:
         "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
         "iptables: {localhostNodePorts: false}\n"
     )
-    assert not command.from_config_file(cfg).localhost_nodeports
+    assert not settings.from_config_file(cfg).localhost_nodeports
 
 
 @pytest.mark.parametrize("argv", [["--cleanup"], ["--kubeconfig=/nonexistent"]])
 def test_no_iptables_is_a_one_line_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
-    from kubelet.apiserver import ApiClient
+    from kube.apiserver import ApiClient
     from net.proxy import iptables_exec
 
     class Client:
@@ -160,6 +160,6 @@ def test_no_iptables_is_a_one_line_error(
 
     monkeypatch.setattr(iptables_exec, "detect", missing)
     monkeypatch.setattr(ApiClient, "from_kubeconfig", lambda path: Client())
-    assert command.main(argv) == command.EXIT_UNSUPPORTED
+    assert command.main(argv) == settings.EXIT_UNSUPPORTED
     err = capsys.readouterr().err
     assert err.startswith("pykubelet proxy: neither iptables-nft-restore") and err.count("\n") == 1

@@ -13,17 +13,17 @@ from typing import cast
 
 from prometheus_client import CollectorRegistry
 
-from kubelet.apiserver import ApiClient
+from kube.apiserver import ApiClient
 from net.nft import ir
 from net.nft.netlink import NftError
 from net.proxy import model, nft_rules
 from net.proxy.cleanup import cleanup_nftables, nftables_ops
-from net.proxy.command import ProxySettings
 from net.proxy.conntrack import Conntrack
 from net.proxy.daemon import ProxyDaemon, check_mode
 from net.proxy.history import History
 from net.proxy.iptables_exec import Executor
 from net.proxy.nft_exec import FULL_SYNC_PERIOD, NETLINK, NftMetrics, NftProxier
+from net.proxy.settings import ProxySettings
 
 from .objects import Kernel, endpoint_slice, modified, node, service, sync
 
