@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes binaries, crictl and etcd from the Go module proxy into a cache outside
 # the checkout, keyed by version; a binary already in the cache is reused, never rebuilt.
-# Usage: build.sh [server|etcd|crictl|node|e2e|paths]...   (default: server etcd crictl)
-# e2e: e2e.test, agnhost and ginkgo (conformance only).
+# Usage: build.sh [server|etcd|crictl|node|kubeadm|e2e|paths]...   (default: server etcd crictl)
+# e2e: e2e.test, agnhost and ginkgo (conformance only); kubeadm: for joining VM nodes (vagrant).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -101,10 +101,11 @@ for t in "${targets[@]}"; do
               k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
               k8s.io/kubernetes/cmd/kubectl ;;
     node)   build_k8s 1 selinux,notest k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy ;;
+    kubeadm) build_k8s 0 selinux,notest k8s.io/kubernetes/cmd/kubeadm ;;
     e2e)    build_e2e ;;
     etcd)   build_etcd ;;
     crictl) build_crictl ;;
     paths)  echo "K8S_BIN=$CACHE/kubernetes-$K8S_VERSION ETCD_BIN=$CACHE/etcd-$ETCD_VERSION CRICTL_BIN=$CACHE/crictl-$CRICTL_VERSION" ;;
-    *) log "unknown target: $t (server, node, e2e, etcd, crictl, paths)"; exit 2 ;;
+    *) log "unknown target: $t (server, node, kubeadm, e2e, etcd, crictl, paths)"; exit 2 ;;
   esac
 done
