@@ -15,7 +15,7 @@ from cluster.up import api
 
 from .conftest import NODE
 
-GOMOD = Path(__file__).parents[2] / "kubelet" / "cluster" / "gobuild" / "k8s" / "go.mod"
+GOMOD = Path(__file__).parents[2] / "cluster" / "gobuild" / "k8s" / "go.mod"
 
 
 def _module_version() -> str:
