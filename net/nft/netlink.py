@@ -13,7 +13,11 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from . import ir
-from .encode import (
+from .attrs import str_attr
+from .decode import Decoded, decode, parse_attrs
+from .encode import Batch, EncodeError, encode, encode_batch, nlmsg_header
+from .text import op_text
+from .uapi import (
     CHAIN_NAME,
     CHAIN_TABLE,
     GETCHAIN,
@@ -31,17 +35,7 @@ from .encode import (
     SET_NAME,
     SET_TABLE,
     TABLE_NAME,
-    Batch,
-    Decoded,
-    EncodeError,
-    decode,
-    encode,
-    encode_batch,
-    nlmsg_header,
-    parse_attrs,
-    str_attr,
 )
-from .text import op_text
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270

@@ -13,24 +13,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from net.nft import ir
+from net.nft.text import comment as _check_comment
+from net.nft.text import ct_states, name
 
-# The uapi numbers and tables of net/nft/encode.py are shared facts (the integration tests check
-# them against nft -f); what this reference re-does plainly is the encoding logic below.
-from net.nft.encode import (
-    _ADDRTYPES,
-    _CONCAT_UDATA,
-    _CT_BITS,
-    _FIELD,
-    _HOOK,
-    _PROTOS,
-    _TYPE_ID,
-    _VERDICT_CODE,
+# The kernel's numbers (net/nft/uapi.py) are shared facts, checked against nft -f by the
+# integration tests; this reference shares nothing else with the encoder: its encoding logic,
+# attribute packing and values are written again plainly below.
+from net.nft.uapi import (
+    ADDRTYPES,
     CHAIN_HOOK,
     CHAIN_NAME,
     CHAIN_POLICY,
     CHAIN_TABLE,
     CHAIN_TYPE,
     CHAIN_USERDATA,
+    CONCAT_UDATA,
+    CT_BITS,
     DATA_VALUE,
     DATA_VERDICT,
     DELCHAIN,
@@ -40,8 +38,10 @@ from net.nft.encode import (
     DELTABLE,
     EXPR_DATA,
     EXPR_NAME,
+    FIELDS,
     HOOK_HOOKNUM,
     HOOK_PRIORITY,
+    HOOKS,
     LIST_ELEM,
     NEWCHAIN,
     NEWRULE,
@@ -64,6 +64,7 @@ from net.nft.encode import (
     NLM_F_APPEND,
     NLM_F_CREATE,
     NLM_F_REQUEST,
+    PROTOS,
     REG32_00,
     REG_1,
     REG_2,
@@ -89,11 +90,11 @@ from net.nft.encode import (
     SET_USERDATA,
     TABLE_FLAGS,
     TABLE_NAME,
+    TYPE_IDS,
     VERDICT_CHAIN,
     VERDICT_CODE,
+    VERDICT_CODES,
 )
-from net.nft.text import comment as _check_comment
-from net.nft.text import ct_states, name
 
 # ---- attribute packing ---------------------------------------------------------------------
 
@@ -133,14 +134,14 @@ def field_value(field: ir.Field, value: str | int) -> bytes:
         if field in (ir.Field.IP_SADDR, ir.Field.IP_DADDR):
             return ipaddress.IPv4Address(text).packed
         if field is ir.Field.L4PROTO:
-            proto = _PROTOS[text] if text in _PROTOS else int(text)
+            proto = PROTOS[text] if text in PROTOS else int(text)
             return struct.pack("B", proto)
         if field is ir.Field.TH_DPORT:
             return struct.pack(">H", int(text))
         if field in (ir.Field.FIB_DADDR_TYPE, ir.Field.FIB_SADDR_TYPE):
-            return _host32(_ADDRTYPES[text] if text in _ADDRTYPES else int(text))
+            return _host32(ADDRTYPES[text] if text in ADDRTYPES else int(text))
         if field is ir.Field.CT_STATE:
-            return _host32(sum(_CT_BITS[s] for s in set(ct_states(text))))
+            return _host32(sum(CT_BITS[s] for s in set(ct_states(text))))
     except (ValueError, KeyError, struct.error) as e:
         raise ValueError(f"invalid {field.value} value {value!r}: {e}") from None
     raise ValueError(f"unknown field {field!r}")
@@ -163,7 +164,7 @@ def _data_value(kind: int, value: bytes) -> bytes:
 
 
 def _verdict(kind: int, v: ir.Verdict) -> bytes:
-    parts = [_u32(VERDICT_CODE, _VERDICT_CODE[v.kind])]
+    parts = [_u32(VERDICT_CODE, VERDICT_CODES[v.kind])]
     if v.kind in (ir.VerdictKind.JUMP, ir.VerdictKind.GOTO):
         if v.chain is None:
             raise ValueError(f"{v.kind.value} needs a chain")
@@ -340,12 +341,12 @@ class Message(NamedTuple):
 
 
 def _set_udata(s: ir.SetDef) -> bytes:
-    infos = [_FIELD[f] for f in s.key]
+    infos = [FIELDS[f] for f in s.key]
     out = _udata(0, _host32(infos[0].byteorder if len(infos) == 1 else 0))
     if s.verdict_map:
         out += _udata(1, _host32(0))
     if len(infos) > 1:
-        out += _CONCAT_UDATA
+        out += CONCAT_UDATA
     if s.verdict_map:
         out += _udata(6, _host32(0))
     if s.comment is not None:
@@ -356,10 +357,10 @@ def _set_udata(s: ir.SetDef) -> bytes:
 def _set_attrs(table: str, s: ir.SetDef, set_id: int) -> bytes:
     if not s.key:
         raise ValueError(f"set {s.name!r} needs a key")
-    infos = [_FIELD[f] for f in s.key]
+    infos = [FIELDS[f] for f in s.key]
     key_type = 0
     for info in infos:
-        key_type = (key_type << 6) | _TYPE_ID[info.type_name]
+        key_type = (key_type << 6) | TYPE_IDS[info.type_name]
     key_len = infos[0].length if len(infos) == 1 else 4 * len(infos)
     flags = NFT_SET_MAP if s.verdict_map else 0
     if s.timeout is not None:
@@ -423,7 +424,7 @@ def _chain_attrs(table: str, chain: ir.Chain) -> bytes:
     parts = [str_attr(CHAIN_TABLE, table), str_attr(CHAIN_NAME, name(chain.name, "chain name"))]
     if chain.base is not None:
         b = chain.base
-        hook = _nest(CHAIN_HOOK, _u32(HOOK_HOOKNUM, _HOOK[b.hook]), _u32(HOOK_PRIORITY, b.priority))
+        hook = _nest(CHAIN_HOOK, _u32(HOOK_HOOKNUM, HOOKS[b.hook]), _u32(HOOK_PRIORITY, b.priority))
         parts += [str_attr(CHAIN_TYPE, b.type.value), _u32(CHAIN_POLICY, NF_ACCEPT), hook]
     if chain.comment is not None:
         parts.append(_attr(CHAIN_USERDATA, _comment_udata(0, chain.comment)))

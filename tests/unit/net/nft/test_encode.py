@@ -10,7 +10,8 @@ import pytest
 from pyroute2.netlink.nfnetlink.nftsocket import nft_rule_msg
 
 from net.nft import ir
-from net.nft.encode import decode, encode, encode_batch, op_messages
+from net.nft.decode import decode
+from net.nft.encode import encode, encode_batch, op_messages
 
 from .tables import SVC_KEY, every_construct, table_ops
 

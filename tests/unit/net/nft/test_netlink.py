@@ -6,7 +6,8 @@ import errno
 import struct
 
 from net.nft import ir
-from net.nft.encode import decode, encode_batch
+from net.nft.decode import decode
+from net.nft.encode import encode_batch
 from net.nft.netlink import Acks, describe
 
 from .tables import SVC_KEY
