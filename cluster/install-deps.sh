@@ -7,7 +7,7 @@ only=${1:-all}
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 APT_PACKAGES=(containerd runc containernetworking-plugins etcd-server iptables ipset conntrack
-  iproute2 umoci skopeo busybox-static gcc libc6-dev procps util-linux dbus-daemon)
+  iproute2 umoci skopeo busybox-static gcc libc6-dev procps util-linux dbus-daemon nftables)
 
 missing=()
 [ "$only" = venv ] && APT_PACKAGES=()
