@@ -1,0 +1,1 @@
+"""Stand-ins for system services the tests cannot use for real (each labelled FAKE)."""
