@@ -12,13 +12,14 @@ import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from net.proxy import ipvs_plan, rules
-from net.proxy.iptables_exec import Executor, RestoreError
+from net.proxy.iptables import rules
+from net.proxy.iptables.executor import Executor, RestoreError
+from net.proxy.ipvs import plan as ipvs_plan
 from net.proxy.model import ProxyConfig
 
 if TYPE_CHECKING:
     from net.nft import ir
-    from net.proxy.nft_exec import Existing, NftKernel
+    from net.proxy.nftables.backend import Existing, NftKernel
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +107,14 @@ def nftables_ops(existing: Existing) -> list[ir.Op]:
     """Deleting every table of ours found (a table goes with its chains, rules and sets);
     other programs' tables, even with a similar name, stay."""
     from net.nft import ir
-    from net.proxy.nft_exec import ours
+    from net.proxy.nftables.backend import ours
 
     return [ir.DeleteTable(t) for t in sorted(existing) if ours(t)]
 
 
 def cleanup_nftables(kernel: NftKernel) -> int:
     """Delete nftables mode's tables in one transaction; returns how many."""
-    from net.proxy.nft_exec import PREFIX
+    from net.proxy.nftables.backend import PREFIX
 
     ops = nftables_ops(kernel.tables(PREFIX))
     if ops:

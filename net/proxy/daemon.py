@@ -31,8 +31,9 @@ from kube.apiserver import (
 )
 from kube.apiserver.requests import ENDPOINTSLICES, SERVICES
 from kube.supervise import spawn
-from net.proxy import conntrack, http, iptables_exec, model, proxier
+from net.proxy import conntrack, http, model, proxier
 from net.proxy.history import History
+from net.proxy.iptables import executor as iptables_exec
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.settings import EXIT_CONFIG, EXIT_UNSUPPORTED, ProxySettings, split_host_port
 
@@ -52,7 +53,7 @@ class Unsupported(RuntimeError):
 def check_mode(mode: str, *, proc: Path = Path("/proc")) -> None:
     """Refuse modes this host (or this build) cannot run, with a one-line reason."""
     if mode == "ipvs":
-        from net.proxy.ipvs_plan import ipvs_available
+        from net.proxy.ipvs.plan import ipvs_available
 
         try:
             modules = (proc / "modules").read_text()
@@ -136,7 +137,7 @@ class ProxyDaemon:
         self.partial_every: float | None = None
         """nftables mode, as upstream's: a partial sync every sync period, a full one hourly."""
         if nftables:
-            from net.proxy import nft_exec
+            from net.proxy.nftables import backend as nft_exec
 
             self.metrics: ProxyMetrics = nft_exec.NftMetrics()
             self.full_period = nft_exec.FULL_SYNC_PERIOD
@@ -152,7 +153,7 @@ class ProxyDaemon:
             "clock": clock,
         }
         if settings.mode == "ipvs":
-            from net.proxy import ipvs_exec
+            from net.proxy.ipvs import backend as ipvs_exec
 
             kernel = ipvs_kernel if ipvs_kernel is not None else ipvs_exec.Pyroute2Ipvs()
             programmer = ipvs_exec.IpvsProgrammer(kernel, executor)
@@ -326,8 +327,8 @@ class ProxyDaemon:
         }
 
     def explain(self, namespace: str, name: str) -> dict[str, Any] | None:
-        from net.proxy import explain as explain_mod
-        from net.proxy.nft_exec import NftProxier
+        from net.proxy.iptables import explain as explain_mod
+        from net.proxy.nftables.backend import NftProxier
 
         key = (namespace, name)
         applied = self.proxier.applied
@@ -345,7 +346,7 @@ class ProxyDaemon:
             for ip in (svc.cluster_ip, *svc.external_ips, *svc.lb_ips):
                 entries.extend(conntrack.parse_conntrack(tool.list(ip)))
         if tables:
-            from net.proxy.nft_explain import explain_tables
+            from net.proxy.nftables.explain import explain_tables
 
             result = explain_tables(
                 state,
@@ -362,7 +363,7 @@ class ProxyDaemon:
         return _to_json(result)
 
     def trace(self, src: str, dst: str, port: int, proto: str) -> dict[str, Any]:
-        from net.proxy import trace as trace_mod
+        from net.proxy.iptables import trace as trace_mod
 
         if self.settings.mode == "nftables":
             return self._nft_trace(src, dst, port, proto)
@@ -380,8 +381,8 @@ class ProxyDaemon:
         return _to_json(result)
 
     def _nft_trace(self, src: str, dst: str, port: int, proto: str) -> dict[str, Any]:
-        from net.proxy.nft_exec import NftProxier
-        from net.proxy.nft_trace import trace_tables
+        from net.proxy.nftables.backend import NftProxier
+        from net.proxy.nftables.trace import trace_tables
 
         tables = self.proxier.tables() if isinstance(self.proxier, NftProxier) else []
         if not tables:
@@ -505,7 +506,7 @@ async def _main(settings: ProxySettings) -> int:
         return EXIT_CONFIG
     try:
         if settings.mode == "nftables":  # no iptables program runs in this mode
-            from net.proxy.nft_exec import NETLINK
+            from net.proxy.nftables.backend import NETLINK
 
             backend = NETLINK
         else:

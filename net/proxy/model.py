@@ -10,7 +10,7 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
         state_from_objects(services, slices) -> ClusterState     # never raises, skips bad objects
         service_from_object(obj) -> Service | None                # for incremental informer caches
         endpoints_from_slices(slices) -> {ServiceKey: (Endpoint, ...)}
-    net.proxy.rules
+    net.proxy.iptables.rules
         build(state, config, previous=None, changed=None) -> RuleSet
             previous: the last RuleSet built (fragments of unchanged Services are reused);
             changed: keys known to have changed (others are then reused without comparing).
@@ -22,17 +22,18 @@ Interface of the pure rule model (what the proxy daemon calls; nothing here touc
             so render() against one of them is O(changed)
         RuleSet.jumps   ((table, builtin chain, rule), ...): a full restore prepends the ones
                         the kernel lacks (upstream EnsureRule, Prepend)
-    net.proxy.render
+    net.proxy.iptables.render
         render(desired, applied, *, full, existing=None, jumps_present=None) -> Restore(text,
             full, changed, removed_chains, lines); existing: {table: chain names now in the
             kernel} so a full restore also deletes stale KUBE-SVC/SVL/EXT/FW/SEP chains left by
             an earlier run; jumps_present: {table: builtin jump keys now in the kernel}
-            (net.proxy.saved) so it also inserts the missing builtin jumps.
-    net.proxy.trace    trace(ruleset, src=, dst=, port=, proto=, local_addresses=) -> TraceResult
-    net.proxy.explain  explain(state, ruleset, key, conntrack=()) -> Explanation
+            (net.proxy.iptables.saved) so it also inserts the missing builtin jumps.
+    net.proxy.iptables.trace
+        trace(ruleset, src=, dst=, port=, proto=, local_addresses=) -> TraceResult
+    net.proxy.iptables.explain  explain(state, ruleset, key, conntrack=()) -> Explanation
     net.proxy.conntrack  parse_conntrack(text) -> [ConntrackEntry]
-    net.proxy.ipvs_plan  ipvs_available(...), desired(state, config), diff(current, desired)
-    net.proxy.ipvs_netlink  encode(ops, family_id=, ifindex=) -> netlink messages (bytes);
+    net.proxy.ipvs.plan  ipvs_available(...), desired(state, config), diff(current, desired)
+    net.proxy.ipvs.netlink  encode(ops, family_id=, ifindex=) -> netlink messages (bytes);
                             ipset_restore_text(ops), ipset_refill_text(state)
 IPv4 only: IPv6 cluster IPs, addresses and slices are ignored.
 """

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kube.apiserver import SYNC, InformerEvent
-from net.proxy import conntrack, model, render, rules
+from net.proxy import conntrack, model
 from net.proxy.history import History, SyncRecord
-from net.proxy.iptables_exec import Executor, RestoreError, committed_tables, table_sections
+from net.proxy.iptables import render, rules
+from net.proxy.iptables.executor import Executor, RestoreError, committed_tables, table_sections
 from net.proxy.metrics import ProxyMetrics
 
 log = logging.getLogger(__name__)

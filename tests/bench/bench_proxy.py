@@ -42,9 +42,9 @@ from cluster import process, proxyproc
 from cluster import up as cluster
 from cluster.nsforward import forward_command
 from cluster.spec import ClusterSpec, Ports, free_ports
+from net.proxy.iptables.render import render
+from net.proxy.iptables.rules import build
 from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, ServicePort
-from net.proxy.render import render
-from net.proxy.rules import build
 
 Json = dict[str, Any]
 NAMESPACE = "proxy-bench"
@@ -136,7 +136,8 @@ def micro_nft(n: int, repeats: int) -> Json:
     """nftables mode's pure Python side (median ms): build of the rule set, the full batch
     (ops) and its netlink encoding; a one-Service change's build, partial batch, encoding."""
     from net.nft.encode import encode
-    from net.proxy import nft_batch, nft_rules
+    from net.proxy.nftables import batch as nft_batch
+    from net.proxy.nftables import rules as nft_rules
 
     config = ProxyConfig(NODE, (NODE_IP,), cluster_cidr="10.88.0.0/16")
     services: dict[tuple[str, str], Service] = {}

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from net.proxy import iptables_exec, model
+from net.proxy import model
 from net.proxy.conntrack import Conntrack
 from net.proxy.history import History
-from net.proxy.iptables_exec import Executor, RestoreError
+from net.proxy.iptables import executor as iptables_exec
+from net.proxy.iptables.executor import Executor, RestoreError
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.proxier import Proxier
 from tests.unit.net.proxy.objects import endpoint_slice, modified, service, sync
@@ -156,8 +157,8 @@ def test_cleanup_removes_every_rule_and_chain_of_ours(netns: str) -> None:
 def test_ipvs_mode_ipsets_and_iptables_land_in_the_kernel(netns: str) -> None:
     """IPVS itself is missing from this kernel: its netlink side is a recorder here, but the
     ipsets and the fixed iptables rules of IPVS mode are real."""
-    from net.proxy import ipvs_exec
-    from net.proxy.ipvs_plan import IpvsState, Op
+    from net.proxy.ipvs import backend as ipvs_exec
+    from net.proxy.ipvs.plan import IpvsState, Op
 
     class Recorder:
         def __init__(self) -> None:

@@ -24,8 +24,8 @@ from net.nft import ir
 from net.nft.netlink import NftNetlink, TableObjects
 from net.proxy import model
 from net.proxy.history import History
-from net.proxy.iptables_exec import Executor
-from net.proxy.nft_exec import NETLINK, NftMetrics, NftProxier
+from net.proxy.iptables.executor import Executor
+from net.proxy.nftables.backend import NETLINK, NftMetrics, NftProxier
 from tests.unit.net.proxy.objects import endpoint_slice, modified, service, sync
 
 from .podutil import wait_for

@@ -8,11 +8,11 @@ import random
 import pytest
 
 from net.nft import encode, ir
-from net.proxy import nft_rules as nr
 from net.proxy.model import ClusterState, Endpoint, Service, ServiceKey
-from net.proxy.nft_batch import full_batch, partial_batch
+from net.proxy.nftables import rules as nr
+from net.proxy.nftables.batch import full_batch, partial_batch
+from tests.unit.net.proxy.nftables.test_rules import CASES, NP_CONFIG, _random_service
 from tests.unit.net.proxy.rule_objects import state
-from tests.unit.net.proxy.test_nft_rules import CASES, NP_CONFIG, _random_service
 
 from . import reference_encode as reference
 from .tables import SVC_KEY, every_construct, table_ops

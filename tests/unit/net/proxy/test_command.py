@@ -149,7 +149,7 @@ def test_no_iptables_is_a_one_line_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     from kube.apiserver import ApiClient
-    from net.proxy import iptables_exec
+    from net.proxy.iptables import executor as iptables_exec
 
     class Client:
         async def close(self) -> None:

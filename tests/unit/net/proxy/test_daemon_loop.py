@@ -14,7 +14,7 @@ from kube.apiserver import ApiClient
 from net.proxy import http, views_command
 from net.proxy.conntrack import Conntrack
 from net.proxy.daemon import ProxyDaemon, local_ipv4
-from net.proxy.iptables_exec import NFT, Executor
+from net.proxy.iptables.executor import NFT, Executor
 from net.proxy.settings import ProxySettings
 
 from .objects import Kernel, endpoint_slice, modified, node, service, sync

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from net.proxy import model
 from net.proxy.conntrack import Conntrack
 from net.proxy.history import History
-from net.proxy.iptables_exec import NFT, Executor, committed_tables, table_sections
+from net.proxy.iptables.executor import NFT, Executor, committed_tables, table_sections
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.proxier import Proxier
 

@@ -1,13 +1,13 @@
-"""Unit tests of net.proxy.explain: conntrack parsing and the per-Service explanation."""
+"""Unit tests of net.proxy.iptables.explain: conntrack parsing and the per-Service explanation."""
 
 from __future__ import annotations
 
 import json
 
 from net.proxy.conntrack import parse_conntrack
-from net.proxy.explain import explain
+from net.proxy.iptables.explain import explain
+from net.proxy.iptables.rules import RuleSet, build
 from net.proxy.model import ClusterState
-from net.proxy.rules import RuleSet, build
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
 
 CONNTRACK = """\

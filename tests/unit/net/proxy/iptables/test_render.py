@@ -1,9 +1,9 @@
-"""Unit tests of net.proxy.render: full and partial iptables-restore text, checked by applying
-it to an in-memory table model, and golden files of representative states.
+"""Unit tests of net.proxy.iptables.render: full and partial iptables-restore text, checked by
+applying it to an in-memory table model, and golden files of representative states.
 
-Golden files live in tests/unit/net/proxy/golden/. After an intended change of the rules,
+Golden files live in tests/unit/net/proxy/iptables/golden/. After an intended change of the rules,
 regenerate them with
-    PYKUBELET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/net/proxy/test_render.py
+    PYKUBELET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/net/proxy/iptables/test_render.py
 and review the diff.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from net.proxy.iptables.render import render
+from net.proxy.iptables.rules import RuleSet, build
 from net.proxy.model import ProxyConfig
-from net.proxy.render import render
-from net.proxy.rules import RuleSet, build
 from tests.unit.net.proxy.rule_objects import (
     CONFIG,
     NODE,

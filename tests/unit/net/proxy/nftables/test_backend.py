@@ -16,16 +16,17 @@ from prometheus_client import CollectorRegistry
 from kube.apiserver import ApiClient
 from net.nft import ir
 from net.nft.netlink import NftError
-from net.proxy import model, nft_rules
+from net.proxy import model
 from net.proxy.cleanup import cleanup_nftables, nftables_ops
 from net.proxy.conntrack import Conntrack
 from net.proxy.daemon import ProxyDaemon, check_mode
 from net.proxy.history import History
-from net.proxy.iptables_exec import Executor
-from net.proxy.nft_exec import FULL_SYNC_PERIOD, NETLINK, NftMetrics, NftProxier
+from net.proxy.iptables.executor import Executor
+from net.proxy.nftables import rules as nft_rules
+from net.proxy.nftables.backend import FULL_SYNC_PERIOD, NETLINK, NftMetrics, NftProxier
 from net.proxy.settings import ProxySettings
 
-from .objects import Kernel, endpoint_slice, modified, node, service, sync
+from ..objects import Kernel, endpoint_slice, modified, node, service, sync
 
 CONFIG = model.ProxyConfig(node_name="n1", node_ips=("192.168.1.10",), cluster_cidr="10.88.0.0/16")
 OPS_WITH_TABLE = (

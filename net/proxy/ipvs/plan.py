@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from net.proxy.iptables.rules import FILTER, NAT, categorize, nodeport_destinations, static_chains
 from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, ServicePort
-from net.proxy.rules import FILTER, NAT, categorize, nodeport_destinations, static_chains
 
 DUMMY_INTERFACE = "kube-ipvs0"
 DEFAULT_SCHEDULER = "rr"

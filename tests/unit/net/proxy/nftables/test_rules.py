@@ -1,8 +1,8 @@
-"""Unit tests of net.proxy.nft_rules / nft_batch: golden nft text of representative states, the
+"""Unit tests of net.proxy.nftables.rules / nft_batch: golden nft text of representative states, the
 semantics of single rules, and batches checked by applying them to an in-memory nf_tables model.
 
-Golden files live in tests/unit/net/proxy/golden/nft_*.nft. After an intended change, regenerate
-    PYKUBELET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/net/proxy/test_nft_rules.py
+Golden files live in tests/unit/net/proxy/nftables/golden/. After an intended change, regenerate
+    PYKUBELET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/net/proxy/nftables/test_rules.py
 and review the diff.
 """
 
@@ -22,12 +22,12 @@ import pytest
 
 from net.nft import ir, text
 from net.nft.ir import Field, VerdictKind
-from net.proxy import nft_rules as nr
-from net.proxy import rules as iptables_rules
+from net.proxy.iptables import rules as iptables_rules
+from net.proxy.iptables.trace import TraceResult, trace
 from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, ServiceKey, ServicePort
-from net.proxy.nft_batch import NftBatch, full_batch, partial_batch
-from net.proxy.nft_trace import trace_tables
-from net.proxy.trace import TraceResult, trace
+from net.proxy.nftables import rules as nr
+from net.proxy.nftables.batch import NftBatch, full_batch, partial_batch
+from net.proxy.nftables.trace import trace_tables
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -184,7 +184,7 @@ def _build(case: str) -> nr.NftRuleSet:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden(case: str) -> None:
     rs = _build(case)
-    _check_golden(f"nft_{case}.nft", _text(rs))
+    _check_golden(f"{case}.nft", _text(rs))
     sim = Sim()
     sim.apply(full_batch(rs))  # loads into an empty kernel model, and gives the same tables
     assert sim.snapshot() == snapshot(rs.tables())
@@ -766,11 +766,12 @@ def _outcomes(result: TraceResult) -> tuple[dict[str, float], list[tuple[str, st
 @pytest.mark.parametrize("seed", range(8))
 def test_same_packet_outcomes_as_the_iptables_model(seed: int) -> None:
     """Trace new connections from a pod, an off-cluster host, a range-allowed host and the node
-    to every frontend of random Services through both models (net.proxy.trace on the iptables
-    rules, net.proxy.nft_trace on these tables): same endpoints, probabilities, masquerading,
-    rejects and drops. Deliberate differences (upstream's nftables mode) are left out: the node's
-    own packets to an externalIP/LB IP without endpoints are rejected (iptables: no rule), and
-    NodePort rejects/drops follow --nodeport-addresses (iptables: any local address)."""
+    to every frontend of random Services through both models (net.proxy.iptables.trace on the
+    iptables rules, net.proxy.nftables.trace on these tables): same endpoints, probabilities,
+    masquerading, rejects and drops. Deliberate differences (upstream's nftables mode) are left
+    out: the node's own packets to an externalIP/LB IP without endpoints are rejected (iptables:
+    no rule), and NodePort rejects/drops follow --nodeport-addresses (iptables: any local
+    address)."""
     rng = random.Random(seed)
     services: dict[ServiceKey, Service] = {}
     endpoints: dict[ServiceKey, tuple[Endpoint, ...]] = {}

@@ -1,18 +1,18 @@
-"""Unit tests of net.proxy.rules: the iptables rule model built from plain Service data."""
+"""Unit tests of net.proxy.iptables.rules: the iptables rule model built from plain Service data."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from net.proxy.model import ProxyConfig
-from net.proxy.rules import (
+from net.proxy.iptables.rules import (
     BUILTIN_JUMPS,
     RuleSet,
     build,
     chain_hash,
     probability,
 )
+from net.proxy.model import ProxyConfig
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
 
 H80 = chain_hash("ns/web:ptcp")

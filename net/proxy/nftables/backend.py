@@ -13,13 +13,14 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter
 
 from net.nft import ir
-from net.proxy import nft_batch, nft_rules
 from net.proxy.history import SyncRecord
-from net.proxy.iptables_exec import Backend
+from net.proxy.iptables.executor import Backend
+from net.proxy.iptables.render import Restore
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.model import ServiceKey
+from net.proxy.nftables import batch as nft_batch
+from net.proxy.nftables import rules as nft_rules
 from net.proxy.proxier import Proxier, SyncJob, SyncOutcome
-from net.proxy.render import Restore
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,12 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from net.proxy import ipvs_plan, rules
 from net.proxy.history import SyncRecord
-from net.proxy.iptables_exec import Executor
-from net.proxy.ipvs_netlink import ipset_refill_text, ipset_restore_text
-from net.proxy.ipvs_plan import IpvsState, Op, RealServer, VirtualServer
+from net.proxy.iptables import rules
+from net.proxy.iptables.executor import Executor
+from net.proxy.ipvs import plan as ipvs_plan
+from net.proxy.ipvs.netlink import ipset_refill_text, ipset_restore_text
+from net.proxy.ipvs.plan import IpvsState, Op, RealServer, VirtualServer
 from net.proxy.proxier import Proxier, SyncJob, SyncOutcome
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class Pyroute2Ipvs:
         return IpvsState(services, addresses)
 
     def apply(self, op: Op) -> None:
-        from net.proxy.ipvs_netlink import dest_attrs, service_attrs
+        from net.proxy.ipvs.netlink import dest_attrs, service_attrs
 
         ipvs, ipr = self._sockets()
         verb = op.action.split("-")[0]

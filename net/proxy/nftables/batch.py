@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from net.nft import ir
 from net.nft.nogc import no_gc
 from net.proxy.model import ServiceKey
-from net.proxy.nft_rules import (
+from net.proxy.nftables.rules import (
     Claim,
     NftFragment,
     NftRuleSet,

@@ -1,5 +1,6 @@
-"""`net explain svc NS/NAME` in nftables mode: net.proxy.explain's Explanation read from the
-applied tables (ir.Table data) by tracing each frontend, so no chain naming is assumed. Pure.
+"""`net explain svc NS/NAME` in nftables mode: the Explanation (net.proxy.iptables.explain) read
+from the applied tables (ir.Table data) by tracing each frontend, so no chain naming is
+assumed. Pure.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from collections.abc import Collection, Sequence
 
 from net.nft import ir
 from net.proxy.conntrack import ConntrackEntry
-from net.proxy.explain import EndpointView, Explanation, Frontend, PortView
+from net.proxy.iptables.explain import EndpointView, Explanation, Frontend, PortView
 from net.proxy.model import ClusterState, Endpoint, Service, ServiceKey, ServicePort
-from net.proxy.nft_trace import Tracer
+from net.proxy.nftables.trace import Tracer
 
 CLIENT = "203.0.113.1"
 """The source the frontends are traced from: off the node and off the cluster (TEST-NET-3)."""
@@ -191,7 +192,7 @@ def _endpoint(
 def _conntrack(
     svc: Service, port: ServicePort, entries: Sequence[ConntrackEntry], node_ips: Sequence[str]
 ) -> list[ConntrackEntry]:
-    """The entries of this port's frontends (as net.proxy.explain matches them)."""
+    """The entries of this port's frontends (as net.proxy.iptables.explain matches them)."""
     proto = port.protocol.lower()
     vips = {svc.cluster_ip, *svc.external_ips, *svc.lb_ips}
     return [

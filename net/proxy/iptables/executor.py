@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from net.proxy.saved import Saved, parse_saved
+from net.proxy.iptables.saved import Saved, parse_saved
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from net.proxy import ipvs_exec, model
+from net.proxy import model
 from net.proxy.daemon import Unsupported, check_mode
 from net.proxy.history import History
-from net.proxy.iptables_exec import NFT, Executor
-from net.proxy.ipvs_plan import IpvsState, Op
+from net.proxy.iptables.executor import NFT, Executor
+from net.proxy.ipvs import backend as ipvs_exec
+from net.proxy.ipvs.plan import IpvsState, Op
 from net.proxy.metrics import ProxyMetrics
 
-from .objects import Kernel, endpoint_slice, modified, service, sync
+from ..objects import Kernel, endpoint_slice, modified, service, sync
 
 CONFIG = model.ProxyConfig(node_name="n1", node_ips=("192.168.1.10",), cluster_cidr="10.88.0.0/16")
 

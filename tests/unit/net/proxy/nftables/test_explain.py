@@ -1,13 +1,12 @@
-"""Unit tests of net.proxy.nft_explain: a Service's frontends, chains and endpoints read from
+"""Unit tests of net.proxy.nftables.explain: a Service's frontends, chains and endpoints read from
 hand-written nftables tables (the fixtures of test_nft_trace)."""
 
 from __future__ import annotations
 
-from net.proxy import nft_rules
 from net.proxy.conntrack import parse_conntrack
-from net.proxy.nft_explain import explain_tables
-from tests.unit.net.proxy.rule_objects import CONFIG, ep, eps, state, svc
-from tests.unit.net.proxy.test_nft_trace import (
+from net.proxy.nftables import rules as nft_rules
+from net.proxy.nftables.explain import explain_tables
+from tests.unit.net.proxy.nftables.test_trace import (
     NODE_IP,
     STICKY,
     TABLES,
@@ -16,6 +15,7 @@ from tests.unit.net.proxy.test_nft_trace import (
     WEB_EXT,
     ep_chain,
 )
+from tests.unit.net.proxy.rule_objects import CONFIG, ep, eps, state, svc
 
 STATE = state(
     [

@@ -1,9 +1,9 @@
 """`net trace` in nftables mode: walk the proxy's tables (net/nft/ir.py data) as the kernel would
 for one packet, through every base chain of each hook it crosses, and report every branch.
 
-The result is net.proxy.trace's TraceResult, so the views print both modes alike. The traced
-packet is the first of a new connection (`ct state new`, nat chains apply) with mark 0 and a
-client no affinity set has seen yet.
+The result is the TraceResult of net.proxy.iptables.trace, so the views print both modes alike.
+The traced packet is the first of a new connection (`ct state new`, nat chains apply) with
+mark 0 and a client no affinity set has seen yet.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import cast
 
 from net.nft import ir
 from net.nft import text as nft_text
-from net.proxy.trace import Branch, Hit, Packet, TraceResult
+from net.proxy.iptables.trace import Branch, Hit, Packet, TraceResult
 
 HOOKS = ("prerouting", "output")
 MAX_DEPTH = 16  # the kernel's jump stack limit

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from net.proxy.iptables.rules import FILTER, NAT, SHARED_CHAINS, Fragment, RuleSet, is_service_chain
+from net.proxy.iptables.saved import JumpKey, jump_key
 from net.proxy.model import ServiceKey
-from net.proxy.rules import FILTER, NAT, SHARED_CHAINS, Fragment, RuleSet, is_service_chain
-from net.proxy.saved import JumpKey, jump_key
 
 TABLES = (FILTER, NAT)
 

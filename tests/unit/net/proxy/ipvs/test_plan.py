@@ -1,5 +1,5 @@
-"""Unit tests of the IPVS planner (net.proxy.ipvs_plan) and its netlink encoding
-(net.proxy.ipvs_netlink): this machine's kernel has no IPVS, so the messages are decoded back
+"""Unit tests of the IPVS planner (net.proxy.ipvs.plan) and its netlink encoding
+(net.proxy.ipvs.netlink): this machine's kernel has no IPVS, so the messages are decoded back
 and checked field by field instead of being sent."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from pyroute2.netlink.generic import ipvs as ipvs_nl
 from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
-from net.proxy.ipvs_netlink import (
+from net.proxy.ipvs.netlink import (
     encode,
     encode_address,
     encode_dummy_link,
     encode_ipvs,
     ipset_restore_text,
 )
-from net.proxy.ipvs_plan import (
+from net.proxy.ipvs.plan import (
     IpvsState,
     Op,
     RealServer,

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from net.proxy.conntrack import ConntrackEntry
+from net.proxy.iptables.rules import NAT, RuleSet, chain_hash
 from net.proxy.model import ClusterState, Service, ServiceKey, port_name_string
-from net.proxy.rules import NAT, RuleSet, chain_hash
 
 
 @dataclass(frozen=True)

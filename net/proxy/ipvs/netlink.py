@@ -22,7 +22,7 @@ from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_NEWADDR, RTM_NEWLINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from net.proxy.ipvs_plan import (
+from net.proxy.ipvs.plan import (
     DUMMY_INTERFACE,
     IPSETS,
     IpvsState,

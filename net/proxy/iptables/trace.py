@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from net.proxy.rules import (
+from net.proxy.iptables.rules import (
     EXTERNAL_SERVICES,
     FILTER,
     FORWARD,

@@ -1,4 +1,4 @@
-"""Unit tests of net.proxy.trace: walking the rule model for one packet."""
+"""Unit tests of net.proxy.iptables.trace: walking the rule model for one packet."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from net.proxy.rules import RuleSet, build
-from net.proxy.trace import parse_rule, trace
+from net.proxy.iptables.rules import RuleSet, build
+from net.proxy.iptables.trace import parse_rule, trace
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
 
 NODE_IP = CONFIG.node_ips[0]

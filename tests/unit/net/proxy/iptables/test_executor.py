@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from net.proxy import iptables_exec
-from net.proxy.iptables_exec import LEGACY, NFT, Executor, IptablesError, RestoreError
+from net.proxy.iptables import executor as iptables_exec
+from net.proxy.iptables.executor import LEGACY, NFT, Executor, IptablesError, RestoreError
 
 
 class FakeRun:

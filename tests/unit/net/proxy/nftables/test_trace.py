@@ -1,4 +1,4 @@
-"""Unit tests of net.proxy.nft_trace: walking hand-written nftables tables for one packet."""
+"""Unit tests of net.proxy.nftables.trace: walking hand-written nftables tables for one packet."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from net.nft import ir
 from net.nft.ir import Field as F
-from net.proxy import nft_rules
-from net.proxy.nft_trace import trace_tables
-from net.proxy.trace import TraceResult
+from net.proxy.iptables.trace import TraceResult
+from net.proxy.nftables import rules as nft_rules
+from net.proxy.nftables.trace import trace_tables
 from tests.unit.net.proxy.rule_objects import CONFIG, ep, eps, state, svc
 
 NODE_IP = "192.168.5.2"
@@ -430,7 +430,7 @@ def test_values_nft_would_refuse_match_nothing() -> None:
     assert any("not an IPv4 address" in n for n in r.branches[0].notes)
 
 
-# ---- tables built by net.proxy.nft_rules from model data -------------------------------------
+# ---- tables built by net.proxy.nftables.rules from model data ---------------------------------
 
 MODEL_NODE_IP = CONFIG.node_ips[0]
 

@@ -9,7 +9,7 @@ Layout (upstream kube-proxy's nftables mode, split over tables so a commit valid
 - shared table `pykube-proxy`: postrouting `masquerading`, the filter chains, and data-only sets
   of Services without (local) endpoints, so changing those needs no rule and no validation.
 A Service's NftFragment is what it adds to its shard (chains, map elements, affinity sets) and
-to the shared sets; the batches (net.proxy.nft_batch, also importable from here) diff fragments.
+to the shared sets; the batches (net.proxy.nftables.batch) diff fragments.
 An element key two Services name (one externalIP on both) goes to the first one only.
 """
 
@@ -26,6 +26,7 @@ from functools import lru_cache
 from net.nft import ir
 from net.nft.ir import Cmp, Field, Rule, Verdict, VerdictKind
 from net.nft.nogc import no_gc
+from net.proxy.iptables.rules import changed_services, holds_node_ip, port_policy
 from net.proxy.model import (
     ClusterState,
     Endpoint,
@@ -34,7 +35,6 @@ from net.proxy.model import (
     ServiceKey,
     ServicePort,
 )
-from net.proxy.rules import changed_services, holds_node_ip, port_policy
 
 SHARDS = 16
 SHARED_TABLE = "pykube-proxy"
