@@ -25,6 +25,8 @@ class Health:
     memory_pressure: bool = False
     disk_pressure: bool = False
     pid_pressure: bool = False
+    shutting_down: bool = False
+    """logind announced a shutdown (graceful node shutdown): Ready turns False."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ def _ready(health: Health) -> tuple[str, str, str]:
         problems.append("container runtime network not ready: " + health.network_message)
     if not health.pleg_healthy:
         problems.append("PLEG is not healthy: " + health.pleg_message)
+    if health.shutting_down:
+        problems.append("node is shutting down")
     if problems:
         return "False", "KubeletNotReady", "; ".join(problems)
     return "True", "KubeletReady", "kubelet is posting ready status"

@@ -62,6 +62,16 @@ def test_not_ready_names_every_cause() -> None:
     assert "network not ready: no pod CIDR yet" in ready["message"]
 
 
+
+def test_a_shutting_down_node_is_not_ready() -> None:
+    ready = _by_type(conditions(Health(shutting_down=True), [], "T1"))["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "KubeletNotReady",
+        "node is shutting down",
+    )
+
+
 def test_transition_time_kept_while_status_holds() -> None:
     first = conditions(Health(), [], "T1")
     second = _by_type(conditions(Health(), first, "T2"))
