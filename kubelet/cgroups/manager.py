@@ -16,7 +16,7 @@ from kubelet.cgroups.planner import Resources
 from kubelet.cgroups.v1 import V1Writer
 from kubelet.cgroups.v2 import V2Writer
 from kubelet.cgroups.writer import CgroupError, CgroupWriter
-from kubelet.runtime.criconfig import QOS_BEST_EFFORT, QOS_BURSTABLE, pod_qos
+from kubelet.pods.qos import QOSClass, qos_class_of
 
 log = logging.getLogger(__name__)
 Json = Mapping[str, Any]
@@ -56,7 +56,7 @@ class CgroupManager:
 
     def pod_parts(self, pod: Json) -> tuple[str, ...]:
         uid = str((pod.get("metadata") or {}).get("uid") or "")
-        return planner.pod_parts(self.root, pod_qos(pod), uid, self.per_qos)
+        return planner.pod_parts(self.root, qos_class_of(pod), uid, self.per_qos)
 
     def cgroup_parent(self, pod: Json) -> str:
         """The sandbox's cgroup parent in CRI (the pod cgroup, named for the driver)."""
@@ -71,7 +71,9 @@ class CgroupManager:
         base = planner.node_parts(self.root, self.per_qos)
         if not self.per_qos:
             return [self.fs(base)]
-        tiers = (planner.tier_parts(self.root, q) for q in (QOS_BURSTABLE, QOS_BEST_EFFORT))
+        tiers = (
+            planner.tier_parts(self.root, q) for q in (QOSClass.BURSTABLE, QOSClass.BEST_EFFORT)
+        )
         return [self.fs(base), *(self.fs(t) for t in tiers)]
 
     def pod_cgroups(self) -> dict[str, tuple[str, ...]]:

@@ -9,22 +9,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from kube.quantity import QuantityError, parse_cpu, parse_memory
+from kubelet.pods.qos import QOSClass, qos_class_of
 from kubelet.runtime.criconfig import (
     MIN_SHARES,
-    QOS_BEST_EFFORT,
-    QOS_BURSTABLE,
-    QOS_GUARANTEED,
     QUOTA_PERIOD_US,
     milli_cpu_to_quota,
     milli_cpu_to_shares,
-    pod_qos,
 )
 
 Json = Mapping[str, Any]
 Parts = Sequence[str]
 KUBEPODS = "kubepods"
 POD_PREFIX = "pod"
-TIERS = {QOS_BURSTABLE: "burstable", QOS_BEST_EFFORT: "besteffort"}
+TIERS: dict[str, str] = {QOSClass.BURSTABLE: "burstable", QOSClass.BEST_EFFORT: "besteffort"}
 MAX_WEIGHT = 10000
 
 
@@ -177,10 +174,10 @@ def pod_resources(pod: Json, *, pids_limit: int = -1, enforce_cpu_limits: bool =
     shares = milli_cpu_to_shares(requests["cpu"])
     quota = milli_cpu_to_quota(limits["cpu"]) if enforce_cpu_limits else -1
     pids = pids_limit if pids_limit > 0 else None
-    qos = pod_qos(pod)
-    if qos == QOS_GUARANTEED:
+    qos = qos_class_of(pod)
+    if qos == QOSClass.GUARANTEED:
         return Resources(shares, quota, QUOTA_PERIOD_US, limits["memory"], pids)
-    if qos == QOS_BURSTABLE:
+    if qos == QOSClass.BURSTABLE:
         cpu_declared, memory_declared = _limits_declared(spec)
         return Resources(
             cpu_shares=shares,
@@ -195,10 +192,11 @@ def pod_resources(pod: Json, *, pids_limit: int = -1, enforce_cpu_limits: bool =
 def qos_tier_resources(pods: Iterable[Json]) -> dict[str, Resources]:
     """setCPUCgroupConfig: besteffort always gets the minimum shares, burstable the shares of
     the summed CPU requests of the active Burstable pods."""
-    burstable_milli = sum(pod_requests(p)["cpu"] for p in pods if pod_qos(p) == QOS_BURSTABLE)
+    burstable = (p for p in pods if qos_class_of(p) == QOSClass.BURSTABLE)
+    burstable_milli = sum(pod_requests(p)["cpu"] for p in burstable)
     return {
-        QOS_BURSTABLE: Resources(cpu_shares=milli_cpu_to_shares(burstable_milli)),
-        QOS_BEST_EFFORT: Resources(cpu_shares=MIN_SHARES),
+        QOSClass.BURSTABLE: Resources(cpu_shares=milli_cpu_to_shares(burstable_milli)),
+        QOSClass.BEST_EFFORT: Resources(cpu_shares=MIN_SHARES),
     }
 
 

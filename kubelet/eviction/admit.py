@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubelet.pods.admission import Rejection
-from kubelet.runtime.criconfig import QOS_BEST_EFFORT, pod_qos
+from kubelet.pods.qos import QOSClass, qos_class_of
 
 Json = Mapping[str, Any]
 EVICTED = "Evicted"
@@ -38,6 +38,8 @@ def admit_under_pressure(pod: Json, conditions: Sequence[str]) -> Rejection | No
     if not conditions or _critical(pod):
         return None
     only_memory = list(conditions) == ["MemoryPressure"]
-    if only_memory and (pod_qos(pod) != QOS_BEST_EFFORT or _tolerates_memory_pressure(pod)):
+    if only_memory and (
+        qos_class_of(pod) != QOSClass.BEST_EFFORT or _tolerates_memory_pressure(pod)
+    ):
         return None
     return Rejection(EVICTED, f"The node had condition: [{' '.join(conditions)}]. ")

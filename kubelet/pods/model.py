@@ -150,6 +150,8 @@ class Pod:
     """Condition types from spec.readinessGates."""
     ephemeral_containers: tuple[Container, ...] = ()
     """spec.ephemeralContainers (kubectl debug): started once, never restarted."""
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    """spec.resources (pod-level requests and limits), quantities checked; {} when unset."""
 
     @property
     def ref(self) -> str:
@@ -519,6 +521,7 @@ class PodSpecView:
                 if isinstance(g, dict)
             ),
             ephemeral_containers=ephemeral,
+            resources=_resources(r, spec, "spec"),
         )
 
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from fractions import Fraction
 from typing import Any
 
-from kube.quantity import parse_quantity
 from kubelet.pods.model import (
     NO_PROBES,
     Container,
@@ -24,6 +22,7 @@ from kubelet.pods.model import (
     Waiting,
 )
 from kubelet.pods.plan import should_restart
+from kubelet.pods.qos import qos_class
 
 Json = dict[str, Any]
 
@@ -413,43 +412,6 @@ def pod_conditions(
     return out
 
 
-# ---------------------------------------------------------------- QoS
-
-
-def _qos_sums(
-    containers: Sequence[Container],
-) -> tuple[dict[str, Fraction], dict[str, Fraction], bool]:
-    requests: dict[str, Fraction] = {}
-    limits: dict[str, Fraction] = {}
-    guaranteed = True
-    for c in containers:
-        lim_raw = dict(c.resources.get("limits") or {})
-        req_raw = {**lim_raw, **dict(c.resources.get("requests") or {})}
-        found = set()
-        for name in ("cpu", "memory"):
-            if name in req_raw and (q := parse_quantity(req_raw[name])) > 0:
-                requests[name] = requests.get(name, Fraction(0)) + q
-            if name in lim_raw and (q := parse_quantity(lim_raw[name])) > 0:
-                limits[name] = limits.get(name, Fraction(0)) + q
-                found.add(name)
-        if found != {"cpu", "memory"}:
-            guaranteed = False
-    return requests, limits, guaranteed
-
-
-def qos_class(pod: Pod) -> str:
-    """Upstream's GetPodQOS: only cpu and memory count, zero values are ignored, requests
-    default to limits; sums over all containers (init included) are compared.
-    BestEffort: no requests or limits at all. Guaranteed: every container has cpu and memory
-    limits, and the summed requests equal the summed limits. Else Burstable."""
-    requests, limits, guaranteed = _qos_sums((*pod.containers, *pod.init_containers))
-    if not requests and not limits:
-        return "BestEffort"
-    if guaranteed and requests == limits:
-        return "Guaranteed"
-    return "Burstable"
-
-
 # ---------------------------------------------------------------- the whole status
 
 
@@ -505,7 +467,7 @@ def derive_pod_status(
         "initContainerStatuses": inits,
         "containerStatuses": apps,
         "startTime": prev.get("startTime") or now_iso,
-        "qosClass": qos_class(pod),
+        "qosClass": qos_class(pod).value,
         **_ip_fields(pod, runtime, host_ips, prev),
     }
     if pod.ephemeral_containers:

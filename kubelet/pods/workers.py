@@ -33,7 +33,8 @@ from kubelet.pods.model import (
     pod_from_api,
 )
 from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, PodActions, compute_pod_actions
-from kubelet.pods.podstatus import derive_pod_status, qos_class, with_others_conditions
+from kubelet.pods.podstatus import derive_pod_status, with_others_conditions
+from kubelet.pods.qos import qos_class
 from kubelet.pods.seams import NoProbes, Probes
 from kubelet.pods.static import is_static_pod
 from kubelet.pods.status_manager import StatusManager

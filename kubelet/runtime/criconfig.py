@@ -11,6 +11,7 @@ from typing import Any
 
 from cri import api
 from kube.quantity import QuantityError, parse_cpu, parse_memory
+from kubelet.pods.qos import QOSClass, qos_class_of
 from kubelet.runtime import labels
 
 POD_LOGS_ROOT = "/var/log/pods"
@@ -24,8 +25,7 @@ SHARES_PER_CPU = 1024
 QUOTA_PERIOD_US = 100000
 MIN_QUOTA_US = 1000
 
-# Upstream's pkg/kubelet/qos policy.
-QOS_GUARANTEED, QOS_BURSTABLE, QOS_BEST_EFFORT = "Guaranteed", "Burstable", "BestEffort"
+# Upstream's pkg/kubelet/qos policy (the class itself: kubelet.pods.qos).
 GUARANTEED_OOM_SCORE_ADJ = -997
 BEST_EFFORT_OOM_SCORE_ADJ = 1000
 NODE_CRITICAL_PRIORITY_CLASS = "system-node-critical"
@@ -369,44 +369,6 @@ def sandbox_config(
 # ---------------------------------------------------------------------------- container
 
 
-def _qos_sums(spec: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int], bool]:
-    """Summed positive cpu/memory requests and limits over init and regular containers, and
-    whether every container has both cpu and memory limits (upstream's ComputePodQOS; requests
-    default to limits as the apiserver's defaulting makes them)."""
-    requests: dict[str, int] = {}
-    limits: dict[str, int] = {}
-    all_limited = True
-    for c in (*_list(spec, "containers"), *_list(spec, "initContainers")):
-        res = _obj(c, "resources")
-        found = set()
-        own_requests = {**_obj(res, "limits"), **_obj(res, "requests")}
-        for into, values in ((requests, own_requests), (limits, _obj(res, "limits"))):
-            for name, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
-                if name not in values:
-                    continue
-                try:
-                    n = parse(values[name])
-                except QuantityError:
-                    continue
-                if n > 0:
-                    into[name] = into.get(name, 0) + n
-                    if into is limits:
-                        found.add(name)
-        all_limited = all_limited and found == {"cpu", "memory"}
-    return requests, limits, all_limited
-
-
-def pod_qos(pod: Mapping[str, Any]) -> str:
-    """Guaranteed, Burstable or BestEffort, computed from the spec as upstream's GetPodQOS."""
-    requests, limits, all_limited = _qos_sums(_obj(pod, "spec"))
-    if not requests and not limits:
-        return QOS_BEST_EFFORT
-    same = all(limits.get(k) == v for k, v in requests.items())
-    if all_limited and same and len(requests) == len(limits):
-        return QOS_GUARANTEED
-    return QOS_BURSTABLE
-
-
 def _memory_request(c: Mapping[str, Any]) -> int:
     try:
         return parse_memory(_obj(_obj(c, "resources"), "requests").get("memory") or 0)
@@ -424,10 +386,10 @@ def oom_score_adj(
     spec = _obj(pod, "spec")
     if spec.get("priorityClassName") == NODE_CRITICAL_PRIORITY_CLASS:
         return GUARANTEED_OOM_SCORE_ADJ
-    qos = pod_qos(pod)
-    if qos == QOS_GUARANTEED:
+    qos = qos_class_of(pod)
+    if qos == QOSClass.GUARANTEED:
         return GUARANTEED_OOM_SCORE_ADJ
-    if qos == QOS_BEST_EFFORT:
+    if qos == QOSClass.BEST_EFFORT:
         return BEST_EFFORT_OOM_SCORE_ADJ
     capacity = max(1, memory_capacity)
     score = 1000 - (1000 * _memory_request(container)) // capacity

@@ -21,10 +21,10 @@ from kubelet.pods.model import (
 from kubelet.pods.podstatus import (
     derive_pod_status,
     iso,
-    qos_class,
     with_others_conditions,
     written_conditions,
 )
+from kubelet.pods.qos import qos_class
 from tests.unit.kubelet.pods.fixtures import (
     DEAD_SB,
     NOW,

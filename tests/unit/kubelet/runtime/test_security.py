@@ -1,5 +1,5 @@
-"""criconfig's security and QoS parts: QoS class, oom_score_adj, AppArmor, procMount paths, and
-the whole security context as one container config carries it.
+"""criconfig's security and QoS parts: QoS class (of a pod dict), oom_score_adj, AppArmor,
+procMount paths, and the whole security context as one container config carries it.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cri import api
+from kubelet.pods.qos import qos_class_of
 from kubelet.runtime.criconfig import (
     DEFAULT_MASKED_PATHS,
     DEFAULT_READONLY_PATHS,
@@ -18,7 +19,6 @@ from kubelet.runtime.criconfig import (
     container_resources,
     container_security_context,
     oom_score_adj,
-    pod_qos,
 )
 from tests.unit.kubelet.runtime.helpers import first, make_pod
 
@@ -64,12 +64,12 @@ BOTH = {"cpu": "500m", "memory": "256Mi"}
     ],
 )
 def test_pod_qos(resources: list[Any], want: str) -> None:
-    assert pod_qos(pod_with(*resources)) == want
+    assert qos_class_of(pod_with(*resources)) == want
 
 
 def test_init_containers_count_for_qos() -> None:
     pod = pod_with(res(BOTH, BOTH), init={"resources": res({"memory": "1Gi"})})
-    assert pod_qos(pod) == "Burstable"
+    assert qos_class_of(pod) == "Burstable"
 
 
 # ---- oom_score_adj ------------------------------------------------------------------------
