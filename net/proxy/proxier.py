@@ -17,6 +17,7 @@ from net.proxy.history import History, SyncRecord
 from net.proxy.iptables import render, rules
 from net.proxy.iptables.executor import Executor, RestoreError, committed_tables, table_sections
 from net.proxy.metrics import ProxyMetrics
+from net.proxy.policy import port_endpoints, serving
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,7 @@ def service_frontends(svc: model.Service, eps: tuple[model.Endpoint, ...]) -> Fr
     for port in svc.ports:
         if port.protocol == "TCP":
             continue
-        mine = [e for e in eps if e.port_name == port.name and e.protocol == port.protocol]
-        ready = [e.ip for e in mine if e.ready]
-        if not ready:
-            ready = [e.ip for e in mine if e.serving and e.terminating]
-        ips = frozenset(ready)
+        ips = frozenset(e.ip for e in serving(port_endpoints(port, eps)))
         for ip in (svc.cluster_ip, *svc.external_ips, *svc.lb_ips):
             out[(ip, port.port, port.protocol)] = ips
         if port.node_port:

@@ -7,12 +7,10 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
-import ipaddress
 import itertools
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Protocol
 
 from net.proxy.model import (
     ClusterState,
@@ -23,6 +21,7 @@ from net.proxy.model import (
     ServicePort,
     port_name_string,
 )
+from net.proxy.policy import changed_services, holds_node_ip, nodeport_ips, port_policy
 
 FILTER, NAT = "filter", "nat"
 SERVICES = "KUBE-SERVICES"
@@ -210,87 +209,6 @@ def shared_chain_names(table: str, config: ProxyConfig) -> tuple[str, ...]:
     """The chains of `table` that are not per Service, for this configuration."""
     extra = (KUBELET_FIREWALL,) if table == FILTER and config.localhost_nodeports else ()
     return SHARED_CHAINS[table] + extra
-
-
-def categorize(
-    svc: Service, port: ServicePort, eps: list[Endpoint], node: str
-) -> tuple[list[Endpoint], list[Endpoint], list[Endpoint], bool]:
-    """Upstream CategorizeEndpoints (no topology hints): cluster, local, reachable, any."""
-    external = bool(port.node_port or svc.external_ips or svc.lb_ips)
-    ext_local = external and svc.external_local
-    # An externally reachable port always needs cluster endpoints: even with both policies
-    # Local, the EXT chain short-circuits pod and LOCAL traffic to the cluster chain.
-    uses_cluster = not svc.internal_local or external
-    uses_local = svc.internal_local or ext_local
-    cluster: list[Endpoint] = []
-    has_any = False
-    if uses_cluster:
-        cluster = [e for e in eps if e.ready]
-        if not cluster:
-            cluster = [e for e in eps if e.serving and e.terminating]
-        has_any = bool(cluster)
-    if not uses_local:
-        return cluster, [], cluster, has_any
-    local_ready = local_terminating = False
-    for e in eps:
-        if e.ready:
-            has_any = True
-            local_ready = local_ready or e.node_name == node
-        elif e.serving and e.terminating:
-            has_any = True
-            local_terminating = local_terminating or e.node_name == node
-    local: list[Endpoint] = []
-    if local_ready:
-        local = [e for e in eps if e.node_name == node and e.ready]
-    elif local_terminating:
-        local = [e for e in eps if e.node_name == node and e.serving and e.terminating]
-    if not uses_cluster:
-        return [], local, local, has_any
-    if local_ready or not local:
-        return cluster, local, cluster, has_any
-    seen = {e.address: e for e in cluster}
-    for e in local:
-        seen.setdefault(e.address, e)
-    return cluster, local, list(seen.values()), has_any
-
-
-@dataclass(frozen=True)
-class PortPolicy:
-    """What both rule models decide for one Service port before naming any chain: its
-    endpoints (categorize), whether it is externally reachable, and which of the cluster,
-    local, external and firewall paths exist."""
-
-    cluster: list[Endpoint]
-    local: list[Endpoint]
-    reachable: list[Endpoint]
-    has_any: bool
-    ext_local: bool
-    uses_local_chain: bool
-    has_internal: bool  # internal traffic has somewhere to go (iTP Local: a local endpoint)
-    has_external: bool  # likewise for external traffic under eTP
-    uses_ext_chain: bool
-    uses_fw: bool
-
-
-def port_policy(
-    svc: Service, port: ServicePort, all_eps: tuple[Endpoint, ...], node: str
-) -> PortPolicy:
-    eps = [e for e in all_eps if e.port_name == port.name and e.protocol == port.protocol]
-    cluster, local, reachable, has_any = categorize(svc, port, eps, node)
-    external = bool(port.node_port or svc.external_ips or svc.lb_ips)
-    ext_local = external and svc.external_local
-    return PortPolicy(
-        cluster,
-        local,
-        reachable,
-        has_any,
-        ext_local,
-        uses_local_chain=bool(local) and (svc.internal_local or ext_local),
-        has_internal=has_any and (bool(local) if svc.internal_local else True),
-        has_external=has_any and (bool(local) if ext_local else True),
-        uses_ext_chain=has_any and external,
-        uses_fw=has_any and bool(svc.lb_ips) and bool(svc.lb_source_ranges),
-    )
 
 
 def _endpoint_jumps(
@@ -484,19 +402,6 @@ def _port_rules(
         ]
 
 
-@lru_cache(maxsize=1024)
-def holds_node_ip(cidrs: tuple[str, ...], node_ips: tuple[str, ...]) -> bool:
-    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-    for ip in node_ips:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            continue
-        if any(addr.version == n.version and addr in n for n in nets):
-            return True
-    return False
-
-
 def fragment(
     svc: Service, endpoints: tuple[Endpoint, ...], config: ProxyConfig, large: bool = False
 ) -> Fragment:
@@ -511,31 +416,15 @@ def fragment(
 
 def nodeport_destinations(config: ProxyConfig) -> list[str]:
     """What the KUBE-SERVICES -> KUBE-NODEPORTS jump matches: every local address, or the node
-    IPs inside --nodeport-addresses (upstream's GetNodeIPs)."""
-    nets = []
-    for cidr in config.nodeport_addresses:
-        try:
-            nets.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            continue
-    if not nets or any(n.prefixlen == 0 for n in nets):
+    IPs inside --nodeport-addresses (policy.nodeport_ips, upstream's GetNodeIPs)."""
+    ips = nodeport_ips(config)
+    if ips is None:
         # 127/8 only works with route_localnet=1, which the daemon sets for localhost NodePorts
         return [
             "-m addrtype --dst-type LOCAL"
             + ("" if config.localhost_nodeports else " ! -d 127.0.0.0/8")
         ]
-    out = []
-    for ip in config.node_ips:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            continue
-        if addr.version == 4 and any(addr in n for n in nets if n.version == 4):
-            out.append(f"-d {ip}")
-    loopback = ipaddress.IPv4Address("127.0.0.1")  # lo's address, which node_ips leave out
-    if config.localhost_nodeports and any(loopback in n for n in nets if n.version == 4):
-        out.append(f"-d {loopback}")
-    return out
+    return [f"-d {ip}" for ip in ips]
 
 
 def static_chains(config: ProxyConfig) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
@@ -569,30 +458,6 @@ def static_chains(config: ProxyConfig) -> dict[tuple[str, str], tuple[list[str],
         for dst in nodeport_destinations(config)
     )
     return heads
-
-
-class _Built(Protocol):
-    @property
-    def service(self) -> Service: ...
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]: ...
-
-
-def changed_services(state: ClusterState, old: Mapping[ServiceKey, _Built]) -> list[ServiceKey]:
-    """Services whose object or endpoints differ from what `old` (the previous rule set's
-    per-Service fragments, of either mode) was built from; removed ones included."""
-    empty: tuple[Endpoint, ...] = ()
-    changed = [k for k in old if k not in state.services]
-    for key, svc in state.services.items():
-        f = old.get(key)
-        eps = state.endpoints.get(key, empty)
-        if (
-            f is None
-            or not (f.service is svc or f.service == svc)
-            or not (f.endpoints is eps or f.endpoints == tuple(eps))
-        ):
-            changed.append(key)
-    return changed
 
 
 def build(

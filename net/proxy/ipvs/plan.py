@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from net.proxy.iptables.rules import FILTER, NAT, categorize, nodeport_destinations, static_chains
+from net.proxy.iptables.rules import FILTER, NAT, static_chains
 from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, ServicePort
+from net.proxy.policy import categorize, nodeport_ips, port_endpoints
 
 DUMMY_INTERFACE = "kube-ipvs0"
 DEFAULT_SCHEDULER = "rr"
@@ -114,9 +115,7 @@ def desired(
     services: dict[tuple[str, int, str], tuple[VirtualServer, frozenset[RealServer]]] = {}
     addresses: set[str] = set()
     sets: dict[str, set[str]] = {name: set() for name in IPSETS}
-    node_ips = [d.split()[-1] for d in nodeport_destinations(config) if d.startswith("-d ")]
-    if not node_ips:
-        node_ips = list(config.node_ips)
+    node_ips = list(nodeport_ips(config) or config.node_ips)
 
     def add(vs: VirtualServer, reals: frozenset[RealServer]) -> None:
         services[vs.key] = (vs, reals)
@@ -149,7 +148,7 @@ def _plan_port(
     addresses: set[str],
     sets: dict[str, set[str]],
 ) -> None:
-    eps = [e for e in all_eps if e.port_name == port.name and e.protocol == port.protocol]
+    eps = port_endpoints(port, all_eps)
     cluster, local, reachable, _ = categorize(svc, port, eps, config.node_name)
     proto = port.protocol.lower()
     timeout = svc.affinity_timeout or 0

@@ -16,7 +16,6 @@ An element key two Services name (one externalIP on both) goes to the first one 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import itertools
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -26,7 +25,6 @@ from functools import lru_cache
 from net.nft import ir
 from net.nft.ir import Cmp, Field, Rule, Verdict, VerdictKind
 from net.nft.nogc import no_gc
-from net.proxy.iptables.rules import changed_services, holds_node_ip, port_policy
 from net.proxy.model import (
     ClusterState,
     Endpoint,
@@ -35,6 +33,7 @@ from net.proxy.model import (
     ServiceKey,
     ServicePort,
 )
+from net.proxy.policy import changed_services, holds_node_ip, nodeport_ips, port_policy
 
 SHARDS = 16
 SHARED_TABLE = "pykube-proxy"
@@ -318,31 +317,6 @@ def fragment(
 
 
 # ---- the static part of the tables -----------------------------------------------------------
-
-
-def nodeport_ips(config: ProxyConfig) -> tuple[str, ...] | None:
-    """The node addresses that take NodePort traffic: None for every local address, else the
-    node IPs inside --nodeport-addresses (and 127.0.0.1 with localhost NodePorts)."""
-    nets = []
-    for cidr in config.nodeport_addresses:
-        try:
-            nets.append(ipaddress.IPv4Network(cidr, strict=False))
-        except ValueError:
-            continue
-    if not nets or any(n.prefixlen == 0 for n in nets):
-        return None
-    out = []
-    for ip in config.node_ips:
-        try:
-            addr = ipaddress.IPv4Address(ip)
-        except ValueError:
-            continue
-        if any(addr in n for n in nets) and str(addr) not in out:
-            out.append(str(addr))
-    loopback = ipaddress.IPv4Address("127.0.0.1")
-    if config.localhost_nodeports and any(loopback in n for n in nets):
-        out.append(str(loopback))
-    return tuple(out)
 
 
 def _nodeport_match(config: ProxyConfig) -> tuple[ir.Expr, ...]:

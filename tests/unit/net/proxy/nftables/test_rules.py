@@ -28,6 +28,7 @@ from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, Servic
 from net.proxy.nftables import rules as nr
 from net.proxy.nftables.batch import NftBatch, full_batch, partial_batch
 from net.proxy.nftables.trace import trace_tables
+from net.proxy.policy import nodeport_ips
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -340,10 +341,10 @@ def test_nodeport_addresses_and_localhost() -> None:
         "fib daddr type local meta l4proto . th dport vmap @service-nodeports"
     )
     cfg = dataclasses.replace(NP_CONFIG, nodeport_addresses=("0.0.0.0/0",))
-    assert nr.nodeport_ips(cfg) is None
+    assert nodeport_ips(cfg) is None
     cfg = dataclasses.replace(NP_CONFIG, nodeport_addresses=("127.0.0.0/8", "10.0.0.0/8"))
-    assert nr.nodeport_ips(cfg) == ("10.0.0.2",)
-    assert nr.nodeport_ips(dataclasses.replace(cfg, localhost_nodeports=True)) == (
+    assert nodeport_ips(cfg) == ("10.0.0.2",)
+    assert nodeport_ips(dataclasses.replace(cfg, localhost_nodeports=True)) == (
         "10.0.0.2",
         "127.0.0.1",
     )
@@ -811,7 +812,7 @@ def test_same_packet_outcomes_as_the_iptables_model(seed: int) -> None:
                 node_to_empty = want[0] == {"no-match": 1.0} and got[0] == {"reject": 1.0}
                 if src == "192.168.5.2" and node_to_empty:
                     continue  # the node to an external IP without endpoints: rejected here
-                if port == p.node_port and dst not in (nr.nodeport_ips(config) or (dst,)):
+                if port == p.node_port and dst not in (nodeport_ips(config) or (dst,)):
                     continue  # not a NodePort address: iptables still rejects/drops
                 compared += 1
                 assert got == want, f"{s.key} {src} -> {dst}:{port}/{p.protocol}"
