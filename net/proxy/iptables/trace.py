@@ -1,4 +1,4 @@
-"""`net trace`: walk the proxy's rule model as the kernel would for one packet.
+"""`net trace` in iptables mode: walk the rule model as the kernel would for one packet.
 Parses our own rule lines, follows nat then filter chains, and reports every branch's outcome.
 """
 
@@ -20,6 +20,7 @@ from net.proxy.iptables.rules import (
     SERVICES,
     RuleSet,
 )
+from net.proxy.views import Branch, Hit, Packet, TraceResult
 
 Net = ipaddress.IPv4Network
 TERMINAL = ("DNAT", "REJECT", "DROP", "ACCEPT")
@@ -103,73 +104,6 @@ def parse_rule(text: str) -> Rule:
     elif recent_mode == "--set":
         fields["recent_set"] = recent_name
     return Rule(text=text, **fields)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Packet:
-    src: str
-    dst: str
-    port: int
-    proto: str
-    mark: int = 0
-
-
-@dataclass(frozen=True)
-class Hit:
-    table: str
-    chain: str
-    rule: str
-
-
-@dataclass(frozen=True)
-class Branch:
-    """One way the packet can go: its probability, the rules it hit, and where it ends."""
-
-    probability: float
-    hits: tuple[Hit, ...]
-    outcome: str  # "dnat", "reject", "drop", "no-match"
-    endpoint: str | None = None  # ip:port for dnat
-    masquerade: bool = False
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TraceResult:
-    packet: Packet
-    entry: str  # the nat hook the packet enters by (PREROUTING or OUTPUT)
-    branches: tuple[Branch, ...]
-    notes: tuple[str, ...] = ()
-
-    @property
-    def outcomes(self) -> dict[str, float]:
-        """Outcome ("dnat ip:port", "reject", ...) -> total probability."""
-        out: dict[str, float] = {}
-        for b in self.branches:
-            key = f"dnat {b.endpoint}" if b.outcome == "dnat" else b.outcome
-            out[key] = out.get(key, 0.0) + b.probability
-        return out
-
-    def text(self) -> str:
-        p = self.packet
-        lines = [f"{p.proto} {p.src} -> {p.dst}:{p.port} (enters nat {self.entry})"]
-        hits = [h for b in self.branches for h in b.hits]
-        # iptables names fit 6/28 columns; nftables ones (tables pykube-proxy-NN, chains named
-        # after the Service) are longer: widen to the longest so the columns still line up
-        tw = max([6, *(len(h.table) for h in hits)])
-        cw = max([28, *(len(h.chain) for h in hits)])
-        for n, b in enumerate(self.branches, 1):
-            end = {
-                "dnat": f"DNAT to {b.endpoint}" + (" (masquerade)" if b.masquerade else ""),
-                "reject": "REJECT (connection refused)",
-                "drop": "DROP",
-                "no-match": "no Service rule matched: the packet goes on unchanged",
-            }[b.outcome]
-            head = f"branch {n}" + (f" (p={b.probability:.4f})" if len(self.branches) > 1 else "")
-            lines.append(f"{head}: {end}")
-            lines.extend(f"  {h.table:{tw}} {h.chain:{cw}} {h.rule}" for h in b.hits)
-            lines.extend(f"  note: {note}" for note in b.notes)
-        lines.extend(f"note: {note}" for note in self.notes)
-        return "\n".join(lines) + "\n"
 
 
 @dataclass

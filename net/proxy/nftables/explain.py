@@ -1,5 +1,5 @@
-"""`net explain svc NS/NAME` in nftables mode: the Explanation (net.proxy.iptables.explain) read
-from the applied tables (ir.Table data) by tracing each frontend, so no chain naming is
+"""`net explain svc NS/NAME` in nftables mode: the Explanation (net.proxy.views) read from the
+applied tables (ir.Table data) by tracing each frontend, so no chain naming is
 assumed. Pure.
 """
 
@@ -9,9 +9,10 @@ from collections.abc import Collection, Sequence
 
 from net.nft import ir
 from net.proxy.conntrack import ConntrackEntry
-from net.proxy.iptables.explain import EndpointView, Explanation, Frontend, PortView
-from net.proxy.model import ClusterState, Endpoint, Service, ServiceKey, ServicePort
+from net.proxy.model import ClusterState, Endpoint, ServiceKey
 from net.proxy.nftables.trace import Tracer
+from net.proxy.policy import port_endpoints
+from net.proxy.views import EndpointView, Explanation, Frontend, PortView, port_conntrack
 
 CLIENT = "203.0.113.1"
 """The source the frontends are traced from: off the node and off the cluster (TEST-NET-3)."""
@@ -101,9 +102,7 @@ def explain_tables(
     matched: list[ConntrackEntry] = []
     for port in svc.ports:
         proto = port.protocol.lower()
-        port_eps = [
-            e for e in endpoints if e.port_name == port.name and e.protocol == port.protocol
-        ]
+        port_eps = port_endpoints(port, endpoints)
         addresses = [("cluster IP", svc.cluster_ip)]
         addresses += [("external IP", ip) for ip in svc.external_ips]
         addresses += [("loadbalancer IP", ip) for ip in svc.lb_ips]
@@ -131,7 +130,8 @@ def explain_tables(
                 tuple(views),
             )
         )
-        matched.extend(c for c in _conntrack(svc, port, conntrack, ips) if c not in matched)
+        found = port_conntrack(svc, port, conntrack, ips)
+        matched.extend(c for c in found if c not in matched)
     return Explanation.of(key, svc, ports, matched)
 
 
@@ -187,25 +187,6 @@ def _endpoint(
         chain[1] if chain else None,
         used_by,
     )
-
-
-def _conntrack(
-    svc: Service, port: ServicePort, entries: Sequence[ConntrackEntry], node_ips: Sequence[str]
-) -> list[ConntrackEntry]:
-    """The entries of this port's frontends (as net.proxy.iptables.explain matches them)."""
-    proto = port.protocol.lower()
-    vips = {svc.cluster_ip, *svc.external_ips, *svc.lb_ips}
-    return [
-        c
-        for c in entries
-        if c.proto == proto
-        and (
-            (c.dst in vips and c.dport == port.port)
-            or (
-                port.node_port and c.dport == port.node_port and (not node_ips or c.dst in node_ips)
-            )
-        )
-    ]
 
 
 __all__ = ["CLIENT", "explain_tables"]

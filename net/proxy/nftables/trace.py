@@ -1,7 +1,7 @@
 """`net trace` in nftables mode: walk the proxy's tables (net/nft/ir.py data) as the kernel would
 for one packet, through every base chain of each hook it crosses, and report every branch.
 
-The result is the TraceResult of net.proxy.iptables.trace, so the views print both modes alike.
+The result is net.proxy.views' TraceResult, as in every mode, so the views print them alike.
 The traced packet is the first of a new connection (`ct state new`, nat chains apply) with
 mark 0 and a client no affinity set has seen yet.
 """
@@ -16,7 +16,7 @@ from typing import cast
 
 from net.nft import ir
 from net.nft import text as nft_text
-from net.proxy.iptables.trace import Branch, Hit, Packet, TraceResult
+from net.proxy.views import Branch, Hit, Packet, TraceResult
 
 HOOKS = ("prerouting", "output")
 MAX_DEPTH = 16  # the kernel's jump stack limit

@@ -23,12 +23,13 @@ import pytest
 from net.nft import ir, text
 from net.nft.ir import Field, VerdictKind
 from net.proxy.iptables import rules as iptables_rules
-from net.proxy.iptables.trace import TraceResult, trace
+from net.proxy.iptables.trace import trace
 from net.proxy.model import ClusterState, Endpoint, ProxyConfig, Service, ServiceKey, ServicePort
 from net.proxy.nftables import rules as nr
 from net.proxy.nftables.batch import NftBatch, full_batch, partial_batch
 from net.proxy.nftables.trace import trace_tables
 from net.proxy.policy import nodeport_ips
+from net.proxy.views import TraceResult
 from tests.unit.net.proxy.rule_objects import CONFIG, NODE, ep, eps, state, svc
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -9,9 +9,9 @@ import pytest
 
 from net.nft import ir
 from net.nft.ir import Field as F
-from net.proxy.iptables.trace import TraceResult
 from net.proxy.nftables import rules as nft_rules
 from net.proxy.nftables.trace import trace_tables
+from net.proxy.views import TraceResult
 from tests.unit.net.proxy.rule_objects import CONFIG, ep, eps, state, svc
 
 NODE_IP = "192.168.5.2"
