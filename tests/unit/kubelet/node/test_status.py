@@ -62,7 +62,6 @@ def test_not_ready_names_every_cause() -> None:
     assert "network not ready: no pod CIDR yet" in ready["message"]
 
 
-
 def test_a_shutting_down_node_is_not_ready() -> None:
     ready = _by_type(conditions(Health(shutting_down=True), [], "T1"))["Ready"]
     assert (ready["status"], ready["reason"], ready["message"]) == (
