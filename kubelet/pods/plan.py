@@ -7,7 +7,10 @@ Rules, in the order they apply (each one is tested in tests/unit/kubelet/pods/te
    container not known to have exited is killed, regular containers (and running init
    containers, and containers no longer in the spec) first, then sidecars one stage at a time in
    reverse spec order; then every READY sandbox is stopped. Grace period: min(deletion grace,
-   spec grace). The executor applies upstream's floor of 2 s per container kill.
+   spec grace). The executor applies upstream's floor of 2 s per container kill. A pod the node
+   halts (`Halt`: evicted, node shutdown, or already ended when this agent found it) is torn
+   down the same way before anything else, within min(its grace, the halt's), and fails with
+   the halt's reason and message when it gives one.
 2. Active deadline. When spec.activeDeadlineSeconds is set and `now - start_time` reaches it,
    the pod fails (DeadlineExceeded) and is torn down as in 1.
 3. Sandbox. A new sandbox is needed when there is none (attempt 0), when the newest is not
@@ -56,6 +59,7 @@ Rules, in the order they apply (each one is tested in tests/unit/kubelet/pods/te
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -105,10 +109,19 @@ class BackOffStep:
     since: float
 
 
+@dataclass(frozen=True)
+class Halt:
+    """The node stops a pod for good (evicted, node shutdown, or it had ended before this agent
+    saw it): its containers are killed within this grace period (rule 1)."""
+
+    grace_seconds: int
+    failure: Waiting | None = None
+    """Why it fails (Evicted...); None: it already ended before this agent saw it."""
+
+
 @dataclass
-class PodActions:
-    """The outcome of one planning round; the worker executes it in this order: kill (stages,
-    then sandboxes), create sandbox, start sidecars, the next init container, then containers."""
+class _Draft:
+    """PodActions while the planner builds it: the only mutable form, never handed out."""
 
     kill_pod: bool = False
     create_sandbox: bool = False
@@ -116,17 +129,44 @@ class PodActions:
     attempt: int = 0
     next_init_container_to_start: str | None = None
     init_containers_to_start: list[str] = field(default_factory=list)
-    """Sidecars (restartable init containers) to start, in spec order."""
     containers_to_start: list[str] = field(default_factory=list)
     ephemeral_containers_to_start: list[str] = field(default_factory=list)
     containers_to_kill: dict[ContainerID, KillInfo] = field(default_factory=dict)
     kill_stages: list[list[ContainerID]] = field(default_factory=list)
-    """containers_to_kill grouped: kill a stage fully (in parallel) before the next one."""
     pod_failed: bool = False
     pod_failed_reason: str = ""
     pod_failed_message: str = ""
     waiting: dict[str, Waiting] = field(default_factory=dict)
     backoff_steps: dict[str, BackOffStep] = field(default_factory=dict)
+    grace_period_seconds: int = 30
+
+    def done(self) -> PodActions:
+        return PodActions(**vars(self))
+
+
+@dataclass(frozen=True)
+class PodActions:
+    """The outcome of one planning round, never changed after it. The executor carries it out
+    in this order: kill (stages, then sandboxes), create the sandbox, start sidecars, the next
+    init container, ephemeral containers, then containers."""
+
+    kill_pod: bool = False
+    create_sandbox: bool = False
+    sandbox_ids_to_kill: Sequence[SandboxID] = ()
+    attempt: int = 0
+    next_init_container_to_start: str | None = None
+    init_containers_to_start: Sequence[str] = ()
+    """Sidecars (restartable init containers) to start, in spec order."""
+    containers_to_start: Sequence[str] = ()
+    ephemeral_containers_to_start: Sequence[str] = ()
+    containers_to_kill: Mapping[ContainerID, KillInfo] = field(default_factory=dict)
+    kill_stages: Sequence[Sequence[ContainerID]] = ()
+    """containers_to_kill grouped: kill a stage fully (in parallel) before the next one."""
+    pod_failed: bool = False
+    pod_failed_reason: str = ""
+    pod_failed_message: str = ""
+    waiting: Mapping[str, Waiting] = field(default_factory=dict)
+    backoff_steps: Mapping[str, BackOffStep] = field(default_factory=dict)
     grace_period_seconds: int = 30
 
     @property
@@ -218,7 +258,7 @@ class _Ctx:
     pod: Pod
     runtime: RuntimePod
     cur: RuntimePod
-    acts: PodActions
+    acts: _Draft
     now: float
     backoff: BackOff
     probes: ProbeResults
@@ -232,17 +272,21 @@ def compute_pod_actions(
     backoff: BackOff,
     probe_results: ProbeResults | None = None,
     start_time: float | None = None,
+    halt: Halt | None = None,
 ) -> PodActions:
     """What to do next for `pod` given what the runtime holds (see the module docstring).
-    `start_time` (seconds since the epoch) is the pod's status.startTime, for the deadline."""
-    acts = PodActions(grace_period_seconds=pod.grace_period_seconds())
+    `start_time` (seconds since the epoch) is the pod's status.startTime, for the deadline;
+    `halt` the node's decision to stop the pod for good."""
+    acts = _Draft(grace_period_seconds=pod.grace_period_seconds())
+    if halt is not None:
+        return _halt(pod, runtime, acts, halt).done()
     if pod.is_deleted:
-        return _terminate(pod, runtime, acts, "pod is being deleted")
+        return _terminate(pod, runtime, acts, "pod is being deleted").done()
     if _past_deadline(pod, now, start_time):
         acts.pod_failed = True
         acts.pod_failed_reason = DEADLINE_EXCEEDED
         acts.pod_failed_message = "Pod was active on the node longer than the specified deadline"
-        return _terminate(pod, runtime, acts, acts.pod_failed_message)
+        return _terminate(pod, runtime, acts, acts.pod_failed_message).done()
     sandbox = runtime.latest_sandbox()
     problem = _sandbox_problem(pod, runtime)
     ctx = _Ctx(
@@ -255,16 +299,27 @@ def compute_pod_actions(
         probes=probe_results or NO_PROBES,
     )
     if problem is not None or sandbox is None:
-        return _plan_new_sandbox(ctx, problem or "no sandbox")
+        return _plan_new_sandbox(ctx, problem or "no sandbox").done()
     acts.attempt = sandbox.attempt
     _plan_ephemeral(ctx)
     if not _plan_init(ctx):
         if acts.pod_failed:
-            return _terminate(pod, runtime, acts, acts.pod_failed_message)
-        return acts
+            return _terminate(pod, runtime, acts, acts.pod_failed_message).done()
+        return acts.done()
     if not _plan_regular(ctx):
-        return _terminate(pod, runtime, acts, "all regular containers have exited")
-    return acts
+        return _terminate(pod, runtime, acts, "all regular containers have exited").done()
+    return acts.done()
+
+
+def _halt(pod: Pod, runtime: RuntimePod, acts: _Draft, halt: Halt) -> _Draft:
+    """Rule 1, halted: the shorter grace period; failed when the halt says why."""
+    acts.grace_period_seconds = min(acts.grace_period_seconds, max(0, halt.grace_seconds))
+    why = "the node stops the pod"
+    if halt.failure is not None:
+        acts.pod_failed = True
+        acts.pod_failed_reason, acts.pod_failed_message = halt.failure.reason, halt.failure.message
+        why = halt.failure.message or why
+    return _terminate(pod, runtime, acts, why)
 
 
 def _past_deadline(pod: Pod, now: float, start_time: float | None) -> bool:
@@ -287,7 +342,7 @@ def _sandbox_problem(pod: Pod, runtime: RuntimePod) -> str | None:
     return None
 
 
-def _terminate(pod: Pod, runtime: RuntimePod, acts: PodActions, why: str) -> PodActions:
+def _terminate(pod: Pod, runtime: RuntimePod, acts: _Draft, why: str) -> _Draft:
     """Rule 1: kill everything alive in stages (regular first, sidecars last in reverse order),
     then stop every READY sandbox. Nothing starts."""
     acts.kill_pod = True
@@ -305,7 +360,7 @@ def _terminate(pod: Pod, runtime: RuntimePod, acts: PodActions, why: str) -> Pod
     return acts
 
 
-def _kill_all(pod: Pod, runtime: RuntimePod, acts: PodActions, why: str) -> None:
+def _kill_all(pod: Pod, runtime: RuntimePod, acts: _Draft, why: str) -> None:
     """Every live container joins containers_to_kill (keeping a reason already given); the
     stages are rebuilt: regular, init and unknown containers first, then sidecars in reverse."""
     sidecar_rank = {c.name: i for i, c in enumerate(pod.sidecars)}
@@ -324,7 +379,7 @@ def _kill_all(pod: Pod, runtime: RuntimePod, acts: PodActions, why: str) -> None
     acts.kill_stages = [s for s in stages if s]
 
 
-def _plan_new_sandbox(ctx: _Ctx, why: str) -> PodActions:
+def _plan_new_sandbox(ctx: _Ctx, why: str) -> _Draft:
     """Rule 3."""
     pod, runtime, acts = ctx.pod, ctx.runtime, ctx.acts
     latest = runtime.latest_sandbox()

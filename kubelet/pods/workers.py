@@ -32,7 +32,7 @@ from kubelet.pods.model import (
     Waiting,
     pod_from_api,
 )
-from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, PodActions, compute_pod_actions
+from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, Halt, PodActions, compute_pod_actions
 from kubelet.pods.podstatus import derive_pod_status, with_others_conditions
 from kubelet.pods.qos import qos_class
 from kubelet.pods.seams import NoProbes, Probes
@@ -314,17 +314,14 @@ class PodWorkers:
         status_json = self._status.get(uid) or pod_json.get("status") or {}
         probe_results, _ = self._probes.results(uid)
         actions = compute_pod_actions(
-            _as_deleted(pod_json, w.kill_grace) if w.halted and not pod.is_deleted else pod,
+            pod,
             runtime,
             now=time.time(),
             backoff=self._backoff,
             probe_results=probe_results,
             start_time=_parse_time(status_json.get("startTime")),
+            halt=Halt(w.kill_grace, w.failure) if w.halted else None,
         )
-        if w.failure is not None:
-            actions.pod_failed = True
-            actions.pod_failed_reason = w.failure.reason
-            actions.pod_failed_message = w.failure.message
         outcome = Outcome()
         for name, waiting in actions.waiting.items():
             if waiting.reason == CRASH_LOOP_BACK_OFF:
@@ -464,11 +461,11 @@ class PodWorkers:
         return True
 
 
-def _as_deleted(pod_json: Json, grace: int = 0) -> Pod:
-    """The pod as if deleted now with this grace (0: its object vanished, a force delete)."""
+def _as_deleted(pod_json: Json) -> Pod:
+    """The pod as if deleted now with no grace: its object vanished (a force delete)."""
     meta = {
         **pod_json["metadata"],
         "deletionTimestamp": _iso_now(),
-        "deletionGracePeriodSeconds": grace,
+        "deletionGracePeriodSeconds": 0,
     }
     return pod_from_api({**pod_json, "metadata": meta})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from kubelet.pods.backoff import BackOff
@@ -15,6 +17,7 @@ from kubelet.pods.model import (
     RuntimeSandbox,
     SandboxID,
     SandboxState,
+    Waiting,
 )
 from kubelet.pods.plan import (
     CRASH_LOOP_BACK_OFF,
@@ -22,6 +25,7 @@ from kubelet.pods.plan import (
     KILL_POD,
     KILL_SPEC_CHANGED,
     KILL_UNKNOWN,
+    Halt,
     PodActions,
     compute_pod_actions,
     go_duration,
@@ -468,6 +472,35 @@ def test_active_deadline_fails_and_kills() -> None:
     a = plan(p, rt(running("a")), start_time=NOW - 60)
     assert a.pod_failed and a.pod_failed_reason == "DeadlineExceeded"
     assert list(a.containers_to_kill) == [ContainerID("a-0")]
+
+
+def test_halted_pod_fails_and_is_torn_down_within_the_halt_grace() -> None:
+    p = pod("a", "b", init=(sidecar("s"),), termination_grace_period_seconds=30)
+    r = rt(running("s"), running("a"), running("b"))
+    a = compute_pod_actions(
+        p, r, now=NOW, backoff=BackOff(), halt=Halt(5, Waiting("Evicted", "low on memory"))
+    )
+    assert a.kill_pod and not a.create_sandbox and a.containers_to_start == []
+    assert a.kill_stages == [[ContainerID("a-0"), ContainerID("b-0")], [ContainerID("s-0")]]
+    assert a.sandbox_ids_to_kill == [SandboxID("sb1")]
+    assert (a.pod_failed, a.pod_failed_reason, a.pod_failed_message) == (
+        True,
+        "Evicted",
+        "low on memory",
+    )
+    assert a.grace_period_seconds == 5
+
+
+def test_halt_grace_only_shrinks_and_a_halt_without_failure_does_not_fail() -> None:
+    p = pod("a", deletion_timestamp="t", deletion_grace_period_seconds=10)
+    a = compute_pod_actions(p, rt(running("a")), now=NOW, backoff=BackOff(), halt=Halt(60))
+    assert a.kill_pod and a.grace_period_seconds == 10 and not a.pod_failed
+
+
+def test_actions_cannot_be_changed_after_planning() -> None:
+    a = plan(pod("a"), rt(sandboxes=()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.pod_failed = True  # type: ignore[misc]
 
 
 def test_describe_mentions_the_actions() -> None:
