@@ -126,10 +126,10 @@ BOX_UPLOAD=$(since "${NODES[0]}" "Uploading base box image" "Creating image (sna
 # ---- checks ---------------------------------------------------------------------------------
 W1=${NODES[0]}
 step node-facts vssh "$W1" 'systemctl is-system-running; cat /sys/fs/cgroup/cgroup.controllers;
-  lsmod | grep ip_vs; ip -br a; ip r; hostname; cat /etc/machine-id; cat /etc/pykubelet-box;
-  sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; python3 --version;
+  lsmod | grep ip_vs; ip -br a; ip r; hostname; getent hosts $(hostname); cat /etc/machine-id; cat /etc/pykubelet-box;
+  /usr/sbin/sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; python3 --version;
   /opt/pykubelet/venv/bin/python -c "import grpc, pyroute2, yaml; print(\"venv ok\")";
-  sudo ctr version | grep -m1 Version; ls -l /usr/bin/pykubelet /usr/bin/kubelet 2>&1 || true'
+  sudo ctr version | grep -m1 Version; systemd-analyze || true; systemd-analyze blame --no-pager | head -8; ls -l /usr/bin/pykubelet /usr/bin/kubelet 2>&1 || true'
 facts=$LOGDIR/node-facts.log
 check "$W1 systemd is running (no failed units)" grep -Ex 'running' "$facts"
 check "$W1 cgroup v2 with cpu, memory, pids" grep -E '^cpuset cpu io memory.* pids' "$facts"
@@ -137,6 +137,7 @@ check "$W1 ip_vs loaded" grep -E '^ip_vs ' "$facts"
 check "$W1 eth0 has $(ip_of "$W1")" grep -E "^eth0 +UP +$(ip_of "$W1")/24" "$facts"
 check "$W1 default route only into the dummy pykdefault" grep -E '^default dev pykdefault' "$facts"
 check "$W1 hostname is $W1" grep -Ex "$W1" "$facts"
+check "$W1 hostname resolves (/etc/hosts)" grep -E "^127\.0\.1\.1 +$W1\$" "$facts"
 check "$W1 forwarding and bridge-nf-call-iptables on" grep -E 'bridge-nf-call-iptables = 1' "$facts"
 check "$W1 venv with pykubelet's dependencies" grep -Ex 'venv ok' "$facts"
 if [ -n "$PYK_WHEEL" ]; then

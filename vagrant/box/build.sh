@@ -169,5 +169,10 @@ write_current
 # keep only this box and the rootfs it came from (older builds are large)
 find "$CACHE/boxes" -mindepth 1 -maxdepth 1 ! -name "$H2" -exec rm -rf {} +
 find "$CACHE/rootfs" -mindepth 1 -maxdepth 1 ! -name "$H1.tar" -exec rm -f {} +
+# and no older pykubelet boxes in Vagrant's box store (their libvirt volumes go with teardown.sh)
+if [ -d "${VAGRANT_HOME:-$CACHE/home}/boxes" ]; then
+  find "${VAGRANT_HOME:-$CACHE/home}/boxes" -mindepth 1 -maxdepth 1 -name "$BOX_BASENAME-*" \
+    ! -name "$BOX_NAME" -exec rm -rf {} +
+fi
 log "built $BOX_FILE in ${secs}s ($(du -h "$OUT/$BOX_BASENAME.box" | cut -f1)), box name $BOX_NAME"
 echo "$BOX_FILE"

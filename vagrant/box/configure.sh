@@ -23,11 +23,13 @@ passwd -l root >/dev/null
 rm -f /etc/ssh/ssh_host_*
 
 # Units: networkd for eth0 and the dummy default route; no first-boot prompts on the console;
-# no apt timers (no mirror is reachable from a node).
-systemctl enable systemd-networkd.service pykubelet-ssh-hostkeys.service ssh.service containerd.service
+# no apt timers (no mirror is reachable from a node); no ipvsadm rules restored at boot (the
+# Service proxy owns IPVS); no getty on tty1 (no display).
+systemctl enable systemd-networkd.service pykubelet-ssh-hostkeys.service pykubelet-hostname.service \
+  ssh.service containerd.service
 systemctl disable systemd-networkd-wait-online.service
 for u in systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
-         fstrim.timer man-db.timer; do
+         fstrim.timer man-db.timer ipvsadm.service getty@tty1.service; do
   systemctl mask "$u" >/dev/null 2>&1 || true
 done
 ln -sf /lib/systemd/system/multi-user.target /etc/systemd/system/default.target

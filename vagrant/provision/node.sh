@@ -72,4 +72,5 @@ if [ -d "$UP/systemd" ]; then
   say "installed $n systemd unit(s) from vagrant/systemd/"
 fi
 
+rm -rf "$UP"
 say "node ip ${PYK_NODE_IP:-?}; $(python3 --version); cgroup $(stat -fc %T /sys/fs/cgroup)"
