@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,15 @@ from kubelet.pods.admission import RuntimeClassError, needs_image_user, verify_r
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.dns import DNSConfigurer
 from kubelet.pods.etchosts import EtcHosts
-from kubelet.pods.model import Container, Pod, PullPolicy, RuntimePod, SandboxID, Waiting
+from kubelet.pods.model import (
+    Container,
+    Pod,
+    PodUID,
+    PullPolicy,
+    RuntimePod,
+    SandboxID,
+    Waiting,
+)
 from kubelet.pods.plan import KILL_LIVENESS, KILL_STARTUP, PodActions
 from kubelet.pods.seams import (
     ContainerConfigError,
@@ -136,8 +145,24 @@ class PodExecutor:
             ev.PodEvent(pod.namespace, pod.name, pod.uid, type_, reason, message, field_path)
         )
 
+    def pod_event(self, pod: Pod, type_: str, reason: str, message: str) -> None:
+        self._event(pod, type_, reason, message)
+
     def container_event(self, pod: Pod, name: str, type_: str, reason: str, message: str) -> None:
         self._event(pod, type_, reason, message, self._field_path(pod, name))
+
+    def pull_backoff_left(self, uid: PodUID, image: str, now: float) -> float:
+        """Seconds until this pod may pull the image again (0: it may now)."""
+        return self.pull_backoff.is_in_backoff((uid, image), now)
+
+    async def remove_pod(self, uid: PodUID, runtime: RuntimePod) -> None:
+        """Nothing of the pod runs: remove its sandboxes, tear down its volumes, then remove
+        its directory (only after the unmounts, so no volume content goes with it)."""
+        for sandbox in runtime.sandboxes:
+            with contextlib.suppress(CRIError):
+                await self.rt.remove_pod_sandbox(sandbox.id)
+        await self.volumes.teardown(uid)
+        shutil.rmtree(self.pods_dir / uid, ignore_errors=True)
 
     @staticmethod
     def _field_path(pod: Pod, name: str) -> str:

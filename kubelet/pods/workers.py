@@ -1,5 +1,7 @@
 """Pod workers: one asyncio task per pod UID; the newest spec wins; syncing -> terminating ->
 terminated. Each round plans from the cached runtime state, executes, re-reads, derives status.
+What it needs from other managers (execution, events, image pulls, volumes, teardown) it names
+below as narrow protocols; the composition root hands in the objects that fit them.
 """
 
 from __future__ import annotations
@@ -8,12 +10,11 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from cri.errors import CRIError
 from kube.apiserver import PODS, ApiClient, ApiError, NotFound, Preconditions
@@ -21,7 +22,7 @@ from kubelet import events as ev
 from kubelet.eviction.oom import OOM_EVENT_REASON, new_oom_kills, oom_message
 from kubelet.pods.admission import Rejection, admit, rejected_status
 from kubelet.pods.backoff import BackOff
-from kubelet.pods.executor import IMAGE_PULL_BACK_OFF, Outcome, PodExecutor
+from kubelet.pods.executor import IMAGE_PULL_BACK_OFF, Outcome
 from kubelet.pods.model import (
     ContainerState,
     Pod,
@@ -48,6 +49,36 @@ EVICTED = "Evicted"
 TERMINAL_PHASES = ("Failed", "Succeeded")
 ExtraAdmission = Callable[[Json, list[Json]], Rejection | None]
 """(pod, the other active pods) -> a rejection: node pressure and resource fit (agent wiring)."""
+
+
+class PodExecution(Protocol):
+    async def execute(
+        self, pod_json: Json, pod: Pod, actions: PodActions, runtime: RuntimePod
+    ) -> Outcome:
+        """Carry out one plan; failures come back as waiting reasons (executor.PodExecutor)."""
+
+
+class PodEvents(Protocol):
+    def pod_event(self, pod: Pod, type_: str, reason: str, message: str) -> None:
+        """Record an event about the pod (never blocks, never fails)."""
+
+    def container_event(self, pod: Pod, name: str, type_: str, reason: str, message: str) -> None:
+        """Record an event about one of its containers (with the container's field path)."""
+
+
+class ImagePullBackOff(Protocol):
+    def pull_backoff_left(self, uid: PodUID, image: str, now: float) -> float:
+        """Seconds until this pod may pull the image again (0: it may now)."""
+
+
+class VolumeTeardown(Protocol):
+    async def teardown(self, pod_uid: str) -> None:
+        """Unmount and remove the pod's volumes (its directory stays)."""
+
+
+class PodTeardown(Protocol):
+    async def remove_pod(self, uid: PodUID, runtime: RuntimePod) -> None:
+        """Nothing of the pod runs: remove its sandboxes, volumes and directory."""
 
 
 class Phase(StrEnum):
@@ -143,7 +174,11 @@ class PodWorkers:
         *,
         client: ApiClient,
         cache: RuntimeCache,
-        executor: PodExecutor,
+        executor: PodExecution,
+        events: PodEvents,
+        images: ImagePullBackOff,
+        volumes: VolumeTeardown,
+        teardown: PodTeardown,
         status: StatusManager,
         backoff: BackOff,
         host_ips: Callable[[], tuple[str, ...]],
@@ -156,6 +191,10 @@ class PodWorkers:
         self._client = client
         self._cache = cache
         self._exec = executor
+        self._events = events
+        self._images = images
+        self._volumes = volumes
+        self._teardown = teardown
         self._status = status
         self._backoff = backoff
         self._host_ips = host_ips
@@ -325,7 +364,7 @@ class PodWorkers:
         outcome = Outcome()
         for name, waiting in actions.waiting.items():
             if waiting.reason == CRASH_LOOP_BACK_OFF:
-                self._exec.container_event(
+                self._events.container_event(
                     pod,
                     name,
                     ev.WARNING,
@@ -339,7 +378,7 @@ class PodWorkers:
             runtime = await self._cache.refresh(uid)
         self._probes.sync(pod, pod_json, runtime)
         for c in new_oom_kills(runtime.containers, w.oom_seen):
-            self._exec.container_event(pod, c.name, ev.WARNING, OOM_EVENT_REASON, oom_message(c))
+            self._events.container_event(pod, c.name, ev.WARNING, OOM_EVENT_REASON, oom_message(c))
         if not (w.halted and status_json.get("phase") in TERMINAL_PHASES and not _running(runtime)):
             # a halted pod's final status stays as written (its containers may be collected)
             previous = with_others_conditions(status_json, pod_json.get("status") or {})
@@ -366,11 +405,7 @@ class PodWorkers:
     async def _reject(self, w: _Worker, pod: Pod, rejection: Rejection) -> bool:
         """Upstream's rejectPod: an event, a Failed status, and nothing ever runs."""
         log.info("pod=%s rejected: %s: %s", _ref(w.pod), rejection.reason, rejection.message)
-        self._exec.recorder.record(
-            ev.PodEvent(
-                pod.namespace, pod.name, pod.uid, ev.WARNING, rejection.reason, rejection.message
-            )
-        )
+        self._events.pod_event(pod, ev.WARNING, rejection.reason, rejection.message)
         status = rejected_status(rejection, qos_class(pod))
         self._status.set(namespace=pod.namespace, name=pod.name, uid=pod.uid, status=status)
         await self._status.flush(pod.uid)
@@ -390,7 +425,7 @@ class PodWorkers:
             elif waiting.reason == IMAGE_PULL_BACK_OFF:
                 c = pod.container(name)
                 if c is not None:
-                    delays.append(self._exec.pull_backoff.is_in_backoff((pod.uid, c.image), now))
+                    delays.append(self._images.pull_backoff_left(pod.uid, c.image, now))
             else:
                 delays.append(self._resync)
         if outcome.sandbox_error:
@@ -435,7 +470,7 @@ class PodWorkers:
         if (self._status.get(uid) or {}).get("phase") not in ("Succeeded", "Failed"):
             return
         w.volumes_released = True
-        await self._exec.volumes.teardown(uid)
+        await self._volumes.teardown(uid)
 
     async def _finish(self, uid: PodUID, w: _Worker, pod_json: Json, runtime: RuntimePod) -> bool:
         """Nothing runs any more: write the last status, delete the object, free the runtime."""
@@ -451,12 +486,8 @@ class PodWorkers:
                     grace_period_seconds=0,
                     preconditions=Preconditions(uid=uid),
                 )
-        for sandbox in runtime.sandboxes:
-            with contextlib.suppress(CRIError):
-                await self._exec.rt.remove_pod_sandbox(sandbox.id)
         self._probes.forget(uid)
-        await self._exec.volumes.teardown(uid)
-        shutil.rmtree(self._exec.pods_dir / uid, ignore_errors=True)
+        await self._teardown.remove_pod(uid, runtime)
         log.info("pod=%s torn down", _ref(pod_json))
         return True
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
 import grpc
@@ -29,6 +28,7 @@ from kubelet.pods.backoff import BackOff
 from kubelet.pods.executor import CREATE_CONFIG_ERROR, PodExecutor
 from kubelet.pods.model import RuntimePod, pod_from_api
 from kubelet.pods.plan import PodActions
+from kubelet.pods.seams import NoVolumes
 from kubelet.pods.workers import Phase, PodWorkers, _Worker
 
 POD: dict[str, Any] = {
@@ -320,11 +320,16 @@ class _Cache:
 
 
 def workers(status: _Status, rec: _Recorder, runtime: RuntimePod) -> PodWorkers:
-    ex = SimpleNamespace(runtime_classes=None, recorder=rec)
+    ex, _ = executor(Path("/nonexistent"), _Runtime())
+    ex.recorder = cast(Any, rec)
     return PodWorkers(
         client=cast(Any, None),
         cache=cast(Any, _Cache(runtime)),
-        executor=cast(Any, ex),
+        executor=ex,
+        events=ex,
+        images=ex,
+        volumes=NoVolumes(),
+        teardown=ex,
         status=cast(Any, status),
         backoff=BackOff(),
         host_ips=lambda: (),

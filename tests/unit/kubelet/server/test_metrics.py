@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any, cast
 
 import grpc
@@ -91,11 +90,14 @@ async def test_relist_is_observed(server: FakeRuntimeServer) -> None:
 
 def _workers() -> PodWorkers:
     none = cast(Any, None)
-    executor = cast(Any, SimpleNamespace(runtime_classes=object()))
     return PodWorkers(
         client=none,
         cache=none,
-        executor=executor,
+        executor=none,
+        events=none,
+        images=none,
+        volumes=none,
+        teardown=none,
         status=none,
         backoff=none,
         host_ips=lambda: (),
