@@ -66,10 +66,9 @@ class ApiClient:
         headers = {"User-Agent": user_agent, "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.AsyncClient(
-            base_url=base_url, verify=verify, transport=transport, headers=headers, timeout=timeout
-        )
+        self._base_url, self._headers, self._transport = base_url, headers, transport
         self._timeout = timeout
+        self._http = self._new_http(verify)
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rnd = rnd
@@ -88,6 +87,23 @@ class ApiClient:
             sni_hostname=creds.tls_server_name,
             **kwargs,
         )
+
+    def _new_http(self, verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self._base_url,
+            verify=verify,
+            transport=self._transport,
+            headers=self._headers,
+            timeout=self._timeout,
+        )
+
+    async def use_tls(self, verify: ssl.SSLContext) -> None:
+        """Send every new request with `verify` (a rotated client certificate), and close all
+        connections made with the old one, watches included, as upstream's kubelet does on
+        rotation: nothing stays authenticated with the old certificate. Their users see a
+        dropped connection (ApiConnectionError) and resume, as after an apiserver restart."""
+        old, self._http = self._http, self._new_http(verify)
+        await old.aclose()
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 from cri.client import RuntimeClient
 from kube.apiserver import ApiClient, JsonObject
+from kubelet.certs.store import CertStore
 from kubelet.config import RunConfig, to_dict
 from kubelet.server.app import KubeletServer, Routes, Sources, make_app
 from kubelet.server.auth import Authenticator, Authorizer
-from kubelet.server.certstore import CertStore
 from kubelet.server.servingcert import ServingCertManager
 from kubelet.server.tls import SwappableTLS, server_context, serving_files
 

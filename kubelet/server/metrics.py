@@ -5,8 +5,10 @@ and observe. Declarations and text rendering only: nothing here reads the runtim
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,6 +59,42 @@ SERVER_CERT_TTL = Gauge(
     registry=REGISTRY,
 )
 SERVER_CERT_TTL.set(float("inf"))
+CLIENT_CERT_TTL = Gauge(
+    "kubelet_certificate_manager_client_ttl_seconds",
+    "Gauge of the TTL (time-to-live) of the Kubelet's client certificate. The value is in seconds "
+    "until certificate expiry (negative if already expired). If client certificate is invalid or "
+    "unused, the value will be +INF.",
+    registry=REGISTRY,
+)
+CLIENT_CERT_TTL.set(float("inf"))
+
+
+class PlainCounter:
+    """A counter exposed under exactly its upstream name, which has no _total suffix: the text
+    format of prometheus_client appends _total to every counter family, so this one is
+    exposed untyped (a scraper treats it as a gauge; its value only grows)."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name, self.documentation, self.value = name, documentation, 0.0
+        registry.register(self)
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, "unknown")
+        metric.add_sample(self.name, {}, self.value)
+        yield metric
+
+
+SERVER_RENEW_ERRORS = PlainCounter(
+    "kubelet_server_expiration_renew_errors", "Counter of certificate renewal errors.", REGISTRY
+)
+CLIENT_RENEW_ERRORS = PlainCounter(
+    "kubelet_certificate_manager_client_expiration_renew_errors",
+    "Counter of certificate renewal errors.",
+    REGISTRY,
+)
 RUNTIME_OPERATIONS_DURATION = Histogram(
     "kubelet_runtime_operations_duration_seconds",
     "Duration in seconds of runtime operations. Broken down by operation type.",

@@ -23,7 +23,7 @@ from cluster import process
 from cluster import up as cluster
 from cluster.http import request
 from cluster.spec import ClusterSpec
-from kubelet.server.certstore import CertStore
+from kubelet.certs.store import CertStore
 
 from .conftest import NODE
 from .podutil import (

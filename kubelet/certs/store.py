@@ -1,5 +1,6 @@
-"""The serving certificate's files in the cert dir, laid out as upstream's certificate store:
-kubelet-server-<timestamp>.pem (certificate and key) and a kubelet-server-current.pem symlink.
+"""A certificate's files in the cert dir, laid out as upstream's certificate store:
+<prefix>-<timestamp>.pem (certificate and key) and a <prefix>-current.pem symlink, for the
+prefixes kubelet-client and kubelet-server. Reads and writes files only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 log = logging.getLogger(__name__)
-PREFIX = "kubelet-server"
+SERVER = "kubelet-server"
+CLIENT = "kubelet-client"
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----\n?", re.S)
 
 
@@ -73,7 +75,7 @@ class CertStore:
     """Reads the current pair and saves new ones (a new file, then the symlink swapped with one
     rename, so a reader sees the old pair or the new one, never half of one)."""
 
-    def __init__(self, directory: Path, prefix: str = PREFIX) -> None:
+    def __init__(self, directory: Path, prefix: str = SERVER) -> None:
         self.directory = directory
         self.prefix = prefix
 
@@ -89,12 +91,12 @@ class CertStore:
         except FileNotFoundError:
             return None
         except OSError as e:
-            log.warning("serving certificate %s unreadable: %s", path, e)
+            log.warning("%s certificate %s unreadable: %s", self.prefix, path, e)
             return None
         try:
             return parse_pair(data, path)
         except StoreError as e:
-            log.warning("serving certificate ignored: %s", e)
+            log.warning("%s certificate ignored: %s", self.prefix, e)
             return None
 
     def save(self, cert_pem: bytes, key_pem: bytes, now: datetime.datetime) -> Pair:
