@@ -1,5 +1,5 @@
-"""The proxy's Prometheus metrics, with kube-proxy's names, in a registry of their own.
-Only definitions and small recording helpers; the sync loop decides what to record.
+"""The proxy's Prometheus metrics of every mode, with kube-proxy's names, in a registry of their
+own (each mode's backend adds its own there). Only definitions and small recording helpers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _PROGRAMMING_BUCKETS = (
 
 
 class ProxyMetrics:
-    """Everything /metrics exposes; one instance per process (tests make their own)."""
+    """What /metrics exposes in every mode; one instance per process (tests make their own)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -58,22 +58,6 @@ class ProxyMetrics:
             "The last time a sync of proxy rules was queued",
             registry=r,
         )
-        self.restore_failures = Counter(
-            "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
-            "Cumulative proxy iptables restore failures",
-            registry=r,
-        )
-        self.partial_restore_failures = Counter(
-            "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
-            "Cumulative proxy iptables partial restore failures",
-            registry=r,
-        )
-        self.iptables_total = Gauge(
-            "kubeproxy_sync_proxy_rules_iptables_total",
-            "Total number of iptables rules owned by kube-proxy",
-            ["table"],
-            registry=r,
-        )
         self.endpoint_changes_pending = Gauge(
             "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
             "Pending proxy rules Endpoint changes",
@@ -106,7 +90,3 @@ class ProxyMetrics:
         (self.sync_full_duration if full else self.sync_partial_duration).observe(seconds)
         if ok:
             self.last_timestamp.set(now)
-        else:
-            self.restore_failures.inc()
-            if not full:
-                self.partial_restore_failures.inc()

@@ -1,5 +1,7 @@
-"""The proxy's sync state: informer events in, one iptables-restore per sync out (partial syncs
-for changed Services, full ones periodically and after a failure). No I/O loop, no apiserver.
+"""The proxy's sync engine, the same in every mode: informer events in, pending changes and
+snapshots of the state out, one sync at a time through the mode's ProxyBackend (partial for
+changed Services, full at start-up, periodically and after a failure), its bookkeeping: conntrack
+flushes, metrics, history. No I/O loop, no apiserver, no rules.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from typing import Any
 
 from kube.apiserver import SYNC, InformerEvent
 from net.proxy import conntrack, model
+from net.proxy.backend import ProxyBackend, Sent, SyncError
 from net.proxy.history import History, SyncRecord
-from net.proxy.iptables import render, rules
-from net.proxy.iptables.executor import Executor, RestoreError, committed_tables, table_sections
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.policy import port_endpoints, serving
 
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-TABLES = ("filter", "nat")
 
 
 def parse_time(value: object) -> float | None:
@@ -114,23 +114,23 @@ class SyncJob:
 class SyncOutcome:
     start: float
     duration: float = 0.0
-    desired: rules.RuleSet | None = None
-    restore: render.Restore | None = None
+    sent: Sent | None = None
+    """What the backend sent (or tried to)."""
+    text: str = ""
+    """`sent` as a person reads it (rendered after the timed part)."""
     error: str = ""
-    extra: Any = None
-    """What another mode's apply() produced (IPVS: the state it programmed)."""
     frontends: dict[model.ServiceKey, Frontends] | None = None
     """Frontends of the Services this sync looked at (all of them when full)."""
     flushed: int = 0
 
 
 class Proxier:
-    """Holds the informers' objects and turns them into applied rules."""
+    """Holds the informers' objects and has the backend turn them into applied rules."""
 
     def __init__(
         self,
         config: model.ProxyConfig,
-        executor: Executor,
+        backend: ProxyBackend,
         *,
         metrics: ProxyMetrics,
         history: History,
@@ -139,8 +139,9 @@ class Proxier:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.executor = executor
+        self.backend = backend
         self.metrics = metrics
+        backend.register_metrics(metrics.registry)
         self.history = history
         self.conntrack = conntrack_tool
         self._clock = clock
@@ -152,9 +153,6 @@ class Proxier:
         self._slices_of: dict[model.ServiceKey, set[tuple[str, str]]] = {}
         self._endpoints: dict[model.ServiceKey, tuple[model.Endpoint, ...]] = {}
         self.pending = Pending()
-        self.applied: rules.RuleSet | None = None
-        """What the kernel holds (the last RuleSet whose restore succeeded)."""
-        self.built: rules.RuleSet | None = None
         self.state = model.ClusterState({}, {})
         """The state of the last successful sync (the debug views read it)."""
         self._frontends: dict[model.ServiceKey, Frontends] = {}
@@ -280,127 +278,68 @@ class Proxier:
         )
 
     def run(self, job: SyncJob) -> SyncOutcome:
-        """Build, render and apply (blocking: a worker thread may run it; one job at a time)."""
+        """Have the backend build and apply the job (blocking: a worker thread may run it; one
+        job at a time), then flush stale conntrack entries."""
         start_wall, t0 = self._clock(), self._monotonic()
         out = SyncOutcome(start=start_wall)
         try:
-            self.apply(job, out)
-        except RestoreError as exc:
-            out.error = str(exc)
-            log.error(
-                "iptables-restore failed line=%s rule=%r full=%s error=%s",
-                exc.line,
-                exc.text,
-                job.full,
-                exc.stderr.splitlines()[0] if exc.stderr else exc,
+            out.sent = self.backend.sync(
+                job.state, job.config, full=job.full, changed=job.pending.services
             )
+        except SyncError as exc:  # refused by the kernel: the backend said why in its log
+            out.error, out.sent = str(exc), exc.attempted
         except Exception as exc:  # any failure is a failed sync, retried in full
             # (letting it out would end the sync loop with the job's pending changes lost)
             out.error = f"{type(exc).__name__}: {exc}"
             log.exception("sync failed full=%s", job.full)
         out.duration = self._monotonic() - t0
         if not out.error and self.conntrack is not None:
-            keys = (set(self._frontends) | set(job.state.services)) if job.full else None
-            out.frontends = frontends_of(job.state, keys or job.pending.services)
-            before: Frontends = {}
-            after: Frontends = {}
-            for key, fronts in out.frontends.items():
-                before.update(self._frontends.get(key, {}))
-                after.update(fronts)
-            out.flushed = self.conntrack.flush(conntrack.stale_flushes(before, after))
+            out.frontends, out.flushed = self._flush(job)
+        if out.sent is not None:
+            out.text = out.sent.text()  # after the timed part: only people read it
         return out
 
-    def apply(self, job: SyncJob, out: SyncOutcome) -> None:
-        """Put the job's state into the kernel (iptables mode); raises when refused."""
-        out.desired = rules.build(
-            job.state,
-            job.config,
-            previous=self.built,
-            changed=None if job.full else set(job.pending.services),
-        )
-        # a full sync reads the kernel once per table: stale chains to delete, and which
-        # builtin jumps are missing (inserted in the same restore, no iptables call per jump)
-        saved = {t: self.executor.inspect(t) for t in TABLES} if job.full else None
-        out.restore = render.render(
-            out.desired,
-            self.applied,
-            full=job.full,
-            existing={t: s.chains for t, s in saved.items()} if saved else None,
-            jumps_present={t: s.jumps for t, s in saved.items()} if saved else None,
-        )
-        if not out.restore.empty:
-            try:
-                self.executor.restore(out.restore.text)
-            except RestoreError as exc:
-                self._roll_back(out.restore.text, exc, out.desired)
-                raise
-
-    def _roll_back(self, text: str, exc: RestoreError, desired: rules.RuleSet) -> None:
-        """iptables-restore commits table by table: when a later table of the batch fails,
-        the earlier ones are already in. Put those back as they were (one more restore, only
-        on failure), so a failed sync leaves the kernel as it found it."""
-        done = committed_tables(text, exc.line)
-        if not done:
-            return
-        if self.applied is None:
-            log.warning("tables %s of a failed restore stay applied (no earlier rules)", done)
-            return
-        inverse = render.render(self.applied, desired, full=False)
-        undo = table_sections(inverse.text, done)
-        if not undo:
-            return
-        try:
-            self.executor.restore(undo)
-            log.info("rolled back tables %s of the failed restore", ",".join(done))
-        except RestoreError as again:
-            log.error("rolling back tables %s failed: %s", ",".join(done), again)
+    def _flush(self, job: SyncJob) -> tuple[dict[model.ServiceKey, Frontends], int]:
+        """Delete the conntrack entries of UDP/SCTP frontends whose endpoints went."""
+        assert self.conntrack is not None
+        keys = (set(self._frontends) | set(job.state.services)) if job.full else None
+        frontends = frontends_of(job.state, keys or job.pending.services)
+        before: Frontends = {}
+        after: Frontends = {}
+        for key, fronts in frontends.items():
+            before.update(self._frontends.get(key, {}))
+            after.update(fronts)
+        return frontends, self.conntrack.flush(conntrack.stale_flushes(before, after))
 
     def finish(self, job: SyncJob, out: SyncOutcome) -> SyncRecord:
         """Record the outcome (on the thread that feeds events)."""
         ok = not out.error
         now = self._clock()
         self.metrics.record_sync(out.duration, full=job.full, ok=ok, now=now)
+        self.backend.settle(ok=ok, full=job.full)
         if ok:
-            if out.desired is not None:
-                self.applied = self.built = out.desired
-            self.synced_once = True
-            self.state = job.state
-            for key, fronts in (out.frontends or {}).items():
-                if fronts:
-                    self._frontends[key] = fronts
-                else:
-                    self._frontends.pop(key, None)
-            if out.flushed:
-                self.metrics.conntrack_deleted.labels("IPv4").inc(out.flushed)
-            for trigger in job.pending.triggers:
-                if trigger <= now:
-                    self.metrics.network_programming.observe(now - trigger)
-            if job.full and out.desired is not None:  # walks every chain: not when partial
-                for table, chains in out.desired.tables.items():
-                    count = sum(len(r) for r in chains.values())
-                    self.metrics.iptables_total.labels(table).set(count)
+            self._synced(job, out, now)
         else:
-            # The kernel holds the old rules (a failed restore is rolled back) or something a
-            # full sync rewrites anyway: keep what is owed, and owe a full sync.
-            self.built = self.applied
+            # The kernel holds the old rules (a refused sync leaves them as they were) or
+            # something a full sync rewrites anyway: keep what is owed, and owe a full sync.
             self.pending.services |= job.pending.services
             self.pending.triggers = job.pending.triggers + self.pending.triggers
             self.pending.reasons |= job.pending.reasons
             self.pending.full = True
             self.pending.since = job.pending.since or self.pending.since or out.start
-        r = out.restore
+        sent = out.sent
         record = SyncRecord(
             time=out.start,
             duration=out.duration,
             full=job.full,
             services=len(job.state.services),
-            changed=tuple(f"{ns}/{name}" for ns, name in r.changed) if r is not None else (),
-            removed=tuple(r.removed_chains) if r is not None else (),
-            lines=r.lines if r is not None else 0,
+            changed=tuple(f"{ns}/{name}" for ns, name in sent.changed) if sent else (),
+            removed=tuple(sent.removed_chains) if sent else (),
+            lines=sent.size if sent else 0,
             error=out.error,
             reasons=job.reasons,
             conntrack_flushed=out.flushed,
-            text=r.text if r is not None else "",
+            text=out.text,
         )
         self.history.add(record)
         log.info(
@@ -414,6 +353,20 @@ class Proxier:
             record.services,
         )
         return record
+
+    def _synced(self, job: SyncJob, out: SyncOutcome, now: float) -> None:
+        self.synced_once = True
+        self.state = job.state
+        for key, fronts in (out.frontends or {}).items():
+            if fronts:
+                self._frontends[key] = fronts
+            else:
+                self._frontends.pop(key, None)
+        if out.flushed:
+            self.metrics.conntrack_deleted.labels("IPv4").inc(out.flushed)
+        for trigger in job.pending.triggers:
+            if trigger <= now:
+                self.metrics.network_programming.observe(now - trigger)
 
     def sync(self, *, full: bool = False, reason: str = "") -> SyncRecord:
         """prepare, run and finish on the calling thread (tests, one-shot use)."""

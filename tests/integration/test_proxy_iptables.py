@@ -19,6 +19,7 @@ from net.proxy import model
 from net.proxy.conntrack import Conntrack
 from net.proxy.history import History
 from net.proxy.iptables import executor as iptables_exec
+from net.proxy.iptables.backend import IptablesBackend
 from net.proxy.iptables.executor import Executor, RestoreError
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.proxier import Proxier
@@ -45,12 +46,16 @@ def _runner(netns: str) -> Any:
     return run
 
 
+def _backend(netns: str) -> IptablesBackend:
+    run = _runner(netns)
+    return IptablesBackend(Executor(iptables_exec.detect(run), run=run))
+
+
 def _proxier(netns: str) -> Proxier:
     run = _runner(netns)
-    backend = iptables_exec.detect(run)
     return Proxier(
         CONFIG,
-        Executor(backend, run=run),
+        _backend(netns),
         metrics=ProxyMetrics(CollectorRegistry()),
         history=History(),
         conntrack_tool=Conntrack(run=run),
@@ -58,8 +63,7 @@ def _proxier(netns: str) -> Proxier:
 
 
 def _save(netns: str) -> str:
-    p = _proxier(netns)
-    return p.executor.save(("nat", "filter"))
+    return _backend(netns).executor.save(("nat", "filter"))
 
 
 def test_full_then_partial_sync_in_the_kernel(netns: str) -> None:
@@ -107,14 +111,14 @@ def test_restart_removes_chains_of_services_gone_meanwhile(netns: str) -> None:
     p.on_service(sync(service("web", "10.0.0.10"), service("old", "10.0.0.11")))
     p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
     assert not p.sync().error
-    old_chains = {c for c in p.executor.chains("nat") if c.startswith("KUBE-SVC-")}
+    old_chains = {c for c in _backend(netns).executor.chains("nat") if c.startswith("KUBE-SVC-")}
     assert len(old_chains) == 1  # "old" has no endpoints: a REJECT, no chain
     restarted = _proxier(netns)
     restarted.on_service(sync(service("other", "10.0.0.12")))
     restarted.on_slice(sync(endpoint_slice("other-1", "other", ["10.88.1.9"])))
     record = restarted.sync()
     assert record.full and not record.error
-    chains = restarted.executor.chains("nat")
+    chains = _backend(netns).executor.chains("nat")
     assert not old_chains & chains
     assert "10.0.0.10" not in _save(netns) and "10.88.1.9" in _save(netns)
     # the restarted proxy's full sync found the builtin jumps and did not add them again
@@ -123,14 +127,15 @@ def test_restart_removes_chains_of_services_gone_meanwhile(netns: str) -> None:
 
 
 def test_bad_batch_changes_nothing_and_names_its_line(netns: str) -> None:
-    p = _proxier(netns)
+    backend = _backend(netns)
+    p = Proxier(CONFIG, backend, metrics=ProxyMetrics(CollectorRegistry()), history=History())
     p.on_service(sync(service("web", "10.0.0.10")))
     p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
     assert not p.sync().error
     before = _save(netns)
     bad = "*nat\n:KUBE-SVC-TEST - [0:0]\n-A KUBE-SVC-TEST -j KUBE-NO-SUCH-CHAIN\nCOMMIT\n"
     with pytest.raises(RestoreError) as info:
-        p.executor.restore(bad)
+        backend.executor.restore(bad)
     assert info.value.line in (3, 4)
     assert _rules(_save(netns)) == _rules(before)
 
@@ -151,13 +156,13 @@ def test_cleanup_removes_every_rule_and_chain_of_ours(netns: str) -> None:
     assert report.startswith("removed ") and "chains" in report
     saved = _save(netns)
     assert "KUBE-" not in saved and ":OTHER" in saved
-    assert proxyproc.remove_rules(netns) == f"removed 0 chains ({p.executor.backend.name})"
+    assert proxyproc.remove_rules(netns) == f"removed 0 chains ({_backend(netns).traits.name})"
 
 
 def test_ipvs_mode_ipsets_and_iptables_land_in_the_kernel(netns: str) -> None:
     """IPVS itself is missing from this kernel: its netlink side is a recorder here, but the
     ipsets and the fixed iptables rules of IPVS mode are real."""
-    from net.proxy.ipvs import backend as ipvs_exec
+    from net.proxy.ipvs.backend import IpvsBackend, IpvsProgrammer
     from net.proxy.ipvs.plan import IpvsState, Op
 
     class Recorder:
@@ -173,13 +178,15 @@ def test_ipvs_mode_ipsets_and_iptables_land_in_the_kernel(netns: str) -> None:
         def apply(self, op: Op) -> None:
             self.ops.append(op.text())
 
+        def close(self) -> None:
+            pass
+
     run = _runner(netns)
     executor = Executor(iptables_exec.detect(run), run=run)
     recorder = Recorder()
-    p = ipvs_exec.IpvsProxier(
+    p = Proxier(
         CONFIG,
-        executor,
-        programmer=ipvs_exec.IpvsProgrammer(recorder, executor, run=run),
+        IpvsBackend(IpvsProgrammer(recorder, executor, run=run)),
         metrics=ProxyMetrics(CollectorRegistry()),
         history=History(),
     )
@@ -206,12 +213,13 @@ def test_ipvs_mode_ipsets_and_iptables_land_in_the_kernel(netns: str) -> None:
 def test_failed_batch_leaves_no_table_half_applied(netns: str) -> None:
     """iptables-restore commits table by table (both backends): when nat fails after filter
     went in, the proxier puts filter back, so the kernel holds what it held before."""
-    p = _proxier(netns)
+    backend = _backend(netns)
+    p = Proxier(CONFIG, backend, metrics=ProxyMetrics(CollectorRegistry()), history=History())
     p.on_service(sync(service("web", "10.0.0.10")))
     p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
     assert not p.sync().error
     before = _rules(_save(netns))
-    real_run = p.executor._run
+    real_run = backend.executor._run
 
     def sabotage(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         text = kw.get("input") or ""
@@ -220,12 +228,12 @@ def test_failed_batch_leaves_no_table_half_applied(netns: str) -> None:
             kw["input"] = head + "-A KUBE-SERVICES -j KUBE-NO-SUCH-CHAIN\nCOMMIT" + tail
         return real_run(cmd, **kw)
 
-    p.executor._run = sabotage
+    backend.executor._run = sabotage
     p.on_slice(modified(endpoint_slice("web-1", "web", [])))  # filter REJECT + nat changes
     record = p.sync()
     assert record.error
     assert _rules(_save(netns)) == before
-    p.executor._run = real_run
+    backend.executor._run = real_run
     retry = p.sync()
     assert retry.full and not retry.error
     assert "default/web:p has no endpoints" in _save(netns)
@@ -262,7 +270,7 @@ def test_localhost_nodeport_reaches_an_endpoint_on_another_host(netns: str) -> N
         run = _runner(netns)
         p = Proxier(
             dataclasses.replace(CONFIG, localhost_nodeports=True),
-            Executor(iptables_exec.detect(run), run=run),
+            IptablesBackend(Executor(iptables_exec.detect(run), run=run)),
             metrics=ProxyMetrics(CollectorRegistry()),
             history=History(),
         )
@@ -272,7 +280,7 @@ def test_localhost_nodeport_reaches_an_endpoint_on_another_host(netns: str) -> N
         saved = _save(netns)
         assert "-A INPUT -j KUBE-FIREWALL" in saved and "-A OUTPUT -j KUBE-FIREWALL" in saved
         assert "block incoming localnet connections" in saved
-        enable = "from net.proxy.daemon import ensure_route_localnet as e; assert e()"
+        enable = "from net.proxy.host import ensure_route_localnet as e; assert e()"
         subprocess.run([*ns, sys.executable, "-c", enable], check=True, cwd=ROOT)
         fetch = (
             "import socket\nc=socket.create_connection(('127.0.0.1',30080),timeout=3)\n"

@@ -24,8 +24,9 @@ from net.nft import ir
 from net.nft.netlink import NftNetlink, TableObjects
 from net.proxy import model
 from net.proxy.history import History
-from net.proxy.iptables.executor import Executor
-from net.proxy.nftables.backend import NETLINK, NftMetrics, NftProxier
+from net.proxy.metrics import ProxyMetrics
+from net.proxy.nftables.backend import NftBackend
+from net.proxy.proxier import Proxier
 from tests.unit.net.proxy.objects import endpoint_slice, modified, service, sync
 
 from .podutil import wait_for
@@ -336,13 +337,9 @@ def _listing(name: str) -> str:
     return r.stdout
 
 
-def _proxier(kernel: Sabotaged) -> NftProxier:
-    return NftProxier(
-        CONFIG,
-        Executor(NETLINK),
-        nft=kernel,
-        metrics=NftMetrics(CollectorRegistry()),
-        history=History(),
+def _proxier(kernel: Sabotaged) -> Proxier:
+    return Proxier(
+        CONFIG, NftBackend(kernel), metrics=ProxyMetrics(CollectorRegistry()), history=History()
     )
 
 
@@ -384,7 +381,7 @@ def test_a_refused_batch_changes_nothing_and_a_restart_drops_stale_chains(
         final = _listing(name)
         assert "default/web/" not in final and "dnat to 10.88.1.3:5432" in final
     finally:
-        restarted.close()
+        restarted.backend.close()
 
 
 def _reopen(name: str) -> NftNetlink:

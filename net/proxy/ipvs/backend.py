@@ -1,5 +1,6 @@
-"""IPVS mode's executor: applies ipvs_plan's ops (virtual/real servers over netlink with pyroute2,
-addresses on kube-ipvs0, ipsets with `ipset restore`) and its fixed iptables rules.
+"""IPVS mode's ProxyBackend: applies the IPVS plan's ops (virtual/real servers over netlink with
+pyroute2, addresses on kube-ipvs0, ipsets with `ipset restore`) and its fixed iptables rules.
+Refuses to start, in one line, on a kernel without IPVS.
 """
 
 from __future__ import annotations
@@ -8,16 +9,23 @@ import logging
 import shlex
 import socket
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from net.proxy.history import SyncRecord
-from net.proxy.iptables import rules
+from prometheus_client import CollectorRegistry
+
+from net.proxy.backend import SyncError, Traits, Unsupported
+from net.proxy.conntrack import ConntrackEntry
+from net.proxy.iptables import executor, rules
 from net.proxy.iptables.executor import Executor
+from net.proxy.iptables.metrics import IptablesMetrics
 from net.proxy.ipvs import plan as ipvs_plan
 from net.proxy.ipvs.netlink import ipset_refill_text, ipset_restore_text
 from net.proxy.ipvs.plan import IpvsState, Op, RealServer, VirtualServer
-from net.proxy.proxier import Proxier, SyncJob, SyncOutcome
+from net.proxy.model import ClusterState, ProxyConfig, ServiceKey
+from net.proxy.views import Explanation, TraceResult
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,8 @@ class IpvsKernel(Protocol):
     def apply(self, op: Op) -> None:
         """One service/dest/address op; raises on refusal."""
         ...
+
+    def close(self) -> None: ...
 
 
 def iptables_text(tables: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
@@ -74,7 +84,7 @@ class IpvsProgrammer:
         self,
         current: IpvsState | None,
         want: IpvsState,
-        config: Any,
+        config: ProxyConfig,
         *,
         full: bool,
     ) -> tuple[list[Op], list[str]]:
@@ -167,30 +177,103 @@ class Pyroute2Ipvs:
         self._ipvs = self._ipr = None
 
 
-class IpvsProxier(Proxier):
-    """The proxier of IPVS mode: same events, pacing and bookkeeping; the kernel work is the
-    IPVS plan's (a failed op makes the next sync a full one, which re-reads the kernel)."""
+def check_kernel(proc: Path = Path("/proc")) -> None:
+    """Unsupported, with a one-line reason, when the kernel has no IPVS."""
+    try:
+        modules = (proc / "modules").read_text()
+    except OSError:
+        modules = ""
+    ok, why = ipvs_plan.ipvs_available(modules, (proc / "net" / "ip_vs").exists())
+    if not ok:
+        raise Unsupported(why)
 
-    def __init__(self, *args: Any, programmer: IpvsProgrammer, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+def open_backend(proc: Path = Path("/proc")) -> IpvsBackend:
+    """The backend over pyroute2 and this host's iptables; Unsupported, with a one-line reason,
+    on a kernel without IPVS (or a host without iptables)."""
+    check_kernel(proc)
+    try:
+        found = executor.detect()
+    except (RuntimeError, OSError) as exc:
+        raise Unsupported(str(exc)) from exc
+    iptables = Executor(found)
+    return IpvsBackend(IpvsProgrammer(Pyroute2Ipvs(), iptables))
+
+
+@dataclass(frozen=True)
+class IpvsSync:
+    """The ops one sync tried (its history entry)."""
+
+    ops: tuple[Op, ...]
+    changed: tuple[ServiceKey, ...] = ()
+    removed_chains: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.ops)
+
+    def text(self) -> str:
+        return "".join(f"{op.text()}\n" for op in self.ops)
+
+
+class IpvsBackend:
+    """The kernel work of IPVS mode: the IPVS plan's ops (a failed op makes the next sync a
+    full one, which re-reads the kernel). No debug views of the rules yet."""
+
+    def __init__(self, programmer: IpvsProgrammer) -> None:
         self.programmer = programmer
-        self.ipvs_applied: IpvsState | None = None
+        self.traits = Traits("ipvs", programmer.executor.backend.name)
+        self.metrics = IptablesMetrics()
+        self.applied: IpvsState | None = None
+        self._sent: IpvsState | None = None
 
-    def apply(self, job: SyncJob, out: SyncOutcome) -> None:
-        want = ipvs_plan.desired(job.state, job.config)
-        ops, errors = self.programmer.apply(self.ipvs_applied, want, job.config, full=job.full)
-        out.extra = want
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        self.metrics.register(registry)
+
+    def sync(
+        self,
+        state: ClusterState,
+        config: ProxyConfig,
+        *,
+        full: bool,
+        changed: Collection[ServiceKey],
+    ) -> IpvsSync:
+        self._sent = None
+        want = ipvs_plan.desired(state, config)
+        ops, errors = self.programmer.apply(self.applied, want, config, full=full)
+        sent = IpvsSync(tuple(ops))
+        log.debug("ipvs ops=%d errors=%d", len(ops), len(errors))
         if errors:
-            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-            out.error = f"{errors[0]}{more}"
             for line in errors:
                 log.error("ipvs: %s", line)
-        log.debug("ipvs ops=%d errors=%d", len(ops), len(errors))
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise SyncError(f"{errors[0]}{more}", sent)
+        self._sent = want
+        return sent
 
-    def finish(self, job: SyncJob, out: SyncOutcome) -> SyncRecord:
-        record = super().finish(job, out)
-        if not out.error and isinstance(out.extra, IpvsState):
-            self.ipvs_applied = out.extra
-        elif out.error:
-            self.ipvs_applied = None  # re-read from the kernel on the (full) retry
-        return record
+    def settle(self, *, ok: bool, full: bool) -> None:
+        sent, self._sent = self._sent, None
+        self.metrics.record_sync(ok=ok, full=full)
+        # on failure: re-read from the kernel on the (full) retry
+        self.applied = sent if ok else None
+
+    def rule_count(self) -> int:
+        return 0
+
+    def trace(
+        self, *, src: str, dst: str, port: int, proto: str, local_addresses: Sequence[str]
+    ) -> TraceResult | None:
+        return None
+
+    def explain(
+        self,
+        state: ClusterState,
+        key: ServiceKey,
+        *,
+        config: ProxyConfig,
+        conntrack: Sequence[ConntrackEntry],
+    ) -> Explanation | None:
+        return None
+
+    def close(self) -> None:
+        self.programmer.kernel.close()

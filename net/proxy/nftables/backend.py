@@ -1,5 +1,6 @@
-"""nftables mode's proxier: nft_rules' batches applied over netlink as one nf_tables transaction
-per sync (full at start-up and after a failure, else only the changed shards), its metrics.
+"""nftables mode's ProxyBackend: the rule model's batches sent over netlink as one nf_tables
+transaction per sync (full at start-up, after a failure and hourly, else only the changed shards),
+its metric, and the applied tables for the debug views.
 """
 
 from __future__ import annotations
@@ -8,19 +9,17 @@ import gc
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
 from net.nft import ir
-from net.proxy.history import SyncRecord
-from net.proxy.iptables.executor import Backend
-from net.proxy.iptables.render import Restore
-from net.proxy.metrics import ProxyMetrics
-from net.proxy.model import ServiceKey
+from net.proxy.backend import SyncError, Traits, Unsupported
+from net.proxy.conntrack import ConntrackEntry
+from net.proxy.model import ClusterState, ProxyConfig, ServiceKey
 from net.proxy.nftables import batch as nft_batch
 from net.proxy.nftables import rules as nft_rules
-from net.proxy.proxier import Proxier, SyncJob, SyncOutcome
+from net.proxy.views import Explanation, TraceResult
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ PREFIX = nft_rules.SHARED_TABLE
 """Every table of ours is `pykube-proxy` or `pykube-proxy-<shard>`."""
 FULL_SYNC_PERIOD = 3600.0
 """upstream's proxyutil.FullSyncPeriod: the periodic sync is partial, a full one only this often."""
-NETLINK = Backend("netlink", "", "", "")
+NETLINK = "netlink"
 """What /debug/rules reports as the backend (no iptables program is run in this mode)."""
 
 Existing = nft_batch.Existing
@@ -52,42 +51,50 @@ def ours(table: str) -> bool:
     return table == PREFIX or table.startswith(f"{PREFIX}-")
 
 
-class NftMetrics(ProxyMetrics):
-    """ProxyMetrics as upstream's nftables mode registers them: no iptables restore counters or
-    rule gauge; a failed sync counts in kubeproxy_sync_proxy_rules_nftables_sync_failures_total."""
+class NftMetrics:
+    """nftables mode's own metric, with upstream's name: a failed sync counts in
+    kubeproxy_sync_proxy_rules_nftables_sync_failures_total (no iptables counters or gauge)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        super().__init__(registry)
-        for iptables_only in (
-            self.restore_failures,
-            self.partial_restore_failures,
-            self.iptables_total,
-        ):
-            self.registry.unregister(iptables_only)
+    def __init__(self) -> None:
         self.sync_failures = Counter(
             "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
             "Cumulative proxy nftables sync failures",
-            registry=self.registry,
+            registry=None,
         )
 
-    def record_sync(self, seconds: float, *, full: bool, ok: bool, now: float) -> None:
-        self.sync_duration.observe(seconds)
-        (self.sync_full_duration if full else self.sync_partial_duration).observe(seconds)
-        if ok:
-            self.last_timestamp.set(now)
-        else:
-            self.sync_failures.inc()
+    def register(self, registry: CollectorRegistry) -> None:
+        registry.register(self.sync_failures)
 
 
 @dataclass(frozen=True)
 class NftSync:
-    """What one sync sent (SyncOutcome.extra in this mode)."""
+    """What one sync sent: one batch (its history entry)."""
 
     desired: nft_rules.NftRuleSet
     ops: tuple[ir.Op, ...]
     full: bool
     changed: tuple[ServiceKey, ...]
     removed_chains: tuple[str, ...]
+    render_text: Callable[[Sequence[ir.Op], Collection[tuple[str, str]]], str] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.ops)
+
+    def text(self) -> str:
+        """The batch as nft text, for /debug/rules."""
+        if not self.ops:
+            return ""
+        render = self.render_text
+        if render is None:
+            from net.nft.text import ops_text
+
+            render = ops_text
+        try:
+            return render(self.ops, verdict_maps(self.ops))
+        except ValueError as exc:  # the kernel took it; a text the renderer refuses is a bug
+            log.warning("cannot show the batch as nft text: %s", exc)
+            return f"# batch of {len(self.ops)} ops (not renderable: {exc})\n"
 
 
 def stale_chains(desired: nft_rules.NftRuleSet, existing: Existing) -> tuple[str, ...]:
@@ -110,111 +117,139 @@ def verdict_maps(ops: Sequence[ir.Op]) -> set[tuple[str, str]]:
     }
 
 
-class NftProxier(Proxier):
-    """The proxier of nftables mode: same events, pacing, conntrack and bookkeeping as iptables
-    mode; the kernel work is one atomic nf_tables batch per sync. A refused batch changes
-    nothing (nf_tables transactions are all or nothing) and makes the next sync a full one."""
+def open_backend() -> NftBackend:
+    """The backend on a netlink socket of this netns; Unsupported when none can be opened."""
+    from net.nft.netlink import NftNetlink
+
+    try:
+        return NftBackend(NftNetlink())
+    except OSError as exc:
+        raise Unsupported(f"nftables: {exc}") from exc
+
+
+class NftBackend:
+    """The kernel work of nftables mode: one atomic nf_tables batch per sync. A refused batch
+    changes nothing (nf_tables transactions are all or nothing) and the next sync is full."""
 
     def __init__(
         self,
-        *args: Any,
         nft: NftKernel,
+        *,
         shards: int = nft_rules.SHARDS,
         render_text: Callable[[Sequence[ir.Op], Collection[tuple[str, str]]], str] | None = None,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
         self.nft = nft
         self.shards = shards
-        self.nft_applied: nft_rules.NftRuleSet | None = None
+        self.traits = Traits(
+            "nftables", NETLINK, full_sync_period=FULL_SYNC_PERIOD, partial_syncs=True
+        )
+        self.metrics = NftMetrics()
+        self.applied: nft_rules.NftRuleSet | None = None
         """What the kernel holds (the last rule set whose batch went in)."""
         self._render_text = render_text
+        self._sent: NftSync | None = None
 
-    def apply(self, job: SyncJob, out: SyncOutcome) -> None:
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        self.metrics.register(registry)
+
+    def sync(
+        self,
+        state: ClusterState,
+        config: ProxyConfig,
+        *,
+        full: bool,
+        changed: Collection[ServiceKey],
+    ) -> NftSync:
         from net.nft.netlink import NftError
 
-        applied = self.nft_applied
-        full = job.full or applied is None
+        self._sent = None
+        applied = self.applied
+        full = full or applied is None
         desired = nft_rules.build(
-            job.state,
-            job.config,
+            state,
+            config,
             previous=applied,
-            changed=None if full else set(job.pending.services),
+            changed=None if full else set(changed),
             shards=self.shards,
         )
         if full or applied is None:
             try:
                 existing = self.nft.tables(PREFIX)
             except (NftError, OSError) as exc:
-                out.error = f"reading the {PREFIX}* tables: {exc}"
-                log.error("nftables: %s", out.error)
-                return
+                message = f"reading the {PREFIX}* tables: {exc}"
+                log.error("nftables: %s", message)
+                raise SyncError(message) from exc
             ops = tuple(nft_batch.full_batch(desired, existing))
-            changed = tuple(sorted(job.state.services))
+            keys = tuple(sorted(state.services))
             removed = stale_chains(desired, existing)
         else:
             batch = nft_batch.partial_batch(desired, applied)
-            ops = tuple(batch.ops)
-            changed = tuple(sorted(batch.changed))
-            removed = tuple(batch.removed_chains)
-            full = bool(batch.full)
-        out.extra = NftSync(desired, ops, full, changed, removed)
-        if not ops:
+            ops, keys = tuple(batch.ops), tuple(sorted(batch.changed))
+            removed, full = tuple(batch.removed_chains), bool(batch.full)
+        sent = self._sent = NftSync(desired, ops, full, keys, removed, self._render_text)
+        if ops:
+            try:
+                self.nft.apply(ops)
+            except (NftError, OSError) as exc:
+                log.error("nftables batch refused full=%s ops=%d: %s", full, len(ops), exc)
+                raise SyncError(str(exc), sent) from exc
+        return sent
+
+    def settle(self, *, ok: bool, full: bool) -> None:
+        sent, self._sent = self._sent, None
+        if not ok:
+            # the kernel holds what it held; the (full) retry re-reads it anyway
+            self.metrics.sync_failures.inc()
             return
-        try:
-            self.nft.apply(ops)
-        except (NftError, OSError) as exc:
-            out.error = str(exc)
-            log.error("nftables batch refused full=%s ops=%d: %s", full, len(ops), exc)
-
-    def run(self, job: SyncJob) -> SyncOutcome:
-        out = super().run(job)
-        sent = out.extra
-        if isinstance(sent, NftSync):
-            # The batch as nft text, for /debug/rules (after the timed part: only people read it)
-            out.restore = Restore(
-                text=self._text(sent),
-                full=sent.full,
-                changed=sent.changed,
-                removed_chains=sent.removed_chains,
-                lines=len(sent.ops),
-            )
-        return out
-
-    def _text(self, sent: NftSync) -> str:
-        if not sent.ops:
-            return ""
-        render = self._render_text
-        if render is None:
-            from net.nft.text import ops_text
-
-            render = ops_text
-        try:
-            return render(sent.ops, verdict_maps(sent.ops))
-        except ValueError as exc:  # the kernel took it; a text the renderer refuses is a bug
-            log.warning("cannot show the batch as nft text: %s", exc)
-            return f"# batch of {len(sent.ops)} ops (not renderable: {exc})\n"
-
-    def finish(self, job: SyncJob, out: SyncOutcome) -> SyncRecord:
-        record = super().finish(job, out)
-        if not out.error and isinstance(out.extra, NftSync):
-            self.nft_applied = out.extra.desired
-            if out.extra.full:
+        if sent is not None:
+            self.applied = sent.desired
+            if sent.full:
                 # The full rule set lives until the next full sync. Collect what the sync left
                 # and freeze the survivors, so a later collection (at 10k Services ~0.3 s) never
                 # walks them in the middle of a few-ms partial sync.
                 gc.collect()
                 gc.freeze()
-        # on failure the kernel holds what it held; the (full) retry re-reads it anyway
-        return record
 
-    @property
     def rule_count(self) -> int:
-        return self.nft_applied.rule_count() if self.nft_applied is not None else 0
+        return self.applied.rule_count() if self.applied is not None else 0
 
     def tables(self) -> tuple[ir.Table, ...]:
         """The applied tables as data (the trace and explain views read them)."""
-        return self.nft_applied.tables() if self.nft_applied is not None else ()
+        return self.applied.tables() if self.applied is not None else ()
+
+    def trace(
+        self, *, src: str, dst: str, port: int, proto: str, local_addresses: Sequence[str]
+    ) -> TraceResult | None:
+        from net.proxy.nftables.trace import trace_tables
+
+        tables = self.tables()
+        if not tables:
+            return None
+        return trace_tables(
+            tables, src=src, dst=dst, port=port, proto=proto, local_addresses=local_addresses
+        )
+
+    def explain(
+        self,
+        state: ClusterState,
+        key: ServiceKey,
+        *,
+        config: ProxyConfig,
+        conntrack: Sequence[ConntrackEntry],
+    ) -> Explanation | None:
+        from net.proxy.nftables.explain import explain_tables
+
+        tables = self.tables()
+        if not tables:
+            return None
+        return explain_tables(
+            state,
+            tables,
+            key,
+            node_name=config.node_name,
+            node_ips=config.node_ips,
+            conntrack=conntrack,
+        )
 
     def close(self) -> None:
         self.nft.close()

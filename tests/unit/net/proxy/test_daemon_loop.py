@@ -13,7 +13,9 @@ import pytest
 from kube.apiserver import ApiClient
 from net.proxy import http, views_command
 from net.proxy.conntrack import Conntrack
-from net.proxy.daemon import ProxyDaemon, local_ipv4
+from net.proxy.daemon import ProxyDaemon
+from net.proxy.host import local_ipv4
+from net.proxy.iptables.backend import IptablesBackend
 from net.proxy.iptables.executor import NFT, Executor
 from net.proxy.settings import ProxySettings
 
@@ -28,7 +30,7 @@ def _daemon(kernel: Kernel, settings: ProxySettings = SETTINGS) -> ProxyDaemon:
     return ProxyDaemon(
         settings,
         client=cast(ApiClient, object()),
-        executor=Executor(NFT, run=kernel),
+        backend=IptablesBackend(Executor(NFT, run=kernel)),
         node_name="n1",
         addresses=lambda: ("192.168.1.10",),
         conntrack_tool=Conntrack(run=kernel),
@@ -143,7 +145,7 @@ async def test_metrics_and_debug_views_over_http(capsys: pytest.CaptureFixture[s
     _prime(d)
     async with _running(d):
         await _until(lambda: len(d.history) == 1)
-    app = http.metrics_app(d.metrics.registry, d, d.health, lambda: 1000.0)
+    app = http.metrics_app(d.metrics.registry, d.views, d.health, lambda: 1000.0)
     runner = await http.serve(app, "127.0.0.1", 0)
     try:
         address = f"127.0.0.1:{runner.addresses[0][1]}"
@@ -255,7 +257,7 @@ async def test_periodic_full_syncs_are_spaced_when_slow(monkeypatch: pytest.Monk
     monkeypatch.setattr(d.proxier, "run", slow)
     async with _running(d):
         await _until(lambda: len(d.history) == 1)
-        assert d.full_every == pytest.approx(0.5)
+        assert d.loop.full_every == pytest.approx(0.5)
         await asyncio.sleep(0.35)
         assert len(d.history) == 1  # the 0.2 s sync period alone would have synced again
         await _until(lambda: len(d.history) == 2, limit=2.0)
@@ -320,7 +322,7 @@ async def test_unreadable_addresses_keep_the_last_known_ones() -> None:
     d = ProxyDaemon(
         settings,
         client=cast(ApiClient, object()),
-        executor=Executor(NFT, run=kernel),
+        backend=IptablesBackend(Executor(NFT, run=kernel)),
         node_name="n1",
         addresses=addresses,
         conntrack_tool=Conntrack(run=kernel),
@@ -334,13 +336,17 @@ async def test_unreadable_addresses_keep_the_last_known_ones() -> None:
 
 
 def test_localhost_nodeports_follow_mode_and_nodeport_addresses(tmp_path: Any) -> None:
-    from net.proxy.daemon import ensure_route_localnet, localhost_nodeports
+    from net.proxy.daemon import localhost_nodeports
+    from net.proxy.host import ensure_route_localnet
 
-    assert localhost_nodeports(ProxySettings())
-    assert not localhost_nodeports(ProxySettings(localhost_nodeports=False))
-    assert not localhost_nodeports(ProxySettings(mode="ipvs"))
-    assert not localhost_nodeports(ProxySettings(nodeport_addresses=("192.168.0.0/16",)))
-    assert localhost_nodeports(ProxySettings(nodeport_addresses=("127.0.0.0/8", "fd00::/8")))
+    def on(s: ProxySettings, supported: bool = True) -> bool:
+        return localhost_nodeports(s, supported=supported)
+
+    assert on(ProxySettings())
+    assert not on(ProxySettings(localhost_nodeports=False))
+    assert not on(ProxySettings(mode="ipvs"), supported=False)  # iptables mode only
+    assert not on(ProxySettings(nodeport_addresses=("192.168.0.0/16",)))
+    assert on(ProxySettings(nodeport_addresses=("127.0.0.0/8", "fd00::/8")))
     assert _daemon(Kernel()).proxier.config.localhost_nodeports
     sysctl = tmp_path / "net" / "ipv4" / "conf" / "all" / "route_localnet"
     sysctl.parent.mkdir(parents=True)
@@ -393,7 +399,7 @@ async def test_trace_of_an_ipv6_packet_is_a_400_not_a_500() -> None:
     async with _running(d):
         await _until(lambda: len(d.history) == 1)
     runner = await http.serve(
-        http.metrics_app(d.metrics.registry, d, d.health, lambda: 1.0), "127.0.0.1", 0
+        http.metrics_app(d.metrics.registry, d.views, d.health, lambda: 1.0), "127.0.0.1", 0
     )
     try:
         port = runner.addresses[0][1]
@@ -429,7 +435,7 @@ async def test_a_port_in_use_leaves_no_server_of_ours_running() -> None:
     d = ProxyDaemon(
         settings,
         client=cast(ApiClient, Client()),
-        executor=Executor(NFT, run=Kernel()),
+        backend=IptablesBackend(Executor(NFT, run=Kernel())),
         node_name="n1",
         addresses=lambda: ("192.168.1.10",),
     )

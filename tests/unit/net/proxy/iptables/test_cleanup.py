@@ -1,8 +1,10 @@
-"""Unit tests of net.proxy.cleanup: which rules and chains `pykubelet proxy --cleanup` removes."""
+"""Unit tests of net.proxy.iptables.cleanup (and which chains net.proxy.cleanup counts as ours):
+which rules and chains `pykubelet proxy --cleanup` removes."""
 
 from __future__ import annotations
 
-from net.proxy.cleanup import cleanup_text
+from net.proxy.cleanup import ours
+from net.proxy.iptables.cleanup import cleanup_text, iptables_mode_chains
 
 
 def test_only_builtin_jumps_are_deleted_and_chains_others_use_are_kept() -> None:
@@ -29,3 +31,12 @@ def test_only_builtin_jumps_are_deleted_and_chains_others_use_are_kept() -> None
 
 def test_nothing_of_ours_gives_no_input() -> None:
     assert cleanup_text({"nat": {"OTHER"}}, {"nat": ["-A OTHER -j RETURN"]}) == ""
+
+
+def test_ours_are_iptables_and_ipvs_modes_chains() -> None:
+    assert iptables_mode_chains("KUBE-SEP-ABC") and iptables_mode_chains("KUBE-MARK-MASQ")
+    assert not iptables_mode_chains("KUBE-NODE-PORT") and ours("KUBE-NODE-PORT")  # IPVS mode's
+    assert not ours("KUBE-FIREWALL")  # the kubelet's
+    assert not ours("CNI-HOSTPORT")
+    text = cleanup_text({"nat": {"KUBE-NODE-PORT"}}, {}, ours)
+    assert text == "*nat\n:KUBE-NODE-PORT - [0:0]\n-X KUBE-NODE-PORT\nCOMMIT\n"

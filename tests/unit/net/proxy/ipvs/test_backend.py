@@ -1,5 +1,6 @@
-"""IPVS mode's executor with a recording netlink side: what a full and a partial sync program,
-ipsets created with their ranges, the fixed iptables rules, and op failures owing a full sync."""
+"""IPVS mode's backend under the sync engine, with a recording netlink side: what a full and a
+partial sync program, ipsets created with their ranges, the fixed iptables rules, op failures
+owing a full sync, and the one-line refusal on a kernel without IPVS."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from net.proxy import model
-from net.proxy.daemon import Unsupported, check_mode
+from net.proxy.backend import Unsupported
 from net.proxy.history import History
 from net.proxy.iptables.executor import NFT, Executor
-from net.proxy.ipvs import backend as ipvs_exec
+from net.proxy.ipvs.backend import IpvsBackend, IpvsProgrammer, check_kernel
 from net.proxy.ipvs.plan import IpvsState, Op
 from net.proxy.metrics import ProxyMetrics
+from net.proxy.proxier import Proxier
 
 from ..objects import Kernel, endpoint_slice, modified, service, sync
 
@@ -38,16 +40,14 @@ class FakeIpvs:
             raise OSError(17, "File exists")
         self.ops.append(op.text())
 
+    def close(self) -> None:
+        pass
 
-def _proxier(kernel: Kernel, ipvs: FakeIpvs) -> ipvs_exec.IpvsProxier:
-    executor = Executor(NFT, run=kernel)
-    return ipvs_exec.IpvsProxier(
-        CONFIG,
-        executor,
-        programmer=ipvs_exec.IpvsProgrammer(ipvs, executor, run=kernel),
-        metrics=ProxyMetrics(CollectorRegistry()),
-        history=History(),
-    )
+
+def _proxier(kernel: Kernel, ipvs: FakeIpvs) -> tuple[Proxier, IpvsBackend]:
+    backend = IpvsBackend(IpvsProgrammer(ipvs, Executor(NFT, run=kernel), run=kernel))
+    engine = Proxier(CONFIG, backend, metrics=ProxyMetrics(CollectorRegistry()), history=History())
+    return engine, backend
 
 
 def _ipset_inputs(kernel: Kernel) -> list[str]:
@@ -56,7 +56,7 @@ def _ipset_inputs(kernel: Kernel) -> list[str]:
 
 def test_full_then_partial_sync() -> None:
     kernel, ipvs = Kernel(), FakeIpvs()
-    p = _proxier(kernel, ipvs)
+    p, _ = _proxier(kernel, ipvs)
     p.on_service(sync(service("web", "10.0.0.10", node_port=30080)))
     p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2", "10.88.1.3"])))
     first = p.sync()
@@ -80,28 +80,28 @@ def test_full_then_partial_sync() -> None:
         "del-dest tcp 10.0.0.10:80 -> 10.88.1.3:8080 w1",
         "del-dest tcp 192.168.1.10:30080 -> 10.88.1.3:8080 w1",  # the NodePort's virtual server
     ]
+    newest = p.history.to_json(with_text=True)[0]  # the ops, with the ipset one, as history
+    assert second.lines == 3 and "ipset-del KUBE-LOOP-BACK 10.88.1.3,tcp:8080" in newest["text"]
 
 
 def test_a_refused_op_owes_a_full_sync() -> None:
     kernel, ipvs = Kernel(), FakeIpvs()
-    p = _proxier(kernel, ipvs)
+    p, backend = _proxier(kernel, ipvs)
     p.on_service(sync(service("web", "10.0.0.10")))
     p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
     ipvs.fail = "add-service"
     record = p.sync()
     assert "add-service tcp 10.0.0.10:80 rr: [Errno 17] File exists" in record.error
-    assert p.pending.full and p.ipvs_applied is None
+    assert p.pending.full and backend.applied is None
     ipvs.fail = None
     assert not p.sync().error
-    assert p.ipvs_applied is not None
+    assert backend.applied is not None
 
 
-def test_check_mode_accepts_ipvs_when_the_kernel_has_it(tmp_path: Path) -> None:
+def test_the_kernel_check_accepts_ipvs_when_the_kernel_has_it(tmp_path: Path) -> None:
     (tmp_path / "net").mkdir()
     (tmp_path / "modules").write_text("")
     with pytest.raises(Unsupported, match="CONFIG_IP_VS"):
-        check_mode("ipvs", proc=tmp_path)
+        check_kernel(tmp_path)
     (tmp_path / "net" / "ip_vs").write_text("")
-    check_mode("ipvs", proc=tmp_path)
-    check_mode("iptables", proc=tmp_path)
-    check_mode("nftables", proc=tmp_path)
+    check_kernel(tmp_path)

@@ -1,6 +1,7 @@
-"""nftables mode's proxier with a fake netlink side: the first sync is full (read the kernel,
-then one batch), a one-Service change touches its shard only, a refused batch owes a full sync,
-upstream's nftables metrics, the daemon's wiring and pacing, and --cleanup of our tables."""
+"""nftables mode's backend under the sync engine, with a fake netlink side: the first sync is
+full (read the kernel, then one batch), a one-Service change touches its shard only, a refused
+batch owes a full sync, upstream's nftables metrics, the daemon's pacing and views in this mode,
+and --cleanup of our tables."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Collection, Sequence
-from pathlib import Path
 from typing import cast
 
 from prometheus_client import CollectorRegistry
@@ -17,13 +17,14 @@ from kube.apiserver import ApiClient
 from net.nft import ir
 from net.nft.netlink import NftError
 from net.proxy import model
-from net.proxy.cleanup import cleanup_nftables, nftables_ops
 from net.proxy.conntrack import Conntrack
-from net.proxy.daemon import ProxyDaemon, check_mode
+from net.proxy.daemon import ProxyDaemon
 from net.proxy.history import History
-from net.proxy.iptables.executor import Executor
+from net.proxy.metrics import ProxyMetrics
 from net.proxy.nftables import rules as nft_rules
-from net.proxy.nftables.backend import FULL_SYNC_PERIOD, NETLINK, NftMetrics, NftProxier
+from net.proxy.nftables.backend import FULL_SYNC_PERIOD, NftBackend
+from net.proxy.nftables.cleanup import cleanup_nftables, nftables_ops
+from net.proxy.proxier import Proxier
 from net.proxy.settings import ProxySettings
 
 from ..objects import Kernel, endpoint_slice, modified, node, service, sync
@@ -83,17 +84,15 @@ class FakeNft:
         self.closed = True
 
 
-def _proxier(nft: FakeNft, metrics: NftMetrics | None = None) -> NftProxier:
-    return NftProxier(
-        CONFIG,
-        Executor(NETLINK),
-        nft=nft,
-        metrics=metrics or NftMetrics(CollectorRegistry()),
-        history=History(),
+def _proxier(nft: FakeNft, metrics: ProxyMetrics | None = None) -> tuple[Proxier, NftBackend]:
+    backend = NftBackend(nft)
+    engine = Proxier(
+        CONFIG, backend, metrics=metrics or ProxyMetrics(CollectorRegistry()), history=History()
     )
+    return engine, backend
 
 
-def _prime(p: NftProxier) -> None:
+def _prime(p: Proxier) -> None:
     p.on_service(
         sync(
             service("web", "10.0.0.10", node_port=30080),
@@ -116,14 +115,14 @@ def _tables_of(ops: Sequence[ir.Op]) -> set[str]:
 
 def test_first_sync_is_full_then_a_change_touches_its_shard_only() -> None:
     nft = FakeNft()
-    p = _proxier(nft)
+    p, backend = _proxier(nft)
     _prime(p)
     first = p.sync()
     assert first.full and not first.error, first.error
     assert nft.reads == 1 and len(nft.batches) == 1
     assert nft_rules.SHARED_TABLE in nft.objects
     assert "dnat to 10.88.1.3:8080" in first.text and first.lines == len(nft.batches[0])
-    assert p.rule_count > 0
+    assert backend.rule_count() > 0
     p.on_slice(modified(endpoint_slice("web-1", "web", ["10.88.1.2", "10.88.1.9"])))
     second = p.sync()
     assert not second.full and not second.error, second.error
@@ -141,16 +140,16 @@ def test_first_sync_is_full_then_a_change_touches_its_shard_only() -> None:
 
 def test_a_refused_batch_changes_nothing_and_the_next_sync_is_full() -> None:
     nft = FakeNft()
-    metrics = NftMetrics(CollectorRegistry())
-    p = _proxier(nft, metrics)
+    metrics = ProxyMetrics(CollectorRegistry())
+    p, backend = _proxier(nft, metrics)
     _prime(p)
     assert not p.sync().error
-    applied = p.nft_applied
+    applied = backend.applied
     nft.fail = nft_rules.shard_table(nft_rules.shard_of(("default", "db")))
     p.on_slice(modified(endpoint_slice("db-1", "db", ["10.88.1.6"], 5432)))
     failed = p.sync()
     assert failed.error and "No such file" in failed.error and not failed.full
-    assert p.nft_applied is applied and p.pending.full
+    assert backend.applied is applied and p.pending.full
     assert ("default", "db") in p.pending.services
     registry = metrics.registry
     assert registry.get_sample_value("kubeproxy_sync_proxy_rules_nftables_sync_failures_total")
@@ -167,7 +166,7 @@ def test_full_sync_removes_what_the_kernel_has_and_we_do_not_want() -> None:
     # left by an earlier run: a Service chain gone meanwhile, and a shard table we don't use
     spare = f"{nft_rules.SHARED_TABLE}-99"
     nft.objects[spare] = ({"old"}, set())
-    p = _proxier(nft)
+    p, _ = _proxier(nft)
     _prime(p)
     record = p.sync()
     assert record.full and not record.error
@@ -175,7 +174,8 @@ def test_full_sync_removes_what_the_kernel_has_and_we_do_not_want() -> None:
 
 
 def test_nftables_metrics_have_upstream_names_and_no_iptables_ones() -> None:
-    m = NftMetrics(CollectorRegistry())
+    m = ProxyMetrics(CollectorRegistry())
+    NftBackend(FakeNft()).register_metrics(m.registry)
     names = {metric.name for metric in m.registry.collect()}
     assert "kubeproxy_sync_proxy_rules_nftables_sync_failures" in names
     assert "kubeproxy_sync_proxy_rules_duration_seconds" in names
@@ -200,10 +200,6 @@ def test_cleanup_deletes_our_tables_only() -> None:
     assert cleanup_nftables(nft) == 0 and len(nft.batches) == 1
 
 
-def test_check_mode_accepts_nftables(tmp_path: Path) -> None:
-    check_mode("nftables", proc=tmp_path)
-
-
 SETTINGS = ProxySettings(
     mode="nftables",
     cluster_cidr="10.88.0.0/16",
@@ -218,19 +214,17 @@ def _daemon(nft: FakeNft) -> ProxyDaemon:
     return ProxyDaemon(
         SETTINGS,
         client=cast(ApiClient, object()),
-        executor=Executor(NETLINK, run=kernel),
+        backend=NftBackend(nft),
         node_name="n1",
         addresses=lambda: ("192.168.1.10",),
         conntrack_tool=Conntrack(run=kernel),
-        nft_kernel=nft,
     )
 
 
 async def test_daemon_syncs_partially_each_period_and_fully_once() -> None:
     nft = FakeNft()
     d = _daemon(nft)
-    assert isinstance(d.proxier, NftProxier)
-    assert d.full_period == FULL_SYNC_PERIOD and d.partial_every == 0.5
+    assert d.loop.full_period == FULL_SYNC_PERIOD and d.loop.partial_every == 0.5
     d.on_service(sync(service("web", "10.0.0.10")))
     d.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
     d.on_node(sync(node("n1", "192.168.1.10")))
@@ -259,25 +253,25 @@ def test_daemon_views_in_nftables_mode() -> None:
     d.on_service(sync(service("web", "10.0.0.10")))
     d.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
     assert not d.proxier.sync().error
-    rules = d.rules(with_text=True)
+    rules = d.views.rules(with_text=True)
     assert rules["mode"] == "nftables" and rules["backend"] == "netlink"
     assert rules["ruleCount"] > 0 and "dnat to 10.88.1.2:8080" in rules["history"][0]["text"]
-    explained = d.explain("default", "web")
+    explained = d.views.explain("default", "web")
     assert explained is not None and explained["found"], explained
     assert "10.88.1.2" in json.dumps(explained)
-    assert d.explain("default", "missing") is None
-    traced = d.trace("192.168.1.10", "10.0.0.10", 80, "TCP")
+    assert d.views.explain("default", "missing") is None
+    traced = d.views.trace("192.168.1.10", "10.0.0.10", 80, "TCP")
     assert set(traced["outcomes"]) == {"dnat 10.88.1.2:8080"}, traced
 
 
 def test_a_failed_read_of_the_kernel_fails_the_full_sync_without_a_batch() -> None:
     nft = FakeNft()
     nft.fail = "dump"
-    p = _proxier(nft)
+    p, backend = _proxier(nft)
     _prime(p)
     record = p.sync()
     assert record.full and "reading the pykube-proxy* tables" in record.error
     assert "Operation not permitted" in record.error and nft.batches == []
-    assert p.nft_applied is None and p.pending.full
+    assert backend.applied is None and p.pending.full
     nft.fail = None
     assert not p.sync().error and len(nft.batches) == 1

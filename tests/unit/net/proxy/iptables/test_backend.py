@@ -1,5 +1,6 @@
-"""The proxier's sync state machine with a recording kernel: full first, partial for changes,
-failures named by line and followed by a full sync, latency and conntrack bookkeeping."""
+"""iptables mode's backend under the sync engine, with a recording kernel: full first, partial
+for changes, failures named by line, rolled back and followed by a full sync, latency and
+conntrack bookkeeping."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from prometheus_client import CollectorRegistry
 from net.proxy import model
 from net.proxy.conntrack import Conntrack
 from net.proxy.history import History
+from net.proxy.iptables.backend import IptablesBackend
 from net.proxy.iptables.executor import NFT, Executor, committed_tables, table_sections
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.proxier import Proxier
 
-from .objects import Kernel, added, deleted, endpoint_slice, modified, service, sync
+from ..objects import Kernel, added, deleted, endpoint_slice, modified, service, sync
 
 CONFIG = model.ProxyConfig(node_name="n1", node_ips=("192.168.1.10",), cluster_cidr="10.88.0.0/16")
 
@@ -24,7 +26,7 @@ def _proxier(kernel: Kernel, now: list[float] | None = None) -> Proxier:
     clock = now or [1000.0]
     return Proxier(
         CONFIG,
-        Executor(NFT, run=kernel),
+        IptablesBackend(Executor(NFT, run=kernel)),
         metrics=ProxyMetrics(CollectorRegistry()),
         history=History(),
         conntrack_tool=Conntrack(run=kernel),
@@ -206,7 +208,9 @@ def test_an_unexpected_error_in_a_sync_is_a_failed_sync_not_a_dead_loop() -> Non
     def broken(text: str, *, counters: bool = False) -> None:
         raise RuntimeError("netlink said no")
 
-    p.executor.restore = broken  # type: ignore[method-assign]
+    backend = p.backend
+    assert isinstance(backend, IptablesBackend)
+    backend.executor.restore = broken  # type: ignore[method-assign]
     record = p.sync()
     assert record.error == "RuntimeError: netlink said no"
     assert p.pending.full and ("default", "api") in p.pending.services
@@ -236,7 +240,7 @@ def test_a_failed_save_fails_the_full_sync_rather_than_doubling_jumps() -> None:
 
     p = Proxier(
         CONFIG,
-        Executor(NFT, run=failing_save),
+        IptablesBackend(Executor(NFT, run=failing_save)),
         metrics=ProxyMetrics(CollectorRegistry()),
         history=History(),
         clock=lambda: 1000.0,
