@@ -16,16 +16,16 @@ from pathlib import Path
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
-from kube import KUBERNETES_VERSION, __version__, supervise
+from kube import KUBERNETES_VERSION, __version__, supervise, systemd
 from kube import facts as machine
 from kube.apiserver import NODES, SECRETS, ApiClient, ApiError
 from kube.quantity import parse_quantity
-from kubelet.certs.client import ClientSetupError, open_client
+from kubelet import notify
 from kubelet.cgroups import host as cghost
 from kubelet.cgroups import manager as cgmanager
 from kubelet.cgroups.planner import node_resources, reserved_resources
 from kubelet.config import RunConfig
-from kubelet.events import EventRecorder, node_status_event
+from kubelet.events import NORMAL, EventRecorder, NodeEvent, node_status_event
 from kubelet.eviction import setup as eviction_setup
 from kubelet.eviction import signals as eviction_signals
 from kubelet.eviction.gc import container_gc_loop
@@ -50,9 +50,13 @@ from kubelet.pods.status_manager import StatusManager
 from kubelet.pods.workers import PodWorkers
 from kubelet.prober import ProbeManager
 from kubelet.runtime.state import RuntimeCache
+from kubelet.server import KubeletServer
 from kubelet.server import build as build_server
 from kubelet.server.metrics import observe_runtime_operation
 from kubelet.services import ServiceCache
+from kubelet.shutdown import planner as shutdown_planner
+from kubelet.shutdown import setup as shutdown_setup
+from kubelet.shutdown.manager import ShutdownManager
 from kubelet.volumes import VolumeManager
 from net.daemon import NetworkDaemon
 from net.settings import resolve as resolve_network
@@ -103,6 +107,8 @@ class Agent:
         self.workers: PodWorkers | None = None
         self.recorder: EventRecorder | None = None
         self.eviction: EvictionManager | None = None
+        self.shutdown: ShutdownManager | None = None
+        self.notifier = systemd.Notifier()
         self.kubepods_memory = 0
         """Bytes the kubepods cgroup was sized to (allocatableMemory.available's capacity)."""
         self.sources_synced = asyncio.Event()
@@ -122,6 +128,7 @@ class Agent:
             memory_pressure=em is not None and em.pressure(MEMORY_PRESSURE),
             disk_pressure=em is not None and em.pressure(DISK_PRESSURE),
             pid_pressure=em is not None and em.pressure(PID_PRESSURE),
+            shutting_down=self.shutdown is not None and self.shutdown.shutting_down,
         )
 
     def _node_event(self, node: str, reason: str) -> None:
@@ -140,21 +147,13 @@ class Agent:
 
     async def run(self) -> None:
         cfg, kc = self.config, self.config.kubelet
-        stop = asyncio.Event()
-        fatal: list[str] = []
-
-        def on_expired(why: str) -> None:  # upstream's kubelet exits; its supervisor restarts it
-            log.error("exiting: %s", why)
-            fatal.append(why)
-            stop.set()
-
-        try:
-            client, client_certs = await open_client(cfg, on_expired=on_expired)
-        except ClientSetupError as e:
-            raise SystemExit(f"pykubelet run: {e}") from e
-        if client_certs is not None:
-            supervise.spawn(self.tasks, "client-certificate", client_certs.run)
+        if cfg.kubeconfig is None:
+            raise SystemExit(
+                "pykubelet run: --kubeconfig is required (standalone mode is not supported yet)"
+            )
+        client = ApiClient.from_kubeconfig(cfg.kubeconfig)
         runtime = RuntimeClient(kc.container_runtime_endpoint, observe=observe_runtime_operation)
+        self.notifier.status("Waiting for the container runtime")
         version = await self._runtime_version(runtime)
         ident = NodeIdentity(
             name=cfg.node_name,
@@ -189,12 +188,15 @@ class Agent:
         cgroups, cg_host = self._start_cgroups(await self._runtime_cgroup_driver(runtime))
         self._start_pods(client, runtime, ident, cgroups)
         await self._start_eviction(runtime, cgroups, cg_host)
-        self._start_server(client, runtime, ident)
+        server = self._start_server(client, runtime, ident)
         self._start_log_rotation(runtime)
         supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
         supervise.spawn(self.tasks, "node-status", node.status_loop)
         supervise.spawn(self.tasks, "node-lease", node.lease_loop)
         self._start_network(client, node)
+        self._start_shutdown_manager(node)
+        self._start_systemd(ident.name, server, node)
+        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -202,13 +204,12 @@ class Agent:
         try:
             await stop.wait()
         finally:
+            self.notifier.stopping("Stopping")
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
             await runtime.close()
             await client.close()
-        if fatal:
-            raise SystemExit(f"pykubelet run: {fatal[0]}")
 
     async def _runtime_cgroup_driver(self, runtime: RuntimeClient) -> str | None:
         """The runtime's cgroup driver as its verbose Status reports it (containerd), if any."""
@@ -306,8 +307,8 @@ class Agent:
         self, pod: dict[str, object], others: list[dict[str, object]]
     ) -> Rejection | None:
         """Node pressure (eviction manager), then the resource fit against allocatable."""
-        if self.eviction is not None:
-            rejection = self.eviction.admit(pod)
+        for admit in (self.shutdown, self.eviction):
+            rejection = admit.admit(pod) if admit is not None else None
             if rejection is not None:
                 return rejection
         kc = self.config.kubelet
@@ -498,7 +499,52 @@ class Agent:
         daemon = NetworkDaemon(settings)
         supervise.spawn(self.tasks, "network", lambda: daemon.run(pod_cidr))
 
-    def _start_server(self, client: ApiClient, runtime: RuntimeClient, ident: NodeIdentity) -> None:
+    def _start_shutdown_manager(self, node: NodeHeartbeat) -> None:
+        """Graceful node shutdown (logind's inhibitor) when shutdownGracePeriod is set."""
+        assert self.workers is not None and self.recorder is not None
+        recorder, name = self.recorder, node.ident.name
+        self.shutdown = shutdown_setup.build(
+            self.config.kubelet,
+            workers=self.workers,
+            sync_node_status=node.sync_status,
+            record=lambda message: recorder.record_node(
+                NodeEvent(name, NORMAL, shutdown_planner.EVENT_REASON, message)
+            ),
+            root_dir=self.config.root_dir,
+        )
+        if self.shutdown is not None:
+            supervise.spawn(self.tasks, "node-shutdown", self.shutdown.run)
+
+    def _start_systemd(self, name: str, server: KubeletServer, node: NodeHeartbeat) -> None:
+        """sd_notify READY/STATUS, and the watchdog while the loops run (Type=notify units)."""
+        interval = notify.watchdog_interval(self.notifier)
+        announce = notify.announce(
+            self.notifier, node=name, listening=[server.listening], registered=node.registered
+        )
+        self.tasks.add(task := asyncio.create_task(announce, name="systemd-notify"))
+        task.add_done_callback(self.tasks.discard)
+        if interval is None:
+            return
+
+        def loops() -> tuple[bool, str]:
+            dead = sorted(t.get_name() for t in self.tasks if t.done())
+            return not dead, f"loops not running: {', '.join(dead)}"
+
+        checks: list[tuple[str, systemd.HealthCheck]] = [
+            ("ping", lambda: (True, "")),
+            ("loops", loops),
+        ]
+        supervise.spawn(
+            self.tasks,
+            "systemd-watchdog",
+            lambda: systemd.watchdog_loop(
+                checks, interval=interval, ping=lambda: systemd.send("WATCHDOG=1")
+            ),
+        )
+
+    def _start_server(
+        self, client: ApiClient, runtime: RuntimeClient, ident: NodeIdentity
+    ) -> KubeletServer:
         """The node's HTTPS API (:10250): logs, exec/attach/port-forward, metrics, stats."""
 
         def health() -> tuple[bool, str]:
@@ -523,6 +569,7 @@ class Agent:
         supervise.spawn(self.tasks, "node-api", server.run)
         if server.cert_manager is not None:
             supervise.spawn(self.tasks, "serving-certificate", server.cert_manager.run)
+        return server
 
     def _start_log_rotation(self, runtime: RuntimeClient) -> None:
         """Container log rotation (containerLogMaxSize / containerLogMaxFiles)."""

@@ -426,6 +426,8 @@ def _pod_ips(pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: Json)
 
 DISRUPTION_TARGET, TERMINATION_BY_KUBELET = "DisruptionTarget", "TerminationByKubelet"
 """The condition upstream adds to a pod the kubelet evicts, and its reason."""
+DISRUPTION_REASONS = ("Evicted", "Terminated")
+"""Failures that carry DisruptionTarget: node-pressure eviction and graceful node shutdown."""
 
 
 def derive_pod_status(
@@ -476,7 +478,9 @@ def derive_pod_status(
         status["reason"] = failure.reason
         status["message"] = failure.message
         conds = status["conditions"]
-        if failure.reason == "Evicted" and all(c["type"] != DISRUPTION_TARGET for c in conds):
+        if failure.reason in DISRUPTION_REASONS and all(
+            c["type"] != DISRUPTION_TARGET for c in conds
+        ):
             conds.append(
                 _cond(DISRUPTION_TARGET, True, {}, now_iso, TERMINATION_BY_KUBELET, failure.message)
             )

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 RESYNC_SECONDS = 10.0
 EVICTED = "Evicted"
+NODE_SHUTDOWN = "Terminated"
+"""The reason of a pod the node stopped because it shuts down (nodeshutdown's)."""
+FAILURE_REASONS = ("DeadlineExceeded", EVICTED, NODE_SHUTDOWN)
 TERMINAL_PHASES = ("Failed", "Succeeded")
 ExtraAdmission = Callable[[Json, list[Json]], Rejection | None]
 """(pod, the other active pods) -> a rejection: node pressure and resource fit (agent wiring)."""
@@ -114,6 +117,8 @@ class _Worker:
     """Grace period (seconds) a halted pod's containers are stopped with (soft evictions)."""
     oom_seen: set[str] = field(default_factory=set)
     """Container IDs whose OOM kill was already reported with an event."""
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    """A halted pod has nothing running any more and its Failed status is written."""
 
     def wake_in(self, delay: float) -> None:
         if self.timer is not None:
@@ -255,11 +260,20 @@ class PodWorkers:
     def evict(self, uid: PodUID, message: str, grace_seconds: int = 0) -> None:
         """Kill the pod's containers (with this grace period) and fail it with reason Evicted;
         the object stays."""
+        self.halt(uid, Waiting(EVICTED, message), grace_seconds)
+
+    def halt(self, uid: PodUID, failure: Waiting, grace_seconds: int) -> asyncio.Event | None:
+        """Kill the pod's containers (preStop hooks first, this grace period) and fail it with
+        `failure`'s reason and message; the object stays. The event is set once nothing of it
+        runs and that status is written (None: the pod is not known here)."""
         w = self._workers.get(uid)
-        if w is not None:
-            w.halted, w.failure = True, Waiting(EVICTED, message)
+        if w is None:
+            return None
+        if not w.halted:
+            w.halted, w.failure = True, failure
             w.kill_grace = max(0, grace_seconds)
-            w.wake.set()
+        w.wake.set()
+        return w.stopped
 
     def keeps_content(self, uid: str) -> bool:
         """Upstream's !ShouldPodContentBeRemoved: the pod is known here and was not evicted, so
@@ -384,6 +398,9 @@ class PodWorkers:
             previous = with_others_conditions(status_json, pod_json.get("status") or {})
             self._derive(pod, pod_json, runtime, actions, outcome, previous)
         self._observe_start(w, pod, runtime, status_json)
+        if w.halted and not w.stopped.is_set() and not _running(runtime):
+            await self._status.flush(uid)
+            w.stopped.set()
         await self._release_volumes(uid, w, runtime)
         if w.phase == Phase.TERMINATING and not _running(runtime):
             return await self._finish(uid, w, pod_json, runtime)
@@ -444,7 +461,7 @@ class PodWorkers:
         waiting: dict[str, Waiting] = {**actions.waiting, **outcome.waiting}
         failure = (
             Waiting(actions.pod_failed_reason, actions.pod_failed_message)
-            if actions.pod_failed and actions.pod_failed_reason in ("DeadlineExceeded", EVICTED)
+            if actions.pod_failed and actions.pod_failed_reason in FAILURE_REASONS
             else None
         )
         probe_results, readiness = self._probes.results(pod.uid)

@@ -190,6 +190,8 @@ class KubeletServer:
         self.tls = tls
         self.cert_manager = cert_manager
         """Set with serverTLSBootstrap: keeps `tls` supplied with a CSR-issued certificate."""
+        self.listening = asyncio.Event()
+        """Set once the socket listens (the agent then tells systemd it is ready)."""
 
     async def run(self) -> None:
         runner = web.AppRunner(
@@ -204,6 +206,7 @@ class KubeletServer:
         site = web.TCPSite(runner, host, self.port, ssl_context=self.tls, shutdown_timeout=1)
         try:
             await site.start()
+            self.listening.set()
             log.info("serving the node API on %s:%d", self.address or "*", self.port)
             await asyncio.Event().wait()
         finally:

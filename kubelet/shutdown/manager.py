@@ -58,7 +58,7 @@ class ShutdownSetupError(Exception):
 class Hooks:
     """What the manager asks of the rest of the agent."""
 
-    active_pods: Callable[[], list[Json]]
+    active_pods: Callable[[], Sequence[Json]]
     kill: KillPod
     sync_node_status: Callable[[], Awaitable[None]]
     """Write the node's status now (Ready turns False with "node is shutting down")."""
