@@ -1,5 +1,6 @@
-"""Images the harness builds locally (pause, busybox) as docker-archive tars, and their import.
-Builds only from local inputs (no registry is reachable) and never touches the system containerd.
+"""Images the harness builds locally (pause, busybox, CoreDNS) as docker-archive tars, and their
+import. Builds only from local inputs (no registry is reachable) and never touches the system
+containerd.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import os
 import platform
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cluster import images_busybox
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,8 @@ SOURCE_DATE_EPOCH = 1704067200
 SOURCE_DATE = "2024-01-01T00:00:00Z"
 
 PAUSE_SOURCE = Path(__file__).with_name("images") / "pause.c"
-BUSYBOX_BINARY = Path("/bin/busybox")
+BUSYBOX_BINARY = images_busybox.FALLBACK
+"""Debian's busybox-static: the fallback when busybox cannot be built from source."""
 CFLAGS = ("-static", "-Os", "-Wall", "-Wextra")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KEY_LABEL = "io.pykubelet.build-key"
@@ -182,6 +187,58 @@ def _populate_pause(source: Path) -> Callable[[Path, Path], None]:
     return populate
 
 
+def file_capability(*caps: int) -> bytes:
+    """A `security.capability` xattr value granting `caps` permitted and effective (what
+    `setcap cap_x=+ep` writes: VFS_CAP_REVISION_2, the effective flag, two 32-bit words)."""
+    permitted = sum(1 << c for c in caps)
+    return struct.pack("<IIIII", 0x02000001, permitted & 0xFFFFFFFF, 0, permitted >> 32, 0)
+
+
+CAP_NET_BIND_SERVICE = 10
+NONROOT_PASSWD = "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
+COREDNS_USER = "65532:65532"
+"""Upstream's image runs as distroless's nonroot with cap_net_bind_service on /coredns."""
+
+
+def coredns_inputs(binary_sha256: str) -> dict[str, str]:
+    return {"coredns": binary_sha256, "user": COREDNS_USER, "caps": "cap_net_bind_service=+ep"}
+
+
+def _populate_coredns(binary: Path) -> Callable[[Path, Path], None]:
+    def populate(rootfs: Path, scratch: Path) -> None:
+        target = rootfs / "coredns"
+        shutil.copyfile(binary, target)
+        target.chmod(0o755)
+        os.setxattr(target, "security.capability", file_capability(CAP_NET_BIND_SERVICE))
+        (rootfs / "etc").mkdir(mode=0o755)
+        (rootfs / "etc" / "passwd").write_text(PASSWD + NONROOT_PASSWD)
+        (rootfs / "etc" / "group").write_text(GROUP + "nonroot:x:65532:\n")
+
+    return populate
+
+
+def coredns_recipe(name: str, binary: Path) -> Recipe:
+    """registry.k8s.io/coredns/coredns:<version> as upstream's Dockerfile makes it: /coredns with
+    cap_net_bind_service, user 65532, entrypoint /coredns."""
+    return Recipe(
+        name=name,
+        inputs=coredns_inputs(sha256_file(binary)),
+        populate=_populate_coredns(binary),
+        config_args=(
+            "--config.entrypoint",
+            "/coredns",
+            "--config.user",
+            COREDNS_USER,
+            "--config.workingdir",
+            "/",
+            "--config.exposedports",
+            "53/tcp",
+            "--config.exposedports",
+            "53/udp",
+        ),
+    )
+
+
 def busybox_applets(listing: str) -> list[str]:
     """Relative paths of the applet links from `busybox --list-full` (minus busybox, linuxrc)."""
     out = []
@@ -229,7 +286,9 @@ def _populate_busybox(binary: Path) -> Callable[[Path, Path], None]:
     return populate
 
 
-def recipes(*, pause_source: Path = PAUSE_SOURCE, busybox: Path = BUSYBOX_BINARY) -> list[Recipe]:
+def recipes(*, pause_source: Path = PAUSE_SOURCE, busybox: Path | None = None) -> list[Recipe]:
+    """The images every node gets (busybox: Debian's busybox-static unless a binary is given)."""
+    busybox = busybox or BUSYBOX_BINARY
     return [
         Recipe(
             name=PAUSE_IMAGE,
@@ -327,27 +386,32 @@ def _build(recipe: Recipe, out: Path, work: Path) -> None:
 
 
 def build_images(
-    cache_dir: Path, *, pause_source: Path = PAUSE_SOURCE, busybox: Path = BUSYBOX_BINARY
+    cache_dir: Path, *, pause_source: Path = PAUSE_SOURCE, busybox: Path | None = None
 ) -> list[ImageArchive]:
     """Build the pause and busybox archives into cache_dir, reusing any with the same key."""
+    return [
+        build_archive(recipe, cache_dir)
+        for recipe in recipes(pause_source=pause_source, busybox=busybox)
+    ]
+
+
+def build_archive(recipe: Recipe, cache_dir: Path) -> ImageArchive:
+    """One recipe's archive in cache_dir, built unless one with the same key is there."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    result = []
-    for recipe in recipes(pause_source=pause_source, busybox=busybox):
-        key = cache_key(recipe.name, recipe.inputs)
-        path = archive_path(cache_dir, recipe.name, key)
-        if path.is_file():
-            log.info("image %s: cached %s", recipe.name, path.name)
-        else:
-            check_tools()
-            log.info("image %s: building %s", recipe.name, path.name)
-            work = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
-            try:
-                _build(recipe, path, work)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            _prune(cache_dir, recipe.name, keep=path)
-        result.append(ImageArchive(name=recipe.name, path=path, key=key))
-    return result
+    key = cache_key(recipe.name, recipe.inputs)
+    path = archive_path(cache_dir, recipe.name, key)
+    if path.is_file():
+        log.info("image %s: cached %s", recipe.name, path.name)
+    else:
+        check_tools()
+        log.info("image %s: building %s", recipe.name, path.name)
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
+        try:
+            _build(recipe, path, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        _prune(cache_dir, recipe.name, keep=path)
+    return ImageArchive(name=recipe.name, path=path, key=key)
 
 
 def _prune(cache_dir: Path, name: str, *, keep: Path) -> None:

@@ -1,9 +1,11 @@
 """Forwards TCP from 127.0.0.1:<port> inside a network namespace to 127.0.0.1:<port> of this
-process's own netns, so processes of a simulated node reach the loopback-only control plane.
+process's own netns, so processes of a simulated node reach the loopback-only control plane; or,
+without a netns, from <address>:<port> of this netns (pods reaching the apiserver).
 
 Runs as its own process in the root netns (`python -m cluster.nsforward --netns PATH
---port P ...`). The listening sockets are made on a thread that has entered the target netns (setns
-is per thread); a socket keeps its netns, so the event loop serves them from the root netns.
+--port P ...`, or `--address ADDR --port P`). The listening sockets are made on a thread that
+has entered the target netns (setns is per thread); a socket keeps its netns, so the event loop
+serves them from the root netns.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ log = logging.getLogger("pykubelet.nsforward")
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
 
-def forward_command(netns_path: str, ports: Sequence[int]) -> list[str]:
-    """The command line of a forwarder for `ports` into the netns at `netns_path`."""
-    cmd = [sys.executable, "-m", "cluster.nsforward", "--netns", netns_path]
+def forward_command(
+    netns_path: str | None, ports: Sequence[int], *, address: str = LOOPBACK
+) -> list[str]:
+    """The command line of a forwarder for `ports` into the netns at `netns_path`, or (None)
+    from `address` of this netns."""
+    cmd = [sys.executable, "-m", "cluster.nsforward"]
+    cmd += ["--netns", netns_path] if netns_path else ["--address", address]
     for port in ports:
         cmd += ["--port", str(port)]
     return cmd
@@ -86,6 +93,26 @@ def listen_in_netns(netns_path: str, ports: Sequence[int]) -> list[socket.socket
     return call_in_netns(netns_path, listen)
 
 
+def listen_here(address: str, ports: Sequence[int]) -> list[socket.socket]:
+    """Listening sockets on address:<port> of this netns; the address need not exist yet
+    (IP_FREEBIND: a pod bridge's gateway appears with the node's first pod)."""
+    made: list[socket.socket] = []
+    try:
+        for port in ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            made.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            s.bind((address, port))
+            s.listen(128)
+            s.setblocking(False)
+    except BaseException:
+        for s in made:
+            s.close()
+        raise
+    return made
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(65536):
@@ -129,16 +156,21 @@ async def serve(sockets: Sequence[socket.socket]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nsforward", description=__doc__)
-    p.add_argument("--netns", required=True, help="path of the target network namespace")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--netns", help="path of the target network namespace")
+    where.add_argument("--address", help="listen on this address of this netns instead")
     p.add_argument("--port", type=int, action="append", required=True, help="port to forward")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        sockets = listen_in_netns(args.netns, args.port)
+        if args.netns:
+            sockets = listen_in_netns(args.netns, args.port)
+        else:
+            sockets = listen_here(args.address, args.port)
     except (OSError, subprocess.CalledProcessError) as e:
-        print(f"nsforward: cannot listen in {args.netns}: {e}", file=sys.stderr)
+        print(f"nsforward: cannot listen in {args.netns or args.address}: {e}", file=sys.stderr)
         return 1
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(sockets))

@@ -68,10 +68,12 @@ def start(
     *,
     env: dict[str, str] | None = None,
     netns: str | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> int:
     """Start `command` in its own session (it outlives the caller); idempotent when already running.
 
     With `netns`, the process runs in that named network namespace (nsenter, same mount namespace).
+    `pass_fds` stay open in the process (a lock it holds for as long as it lives, say).
     """
     existing = daemon.pid()
     if existing is not None:
@@ -89,6 +91,7 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            pass_fds=pass_fds,
         )
     daemon.pid_file.write_text(f"{proc.pid}\n")
     return proc.pid

@@ -4,11 +4,14 @@ inside a node's netns) and its readiness. Uses process.py; knows nothing of rule
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from cluster import process
@@ -18,6 +21,30 @@ from cluster.spec import ClusterSpec
 ROOT_NETNS_MARK = "proxy-rootns"
 """A file in the run dir saying a proxy ran in the root netns, so `down` removes KUBE-* chains
 there (never otherwise: other sessions' proxies may own them)."""
+ROOT_NETNS_LOCK = Path("/run/pykubelet/root-netns-proxy.lock")
+"""flock held by the one `pykubelet proxy` of the machine's root netns (inherited by the proxy
+process, so it lasts exactly as long as that proxy): two proxies there would rewrite each
+other's KUBE-SERVICES, and one's cleanup would remove the other's rules."""
+
+
+@contextlib.contextmanager
+def root_netns_lock(lock: Path = ROOT_NETNS_LOCK) -> Iterator[int]:
+    """The root netns's proxy lock as an open fd (closed on exit); ComponentFailed naming the
+    holder when another proxy has it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+            raise process.ComponentFailed(
+                f"another pykubelet proxy runs in this host's root netns ({holder}): one proxy "
+                "per netns; run `pykubelet down` for that cluster first, or use --nodes N"
+            ) from None
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def proxy_daemon(spec: ClusterSpec, node: str) -> process.Daemon:
@@ -89,21 +116,23 @@ def start_proxy(
     `wait`, return once its first sync is applied (/healthz 200). Idempotent when running.
     In a netns the apiserver port must already be forwarded into it (nsforward)."""
     d = proxy_daemon(spec, node)
-    if netns is None:
-        spec.run.mkdir(parents=True, exist_ok=True)
-        (spec.run / ROOT_NETNS_MARK).touch()
-    process.start(
-        d,
-        proxy_command(
-            spec,
-            node,
-            node_routes=node_routes,
-            mode=mode,
-            extra_args=extra_args,
-            localhost_nodeports=netns is not None,
-        ),
-        netns=netns,
+    command = proxy_command(
+        spec,
+        node,
+        node_routes=node_routes,
+        mode=mode,
+        extra_args=extra_args,
+        localhost_nodeports=netns is not None,
     )
+    if netns is not None:
+        process.start(d, command, netns=netns)
+    elif d.pid() is None:
+        with root_netns_lock() as fd:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"cluster {spec.directory}, node {node}\n".encode(), 0)
+            spec.run.mkdir(parents=True, exist_ok=True)
+            (spec.run / ROOT_NETNS_MARK).touch()
+            process.start(d, command, pass_fds=(fd,))
     if wait:
         waited = process.wait_ready(d, lambda: healthz(spec, netns)[0] == 200, timeout=timeout)
         if say is not None:
@@ -118,6 +147,17 @@ def stop_proxy(spec: ClusterSpec, node: str) -> bool:
 
 def ran_in_root_netns(run_dir: Path) -> bool:
     return (run_dir / ROOT_NETNS_MARK).exists()
+
+
+def cleanup_root_netns(spec: ClusterSpec) -> str | None:
+    """After this cluster's root-netns proxy stopped: `--cleanup` there, unless no proxy of this
+    cluster ran there (None) or another cluster's proxy now owns the rules (ComponentFailed)."""
+    if not ran_in_root_netns(spec.run):
+        return None
+    with root_netns_lock():
+        report = remove_rules()
+    (spec.run / ROOT_NETNS_MARK).unlink(missing_ok=True)
+    return report
 
 
 def remove_rules(netns: str | None = None) -> str:

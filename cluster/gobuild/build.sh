@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes binaries, crictl and etcd from the Go module proxy into a cache outside
-# the checkout, keyed by version; a binary already in the cache is reused, never rebuilt.
-# Usage: build.sh [server|etcd|crictl|node|kubeadm|e2e|paths]...   (default: server etcd crictl)
+# Builds the real Kubernetes binaries, crictl, etcd and CoreDNS from the Go module proxy into a cache
+# outside the checkout, keyed by version; a binary already in the cache is reused, never rebuilt.
+# Usage: build.sh [server|etcd|crictl|coredns|node|kubeadm|e2e|paths]...
+#        (default: server etcd crictl coredns)
 # e2e: e2e.test, agnhost and ginkgo (conformance only); kubeadm: for joining VM nodes (vagrant).
 set -euo pipefail
 
@@ -9,6 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 K8S_VERSION=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$here/k8s/go.mod")
 ETCD_VERSION=$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\)$/\1/p' "$here/etcd/go.mod")
 CRICTL_VERSION=$(sed -n 's/^require sigs.k8s.io\/cri-tools \(v[0-9.]*\)$/\1/p' "$here/crictl/go.mod")
+COREDNS_VERSION=$(sed -n 's/^require github.com\/coredns\/coredns \(v[0-9.]*\)$/\1/p' "$here/coredns/go.mod")
 CACHE=${PYKUBELET_CACHE:-$HOME/.cache/pykubelet}
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 log() { printf '[gobuild] %s\n' "$*" >&2; }
@@ -91,10 +93,23 @@ build_crictl() {
    CGO_ENABLED=0 timed "crictl" go build -trimpath -ldflags "-s -w" -o "$out/crictl" sigs.k8s.io/cri-tools/cmd/crictl)
 }
 
+# CoreDNS for the cluster's DNS addon (its root package is main; plugins are compiled in).
+build_coredns() {
+  local out="$CACHE/coredns-$COREDNS_VERSION"
+  [ -x "$out/coredns" ] && { log "coredns $COREDNS_VERSION: cached"; return; }
+  log "coredns $COREDNS_VERSION: building (a cold build takes several minutes)"
+  mkdir -p "$out"
+  (cd "$here/coredns" && go mod download &&
+   CGO_ENABLED=0 timed "coredns" go build -trimpath \
+     -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=module-proxy-$COREDNS_VERSION" \
+     -o "$out/coredns.tmp" github.com/coredns/coredns &&
+   mv "$out/coredns.tmp" "$out/coredns")
+}
+
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.build.lock"
 flock 9  # one build at a time: a second caller waits, then finds the cache filled
-targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(server etcd crictl)
+targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(server etcd crictl coredns)
 for t in "${targets[@]}"; do
   case "$t" in
     server) build_k8s 0 selinux,notest k8s.io/kubernetes/cmd/kube-apiserver \
@@ -105,7 +120,8 @@ for t in "${targets[@]}"; do
     e2e)    build_e2e ;;
     etcd)   build_etcd ;;
     crictl) build_crictl ;;
-    paths)  echo "K8S_BIN=$CACHE/kubernetes-$K8S_VERSION ETCD_BIN=$CACHE/etcd-$ETCD_VERSION CRICTL_BIN=$CACHE/crictl-$CRICTL_VERSION" ;;
-    *) log "unknown target: $t (server, node, kubeadm, e2e, etcd, crictl, paths)"; exit 2 ;;
+    coredns) build_coredns ;;
+    paths)  echo "K8S_BIN=$CACHE/kubernetes-$K8S_VERSION ETCD_BIN=$CACHE/etcd-$ETCD_VERSION CRICTL_BIN=$CACHE/crictl-$CRICTL_VERSION COREDNS_BIN=$CACHE/coredns-$COREDNS_VERSION" ;;
+    *) log "unknown target: $t (server, node, kubeadm, e2e, etcd, crictl, coredns, paths)"; exit 2 ;;
   esac
 done

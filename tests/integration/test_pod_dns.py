@@ -1,11 +1,11 @@
 """Inside the pod: the managed /etc/hosts (header, pod IP line, hostAliases, hostNetwork copy, own
 mount), /etc/resolv.conf from dnsPolicy and dnsConfig, hostname, subdomain and setHostnameAsFQDN.
 
-The harness's agent has no clusterDNS and no clusterDomain (cluster/up.py agent_config), so
-ClusterFirst falls back to Default with a MissingClusterDNS event and a subdomain's domain is
-`<sub>.<ns>.svc.` (upstream's formatting with an empty clusterDomain). With clusterDNS configured
-one would add: ClusterFirst gives `nameserver <clusterDNS>`, the `<ns>.svc.<domain>` searches and
-ndots:5; ClusterFirstWithHostNet does the same for a hostNetwork pod.
+The harness's agent has clusterDNS (the kube-dns address) and clusterDomain cluster.local, as
+`up` writes them (cluster/up.py agent_config): ClusterFirst gives `nameserver <clusterDNS>`, the
+`<ns>.svc.<domain>` searches and ndots:5, and a subdomain's domain is `<sub>.<ns>.svc.<domain>`.
+Nothing here needs DNS to answer. Without clusterDNS (MissingClusterDNS, the fallback to
+Default) see tests/unit/kubelet/pods/test_dns.py.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cluster import dns
 from cluster.spec import ClusterSpec
 from kubelet.pods.dns import parse_resolv_conf, pod_dns, render_resolv_conf
 from kubelet.runtime.criconfig import DNSSettings
 
-from .podutil import container, create_pod, cstatus, events, pod_body, wait_for, wait_pod
+from .podutil import container, create_pod, cstatus, events, pod_body, wait_pod
 
 SEP = "=====\n"
 REPORT = (
@@ -67,7 +68,7 @@ def test_managed_hosts_with_aliases_and_subdomain(cluster_spec: ClusterSpec, ns:
         "fe00::0\tip6-mcastprefix\n"
         "fe00::1\tip6-allnodes\n"
         "fe00::2\tip6-allrouters\n"
-        f"{ip}\tbox.grp.{ns}.svc.\tbox\n" + ALIAS_LINES
+        f"{ip}\tbox.grp.{ns}.svc.cluster.local\tbox\n" + ALIAS_LINES
     )
     assert hostname == "box"
 
@@ -81,7 +82,7 @@ def test_hostname_is_the_pod_name_and_fqdn_when_asked(cluster_spec: ClusterSpec,
     _, msg = _report(
         cluster_spec, ns, "fqdn", hostname="fq", subdomain="grp", setHostnameAsFQDN=True
     )
-    assert _parts(msg)[2] == f"fq.grp.{ns}.svc."
+    assert _parts(msg)[2] == f"fq.grp.{ns}.svc.cluster.local"
 
 
 def test_container_mounting_etc_hosts_keeps_its_own(cluster_spec: ClusterSpec, ns: str) -> None:
@@ -109,24 +110,20 @@ def test_default_policy_copies_the_node_resolv_conf(cluster_spec: ClusterSpec, n
     assert _parts(msg)[1] == _node_resolv_conf()
 
 
-def test_cluster_first_without_cluster_dns_falls_back(cluster_spec: ClusterSpec, ns: str) -> None:
-    pod, msg = _report(cluster_spec, ns, "dns-fallback")
-    assert _parts(msg)[1] == _node_resolv_conf()
-    uid = pod["metadata"]["uid"]
-    found = wait_for(
-        lambda: [
-            e
-            for e in events(cluster_spec, ns, "dns-fallback")
-            if e["reason"] == "MissingClusterDNS"
-        ],
-        30,
-        "MissingClusterDNS event",
-    )
-    assert found[0]["type"] == "Warning"
-    assert found[0]["message"] == (
-        f'pod: "dns-fallback_{ns}({uid})". kubelet does not have ClusterDNS IP configured and '
-        'cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.'
-    )
+def test_cluster_first_uses_cluster_dns(cluster_spec: ClusterSpec, ns: str) -> None:
+    pod, msg = _report(cluster_spec, ns, "dns-cluster-first")
+    resolv = _parts(msg)[1]
+    server = dns.service_ip(cluster_spec.service_cidr)
+    node = Path("/etc/resolv.conf").read_text()
+    assert resolv == render_resolv_conf(pod_dns(pod, node, (server,), dns.DOMAIN).settings)
+    lines = resolv.splitlines()
+    assert f"nameserver {server}" in lines and "options ndots:5" in lines
+    assert lines[0].startswith(f"search {ns}.svc.cluster.local svc.cluster.local cluster.local")
+    assert not [
+        e
+        for e in events(cluster_spec, ns, "dns-cluster-first")
+        if e["reason"] == "MissingClusterDNS"
+    ]
 
 
 def test_none_policy_uses_only_dns_config(cluster_spec: ClusterSpec, ns: str) -> None:

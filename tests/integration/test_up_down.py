@@ -100,6 +100,7 @@ def test_up_kubectl_down_leaves_nothing(root_required: None, tmp_path: Path) -> 
             *cli,
             "up",
             "--no-build",
+            "--no-addons",  # one proxy per root netns: test_cluster_services_dns runs that one
             "--dir",
             str(directory),
             "--bridge",
