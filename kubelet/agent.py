@@ -21,6 +21,7 @@ from kube import facts as machine
 from kube.apiserver import NODES, SECRETS, ApiClient, ApiError
 from kube.quantity import parse_quantity
 from kubelet import notify
+from kubelet.certs.client import ClientSetupError, open_client
 from kubelet.cgroups import host as cghost
 from kubelet.cgroups import manager as cgmanager
 from kubelet.cgroups.planner import node_resources, reserved_resources
@@ -147,11 +148,20 @@ class Agent:
 
     async def run(self) -> None:
         cfg, kc = self.config, self.config.kubelet
-        if cfg.kubeconfig is None:
-            raise SystemExit(
-                "pykubelet run: --kubeconfig is required (standalone mode is not supported yet)"
-            )
-        client = ApiClient.from_kubeconfig(cfg.kubeconfig)
+        stop = asyncio.Event()
+        fatal: list[str] = []
+
+        def on_expired(why: str) -> None:  # upstream's kubelet exits; its supervisor restarts it
+            log.error("exiting: %s", why)
+            fatal.append(why)
+            stop.set()
+
+        try:
+            client, client_certs = await open_client(cfg, on_expired=on_expired)
+        except ClientSetupError as e:
+            raise SystemExit(f"pykubelet run: {e}") from e
+        if client_certs is not None:
+            supervise.spawn(self.tasks, "client-certificate", client_certs.run)
         runtime = RuntimeClient(kc.container_runtime_endpoint, observe=observe_runtime_operation)
         self.notifier.status("Waiting for the container runtime")
         version = await self._runtime_version(runtime)
@@ -196,7 +206,6 @@ class Agent:
         self._start_network(client, node)
         self._start_shutdown_manager(node)
         self._start_systemd(ident.name, server, node)
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -210,6 +219,8 @@ class Agent:
             await asyncio.gather(*self.tasks, return_exceptions=True)
             await runtime.close()
             await client.close()
+        if fatal:
+            raise SystemExit(f"pykubelet run: {fatal[0]}")
 
     async def _runtime_cgroup_driver(self, runtime: RuntimeClient) -> str | None:
         """The runtime's cgroup driver as its verbose Status reports it (containerd), if any."""
