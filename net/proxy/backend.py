@@ -34,6 +34,10 @@ class Traits:
     """The periodic sync of every sync period is a partial one (upstream's nftables pacing)."""
     localhost_nodeports: bool = False
     """The mode can serve NodePorts on 127.0.0.1 (upstream: iptables mode only)."""
+    size_unit: str = "lines"
+    """What a sync's size counts (`net rules`' column): `lines` of input, or `ops`."""
+    text_kind: str = "restore input"
+    """What a sync's text is (`net rules --with-text`)."""
 
 
 class Sent(Protocol):

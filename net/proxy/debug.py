@@ -27,6 +27,8 @@ class DebugViews:
             "backend": traits.name,
             "synced": self.proxier.synced_once,
             "ruleCount": self.proxier.backend.rule_count(),
+            "sizeUnit": traits.size_unit,
+            "textKind": traits.text_kind,
             "history": self.history.to_json(with_text=with_text),
         }
 

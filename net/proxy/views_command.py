@@ -86,13 +86,12 @@ def format_rules(data: Mapping[str, Any]) -> str:
         )
         for r in data.get("history", [])
     ]
-    nft = data.get("mode") == "nftables"
     table = _table(
         (
             "TIME",
             "DURATION",
             "SYNC",
-            "OPS" if nft else "LINES",  # nftables mode: ops of the netlink batch
+            str(data.get("sizeUnit") or "lines").upper(),  # nftables mode: ops of the batch
             "SERVICES",
             "CHANGED",
             "CHAINS REMOVED",
@@ -131,7 +130,7 @@ def run_rules(args: argparse.Namespace) -> int:
     print(format_rules(data))
     newest = next((r for r in data.get("history", []) if r.get("text")), None)
     if newest is not None:
-        what = "nftables batch" if data.get("mode") == "nftables" else "restore input"
+        what = data.get("textKind") or "restore input"
         print(f"\n# {what} of the sync at {_clock(newest['time'])}")
         print(newest["text"], end="")
     return 0

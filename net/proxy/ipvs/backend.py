@@ -222,7 +222,8 @@ class IpvsBackend:
 
     def __init__(self, programmer: IpvsProgrammer) -> None:
         self.programmer = programmer
-        self.traits = Traits("ipvs", programmer.executor.backend.name)
+        name = programmer.executor.backend.name
+        self.traits = Traits("ipvs", name, size_unit="ops", text_kind="IPVS and ipset ops")
         self.metrics = IptablesMetrics()
         self.applied: IpvsState | None = None
         self._sent: IpvsState | None = None

@@ -141,7 +141,12 @@ class NftBackend:
         self.nft = nft
         self.shards = shards
         self.traits = Traits(
-            "nftables", NETLINK, full_sync_period=FULL_SYNC_PERIOD, partial_syncs=True
+            "nftables",
+            NETLINK,
+            full_sync_period=FULL_SYNC_PERIOD,
+            partial_syncs=True,
+            size_unit="ops",
+            text_kind="nftables batch",
         )
         self.metrics = NftMetrics()
         self.applied: nft_rules.NftRuleSet | None = None

@@ -465,7 +465,7 @@ def test_rules_view_names_ops_in_nftables_mode() -> None:
         "reasons": ["EndpointSlice default/web-x"],
         "error": "",
     }
-    nft = views_command.format_rules({"mode": "nftables", "history": [record]})
-    ipt = views_command.format_rules({"mode": "iptables", "history": [record]})
+    nft = views_command.format_rules({"sizeUnit": "ops", "history": [record]})
+    ipt = views_command.format_rules({"sizeUnit": "lines", "history": [record]})
     assert " OPS " in nft and " LINES " not in nft
     assert " LINES " in ipt and " OPS " not in ipt

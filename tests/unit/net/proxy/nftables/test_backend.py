@@ -255,6 +255,7 @@ def test_daemon_views_in_nftables_mode() -> None:
     assert not d.proxier.sync().error
     rules = d.views.rules(with_text=True)
     assert rules["mode"] == "nftables" and rules["backend"] == "netlink"
+    assert (rules["sizeUnit"], rules["textKind"]) == ("ops", "nftables batch")
     assert rules["ruleCount"] > 0 and "dnat to 10.88.1.2:8080" in rules["history"][0]["text"]
     explained = d.views.explain("default", "web")
     assert explained is not None and explained["found"], explained
