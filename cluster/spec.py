@@ -114,6 +114,14 @@ class ClusterSpec(RuntimeDirs):
     """How simulated nodes route to each other's pod CIDRs: host-gw or vxlan."""
     proxy_mode: str = "iptables"
     """The simulated nodes' `pykubelet proxy --proxy-mode`: iptables or nftables."""
+    advertise_address: str = ""
+    """`up --advertise-address`: an address of this host (e.g. on a VM bridge) the apiserver is
+    reached at from other machines; it then listens on every address (kubeadm's 0.0.0.0) and
+    its serving certificate names that address too. Empty: loopback only."""
+    joinable: bool = False
+    """`up --joinable`: bootstrap tokens, cluster-info and kubeadm's config ConfigMaps, so
+    `kubeadm join` works; anonymous requests are then allowed (RBAC lets them read only
+    cluster-info and the public /version, /healthz, /livez and /readyz)."""
 
     # ---- layout -------------------------------------------------------------------------------
     @property
@@ -178,8 +186,8 @@ def apiserver_command(spec: ClusterSpec) -> list[str]:
     pki = spec.pki
     return [
         str(spec.binaries.k8s("kube-apiserver")),
-        f"--bind-address={spec.address}",
-        f"--advertise-address={spec.address}",
+        f"--bind-address={'0.0.0.0' if spec.advertise_address else spec.address}",
+        f"--advertise-address={spec.advertise_address or spec.address}",
         f"--secure-port={spec.ports.apiserver}",
         f"--etcd-servers=http://{spec.address}:{spec.ports.etcd_client}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -194,7 +202,8 @@ def apiserver_command(spec: ClusterSpec) -> list[str]:
         f"--service-cluster-ip-range={spec.service_cidr}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
-        "--anonymous-auth=false",
+        f"--anonymous-auth={'true' if spec.joinable else 'false'}",
+        "--enable-bootstrap-token-auth=true",
         "--allow-privileged=true",
         "--profiling=false",
         f"--cert-dir={spec.run / 'apiserver-certs'}",
