@@ -27,7 +27,9 @@ rm -f /etc/ssh/ssh_host_*
 # Service proxy owns IPVS); no getty on tty1 (no display).
 systemctl enable systemd-networkd.service pykubelet-ssh-hostkeys.service pykubelet-hostname.service \
   ssh.service containerd.service
-systemctl disable systemd-networkd-wait-online.service
+# ifupdown stays installed for scripts that call ifup/ifdown, but its boot-time networking.service
+# has nothing to bring up (lo only) and costs ~20 s of boot under TCG.
+systemctl disable systemd-networkd-wait-online.service networking.service
 for u in systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
          fstrim.timer man-db.timer ipvsadm.service getty@tty1.service; do
   systemctl mask "$u" >/dev/null 2>&1 || true
