@@ -7,7 +7,8 @@ only=${1:-all}
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 APT_PACKAGES=(containerd runc containernetworking-plugins etcd-server iptables ipset conntrack
-  iproute2 umoci skopeo busybox-static gcc libc6-dev procps util-linux dbus-daemon nftables)
+  iproute2 umoci skopeo busybox-static gcc libc6-dev procps util-linux dbus-daemon nftables
+  musl-tools dpkg-dev)
 
 missing=()
 [ "$only" = venv ] && APT_PACKAGES=()
@@ -31,4 +32,4 @@ if [ ! -e "$stamp" ]; then
 fi
 
 [ "$only" = venv ] && exit 0
-bash "$here/gobuild/build.sh" server etcd crictl
+bash "$here/gobuild/build.sh" server etcd crictl coredns
