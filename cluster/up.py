@@ -7,6 +7,7 @@ beyond the cluster.json record that lets `down` find everything `up` made.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import shutil
@@ -16,7 +17,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cluster import addons, containerd, dns, hostops, images, kubeconfig, nodes, pki, process
+from cluster import (
+    addons,
+    containerd,
+    dns,
+    hostops,
+    images,
+    joining,
+    kubeconfig,
+    nodes,
+    pki,
+    process,
+)
 from cluster.http import request
 from cluster.spec import (
     DEFAULT_CACHE,
@@ -101,6 +113,8 @@ def make_spec(
     netns_prefix: str = ClusterSpec.netns_prefix,
     route_mode: str = ClusterSpec.route_mode,
     proxy_mode: str = ClusterSpec.proxy_mode,
+    advertise_address: str = "",
+    joinable: bool = False,
 ) -> ClusterSpec:
     fallback = not binaries.etcd.exists()
     if fallback:
@@ -118,6 +132,8 @@ def make_spec(
         netns_prefix=netns_prefix,
         route_mode=route_mode,
         proxy_mode=proxy_mode,
+        advertise_address=advertise_address,
+        joinable=joinable,
     )
 
 
@@ -159,6 +175,8 @@ def load_record(directory: Path) -> ClusterSpec | None:
         netns_prefix=data.get("netns_prefix", ClusterSpec.netns_prefix),
         route_mode=data.get("route_mode", ClusterSpec.route_mode),
         proxy_mode=data.get("proxy_mode", ClusterSpec.proxy_mode),
+        advertise_address=data.get("advertise_address", ""),
+        joinable=data.get("joinable", False),
     )
 
 
@@ -176,7 +194,8 @@ def write_credentials(spec: ClusterSpec) -> None:
             "kubernetes.default.svc.cluster.local",
             "localhost",
         ),
-        server_ips=(spec.address, spec.first_service_ip),
+        server_ips=(spec.address, spec.first_service_ip)
+        + ((spec.advertise_address,) if spec.advertise_address else ()),
         clients=pki.CONTROL_PLANE_CLIENTS + tuple(pki.node_identity(n) for n in spec.node_names),
     )
     pki.write_pki(spec.pki, plan)
@@ -210,28 +229,13 @@ def _healthz(url: str) -> Callable[[], bool]:
 
 
 def _bootstrap_rbac(spec: ClusterSpec) -> None:
-    """Let the apiserver's kubelet client (user kube-apiserver) call nodes' :10250 API."""
-    name = "pykubelet:kube-apiserver-kubelet-api-admin"
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": name},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "system:kubelet-api-admin",
-        },
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kube-apiserver"}
-        ],
-    }
-    status, body = api(
-        spec, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", method="POST", body=binding
-    )
-    if status not in (201, 409):
-        raise process.ComponentFailed(
-            f"kube-apiserver: creating ClusterRoleBinding {name} gave HTTP {status}: {body!r}"
-        )
+    """The apiserver's kubelet client (user kube-apiserver) may call nodes' :10250 API; kubeadm's
+    RBAC for bootstrap tokens and node client CSRs (auto-approved, renewals too)."""
+    objects = [joining.apiserver_kubelet_client_binding(), *joining.rbac_objects()]
+    try:
+        joining.apply(spec, objects, api)
+    except RuntimeError as e:
+        raise process.ComponentFailed(f"kube-apiserver: {e}") from e
 
 
 def _ctr_ready(spec: ClusterSpec) -> Callable[[], bool]:
@@ -449,6 +453,10 @@ def up(
         d = daemon(spec, name)
         process.start(d, cmd)
         say(f"{name} ready ({process.wait_ready(d, _healthz(url), timeout=60):.1f}s)")
+    if spec.joinable:
+        say(
+            f"joinable: {joining.make_joinable(spec, api, now=datetime.datetime.now(datetime.UTC))}"
+        )
     if spec.node_subnet:
         if with_nodes:
             start_sim_nodes(spec, say=say)

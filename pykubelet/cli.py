@@ -13,8 +13,7 @@ from pathlib import Path
 from cluster.process import ComponentFailed
 from cluster.spec import DEFAULT_CACHE, DEFAULT_DIR, ClusterSpec, Ports
 from kube import __version__, facts
-from kubelet.config import ConfigError, add_run_flags
-from kubelet.config import load as load_run_config
+from kubelet.config import add_run_flags
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +69,19 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip cluster DNS (CoreDNS) and, for a node on this host, its Service proxy",
     )
+    up.add_argument(
+        "--advertise-address",
+        default="",
+        metavar="IP",
+        help="an address of this host where other machines (VMs on a bridge) reach the "
+        "apiserver: it then listens on every address and its certificate names this one",
+    )
+    up.add_argument(
+        "--joinable",
+        action="store_true",
+        help="let nodes join with `kubeadm join` (bootstrap token, cluster-info, kubeadm's "
+        "ConfigMaps and RBAC; anonymous requests may read cluster-info); prints the command",
+    )
     run = sub.add_parser("run", help="run the node agent")
     add_run_flags(run)
     down = sub.add_parser("down", help="stop the local cluster and remove what `up` made")
@@ -96,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is not None:
         code: int = func(args)
         return code
+    from cluster import joining
     from cluster import up as cluster
 
     try:
@@ -118,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                 netns_prefix=args.netns_prefix,
                 route_mode=args.route_mode,
                 proxy_mode=args.proxy_mode,
+                advertise_address=args.advertise_address,
+                joinable=args.joinable,
             )
             cluster.up(spec, with_addons=not args.no_addons)
             print(f"export KUBECONFIG={spec.admin_kubeconfig}")
+            if spec.joinable:
+                print(joining.join_command_path(spec).read_text().strip())
         elif args.command == "down":
             cluster.down(args.dir.resolve())
     except ComponentFailed as e:
@@ -130,17 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import asyncio
+    from kubelet.command import run
 
-    from kubelet.agent import Agent
-
-    try:
-        config = load_run_config(args)
-    except ConfigError as e:
-        print(f"pykubelet run: {e}", file=sys.stderr)
-        return 2
-    asyncio.run(Agent(config).run())
-    return 0
+    return run(args, prog="pykubelet run", config_exit=2)
 
 
 if __name__ == "__main__":
