@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from kube import facts
+from kube import facts, systemd
 from kube.apiserver import NODES, SYNC, ApiClient, InformerEvent, KubeconfigError, watch_forever
 from kube.apiserver.requests import ENDPOINTSLICES, SERVICES, Resource
 from kube.supervise import spawn
@@ -169,6 +169,12 @@ class ProxyDaemon:
 
         spawn(self._tasks, f"watch-{name}", body)
 
+    async def _announce_ready(self) -> None:
+        """READY=1 to systemd (Type=notify units) once the rules were synced once."""
+        await self.loop.synced.wait()
+        status = f"Proxying Services for node {self.node_name} ({self.backend.traits.mode} mode)"
+        systemd.Notifier(name="pykubelet proxy").ready(status)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         traits = self.backend.traits
@@ -187,8 +193,11 @@ class ProxyDaemon:
             spawn(self._tasks, "sync-rules", self.sync_loop)
             if self.settings.node_routes != "none":
                 spawn(self._tasks, "node-routes", self.routes_loop)
+            self._tasks.add(notify := asyncio.create_task(self._announce_ready()))
+            notify.add_done_callback(self._tasks.discard)
             await stop.wait()
         finally:
+            systemd.Notifier(name="pykubelet proxy").stopping()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)

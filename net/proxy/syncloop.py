@@ -50,6 +50,8 @@ class SyncLoop:
         """The config from the node's addresses now, given the last known ones (blocking)."""
         self._clock = clock
         self._wake = asyncio.Event()
+        self.synced = asyncio.Event()
+        """Set by the first successful sync (the daemon then tells systemd it is ready)."""
 
     def wake(self) -> None:
         """A change is queued: note when, and wake the loop."""
@@ -116,6 +118,7 @@ class SyncLoop:
         if job.full:
             self.full_every = max(self.full_period, FULL_SYNC_SHARE * record.duration)
         self.health.updated(self._clock())
+        self.synced.set()
         if p.dirty:
             self.health.queued(p.pending.since or self._clock())
         return job.full
