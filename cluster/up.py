@@ -355,7 +355,7 @@ def agent_config(
         "imageGCHighThresholdPercent: 100",
         *dns.agent_config_lines(spec.service_cidr),
         f"port: {spec.ports.kubelet}",
-        f"podLogsDirectory: {json.dumps(str(logs))}",
+        f"podLogsDir: {json.dumps(str(logs))}",
         "authentication:",
         "  anonymous: {enabled: false}",
         "  webhook: {enabled: true}",

@@ -53,6 +53,7 @@ from kubelet.prober import ProbeManager
 from kubelet.runtime.state import RuntimeCache
 from kubelet.server import KubeletServer
 from kubelet.server import build as build_server
+from kubelet.server.healthz import HealthzServer
 from kubelet.server.metrics import observe_runtime_operation
 from kubelet.services import ServiceCache
 from kubelet.shutdown import planner as shutdown_planner
@@ -199,6 +200,7 @@ class Agent:
         self._start_pods(client, runtime, ident, cgroups)
         await self._start_eviction(runtime, cgroups, cg_host)
         server = self._start_server(client, runtime, ident)
+        self._start_healthz()
         self._start_log_rotation(runtime)
         supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
         supervise.spawn(self.tasks, "node-status", node.status_loop)
@@ -354,7 +356,7 @@ class Agent:
         executor = PodExecutor(
             runtime,
             recorder,
-            log_root=self.config.kubelet.pod_logs_directory,
+            log_root=self.config.kubelet.pod_logs_dir,
             pods_dir=self.config.root_dir / "pods",
             backoff=backoff,
             volumes=volumes,
@@ -558,13 +560,6 @@ class Agent:
     ) -> KubeletServer:
         """The node's HTTPS API (:10250): logs, exec/attach/port-forward, metrics, stats."""
 
-        def health() -> tuple[bool, str]:
-            dead = sorted(t.get_name() for t in self.tasks if t.done())
-            if dead:
-                return False, f"loops not running: {', '.join(dead)}"
-            rh = self.runtime_health
-            return rh.runtime_ready, rh.runtime_message
-
         async def pods() -> list[dict[str, object]]:
             return list(self.workers.pods()) if self.workers is not None else []
 
@@ -574,13 +569,30 @@ class Agent:
             node_ips=ident.internal_ips,
             client=client,
             runtime=runtime,
-            health=health,
+            health=self.api_health,
             pods=pods,
         )
         supervise.spawn(self.tasks, "node-api", server.run)
         if server.cert_manager is not None:
             supervise.spawn(self.tasks, "serving-certificate", server.cert_manager.run)
         return server
+
+    def api_health(self) -> tuple[bool, str]:
+        """/healthz on the node API and on healthzPort: every loop runs, the runtime is ready."""
+        dead = sorted(t.get_name() for t in self.tasks if t.done())
+        if dead:
+            return False, f"loops not running: {', '.join(dead)}"
+        rh = self.runtime_health
+        return rh.runtime_ready, rh.runtime_message
+
+    def _start_healthz(self) -> None:
+        """The plain-HTTP /healthz on healthzBindAddress:healthzPort (kubeadm polls it; 0: off)."""
+        kc = self.config.kubelet
+        if kc.healthz_port:
+            server = HealthzServer(
+                self.api_health, address=kc.healthz_bind_address, port=kc.healthz_port
+            )
+            supervise.spawn(self.tasks, "healthz", server.run)
 
     def _start_log_rotation(self, runtime: RuntimeClient) -> None:
         """Container log rotation (containerLogMaxSize / containerLogMaxFiles)."""

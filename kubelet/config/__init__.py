@@ -1,13 +1,14 @@
-"""The node agent's configuration: the KubeletConfiguration file, the `run` flags, their checks.
-Owns settings and their validation only; starts nothing and reads no file but the one named.
+"""The node agent's configuration: the KubeletConfiguration file and its drop-ins, the kubelet
+command line, their checks. Owns settings and their validation only; starts nothing and reads no
+file but the ones named.
 """
 
 from __future__ import annotations
 
 from kube.units import format_duration, parse_duration, parse_percentage, parse_quantity
-from kubelet.config.decode import from_dict, load_file, loads, to_dict, validate
+from kubelet.config.decode import from_dict, load_file, loads, to_dict, validate, verbosity
 from kubelet.config.errors import ConfigError
-from kubelet.config.flags import RunConfig, add_run_flags, apply_flags, load, node_name
+from kubelet.config.flags import RunConfig, add_run_flags, load, node_name, normalize_argv
 from kubelet.config.labels import (
     Taint,
     check_label_key,
@@ -43,7 +44,6 @@ __all__ = [
     "WebhookAuthorization",
     "X509Authentication",
     "add_run_flags",
-    "apply_flags",
     "check_label_key",
     "check_label_value",
     "format_duration",
@@ -52,6 +52,7 @@ __all__ = [
     "load_file",
     "loads",
     "node_name",
+    "normalize_argv",
     "parse_duration",
     "parse_labels",
     "parse_node_ips",
@@ -61,4 +62,5 @@ __all__ = [
     "parse_taints",
     "to_dict",
     "validate",
+    "verbosity",
 ]

@@ -1,5 +1,6 @@
-"""The KubeletConfiguration (kubelet.config.k8s.io/v1beta1) subset pykubelet supports, as frozen
-dataclasses with upstream YAML names, codecs and defaults. Declarations only: no I/O, no parsing.
+"""The KubeletConfiguration (kubelet.config.k8s.io/v1beta1) fields pykubelet implements, as frozen
+dataclasses with upstream YAML names, codecs and defaults (the fields it reads but does not act on
+are declared in upstream.py). Declarations only: no I/O, no parsing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from kubelet.config.schema import (
     frozen,
     spec,
     type_name,
+    unknown_key,
 )
 
 API_VERSION = "kubelet.config.k8s.io/v1beta1"
@@ -108,14 +110,15 @@ def _check_sysctl_pattern(text: str) -> None:
 
 
 class _TaintCodec:
-    """core/v1 Taint in YAML: {key, value, effect}; timeAdded is the controller's, refused."""
+    """core/v1 Taint in YAML: {key, value, effect}; other keys (timeAdded is the controller's)
+    are unknown fields."""
 
     def decode(self, raw: object, path: str) -> Taint:
         if not isinstance(raw, dict):
             raise ConfigError(path, f"expected a mapping, got {type_name(raw)} {raw!r}")
         for key in raw:
             if key not in ("key", "value", "effect"):
-                raise ConfigError(path, f'unknown field "{key}"')
+                unknown_key(path, key)
         parts = {k: Str().decode(raw.get(k, ""), f"{path}.{k}") for k in ("key", "value", "effect")}
         taint = Taint(**parts)
         try:
@@ -130,6 +133,35 @@ class _TaintCodec:
 
 
 _THRESHOLDS = MapOf(Quantity(percent=True), key_check=_check_signal)
+DEFAULT_EVICTION_HARD = {
+    "memory.available": "100Mi",
+    "nodefs.available": "10%",
+    "imagefs.available": "15%",
+    "nodefs.inodesFree": "5%",
+}
+"""Upstream's Linux hard eviction thresholds, used when evictionHard is not set."""
+SWAP_BEHAVIORS = ("", "NoSwap", "LimitedSwap")
+
+
+@dataclass(frozen=True)
+class MemorySwap:
+    """memorySwap: how containers may use the node's swap."""
+
+    swap_behavior: str = field(
+        default="", metadata=spec("swapBehavior", Str(choices=SWAP_BEHAVIORS))
+    )
+    """"" or NoSwap: no swap for workloads; LimitedSwap: swap in proportion to memory requests
+    (cgroup v2 only)."""
+
+
+@dataclass(frozen=True)
+class ShutdownGracePeriodByPodPriority:
+    """One step of shutdownGracePeriodByPodPriority."""
+
+    priority: int = field(metadata=spec("priority", Int()))
+    """Pods with at least this priority (and below the next step's) get this grace period."""
+    shutdown_grace_period_seconds: int = field(metadata=spec("shutdownGracePeriodSeconds", Int(0)))
+    """Seconds these pods get to stop when the node shuts down."""
 
 
 @dataclass(frozen=True)
@@ -253,8 +285,8 @@ class KubeletConfiguration:
     # --- pods and their sources ---
     static_pod_path: str = field(default="", metadata=spec("staticPodPath", Str()))
     """Directory (or file) of static pod manifests; empty disables static pods."""
-    pod_logs_directory: str = field(
-        default="/var/log/pods", metadata=spec("podLogsDirectory", Str(), omitzero=True)
+    pod_logs_dir: str = field(
+        default="/var/log/pods", metadata=spec("podLogsDir", Str(), omitzero=True)
     )
     """Where container logs are written: <dir>/<namespace>_<name>_<uid>/<container>/<n>.log."""
     sync_frequency: timedelta = field(
@@ -302,6 +334,13 @@ class KubeletConfiguration:
         default=timedelta(0), metadata=spec("shutdownGracePeriodCriticalPods", Duration())
     )
     """Part of shutdownGracePeriod kept for critical pods, which stop last."""
+    shutdown_grace_period_by_pod_priority: tuple[ShutdownGracePeriodByPodPriority, ...] = field(
+        default=(),
+        metadata=spec(
+            "shutdownGracePeriodByPodPriority", ListOf(Struct(ShutdownGracePeriodByPodPriority))
+        ),
+    )
+    """Grace periods by pod priority (instead of the two periods above)."""
 
     # --- node status and registration ---
     node_status_update_frequency: timedelta = field(
@@ -389,6 +428,12 @@ class KubeletConfiguration:
     """Build the kubepods / burstable / besteffort QoS cgroup hierarchy."""
     fail_cgroup_v1: bool = field(default=False, metadata=spec("failCgroupV1", Bool()))
     """Refuse to start on a cgroup v1 host (pykubelet default: false, v1 is supported)."""
+    fail_swap_on: bool = field(default=True, metadata=spec("failSwapOn", Bool()))
+    """Refuse to start when swap is on (/proc/swaps lists a device or file)."""
+    memory_swap: MemorySwap = field(
+        default=MemorySwap(), metadata=spec("memorySwap", Struct(MemorySwap))
+    )
+    """Swap for workloads when failSwapOn is false."""
     kube_reserved: Mapping[str, str] = field(
         default_factory=frozen({}),
         metadata=spec("kubeReserved", MapOf(Quantity(), key_check=_check_reserved)),
@@ -411,18 +456,14 @@ class KubeletConfiguration:
 
     # --- eviction ---
     eviction_hard: Mapping[str, str] = field(
-        default_factory=frozen(
-            {
-                "memory.available": "100Mi",
-                "nodefs.available": "10%",
-                "imagefs.available": "15%",
-                "nodefs.inodesFree": "5%",
-            }
-        ),
-        metadata=spec("evictionHard", _THRESHOLDS),
+        default_factory=frozen(DEFAULT_EVICTION_HARD), metadata=spec("evictionHard", _THRESHOLDS)
     )
     """Signal -> threshold (quantity or percent) that evicts pods at once; setting it replaces
-    all the defaults."""
+    all the defaults unless mergeDefaultEvictionSettings is true."""
+    merge_default_eviction_settings: bool = field(
+        default=False, metadata=spec("mergeDefaultEvictionSettings", Bool())
+    )
+    """Keep the default evictionHard thresholds for signals the file does not name."""
     eviction_soft: Mapping[str, str] = field(
         default_factory=frozen({}), metadata=spec("evictionSoft", _THRESHOLDS)
     )
@@ -446,3 +487,8 @@ class KubeletConfiguration:
     )
     """Longest grace period (seconds) a pod evicted for a soft threshold is stopped with; the
     pod's own terminationGracePeriodSeconds when shorter. Hard evictions stop pods at once."""
+
+    # --- read but not acted on (upstream.py) ---
+    upstream_only: Mapping[str, object] = field(default_factory=frozen({}))
+    """The upstream fields pykubelet does not implement, as given (YAML values), so that the
+    YAML form carries them through drop-in merges; see upstream.FIELDS."""

@@ -1,11 +1,15 @@
 """How one setting is read from and written to its YAML form: typed codecs and the field helper.
 Codecs check types and values and raise ConfigError with the setting's path; no defaults here.
+Unknown keys are reported to the warning sink of the decode in progress (upstream decodes them
+leniently, with a warning), or are errors when no sink is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -17,6 +21,28 @@ from kubelet.config.errors import ConfigError
 T = TypeVar("T")
 Check = Callable[[str], str | None]
 """A value check: raises ValueError, or returns a normalised form of the text (or None)."""
+Note = Callable[[str], None]
+"""Receives one warning line."""
+_SINK: ContextVar[Note | None] = ContextVar("config_warnings", default=None)
+
+
+@contextlib.contextmanager
+def warnings_to(note: Note) -> Iterator[None]:
+    """Within the block, unknown keys are warnings sent to `note` instead of errors."""
+    token = _SINK.set(note)
+    try:
+        yield
+    finally:
+        _SINK.reset(token)
+
+
+def unknown_key(path: str, key: object) -> None:
+    """An unknown key at `path`: a warning when a sink is set (upstream's lenient decoding),
+    else a ConfigError."""
+    note = _SINK.get()
+    if note is None:
+        raise ConfigError(path, f'unknown field "{key}"')
+    note(f'{path}: unknown field "{key}"; ignored')
 
 
 class Codec(Protocol):
@@ -244,10 +270,10 @@ def decode_fields(
     `ignore`), require keys without default, leave absent/null/omitted-zero keys to defaults."""
     if not isinstance(raw, dict):
         raise ConfigError(path, f"expected a mapping, got {type_name(raw)} {raw!r}")
-    specs = {f.metadata["yaml"]: f for f in dataclasses.fields(cls)}
+    specs = {f.metadata["yaml"]: f for f in dataclasses.fields(cls) if "yaml" in f.metadata}
     for key in raw:
         if key not in specs and key not in ignore:
-            raise ConfigError(path, f'unknown field "{key}"')
+            unknown_key(path, key)
     kwargs: dict[str, Any] = {}
     for key, spec in specs.items():
         required = (
@@ -270,6 +296,8 @@ def encode_fields(obj: Any) -> dict[str, object]:
     """The YAML form of a settings dataclass: every field under its YAML key, None ones left out."""
     out: dict[str, object] = {}
     for spec in dataclasses.fields(obj):
+        if "yaml" not in spec.metadata:
+            continue
         value = getattr(obj, spec.name)
         if value is not None:
             out[spec.metadata["yaml"]] = spec.metadata["codec"].encode(value)

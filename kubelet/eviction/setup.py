@@ -95,7 +95,7 @@ def build(
     def stats(pod: Json) -> PodUsage:
         uid = str((pod.get("metadata") or {}).get("uid") or "")
         disk = dir_bytes(root_dir / "pods" / uid)
-        disk += dir_bytes(Path(pod_log_directory(pod, kc.pod_logs_directory)))
+        disk += dir_bytes(Path(pod_log_directory(pod, kc.pod_logs_dir)))
         return PodUsage(
             memory=cgroups.working_set(uid), disk=disk, processes=cgroups.process_count(uid)
         )
