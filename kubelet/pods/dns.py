@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubelet.runtime.criconfig import DNSSettings, PodConfigError
+from kubelet.pods.model import PodSpecError
+from kubelet.runtime.criconfig import DNSSettings
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ def _check(pod: Json, field: str, value: str, *, subdomain: bool = False) -> Non
         if len(value) <= HOSTNAME_MAX and _LABEL_RE.fullmatch(value):
             return
         kind = "DNS label (at most 63 lower-case alphanumeric characters or '-')"
-    raise PodConfigError(_ref(pod), field, f"{value!r} is not a valid {kind}")
+    raise PodSpecError(_ref(pod), field, f"{value!r} is not a valid {kind}")
 
 
 def _truncate(pod: Json, hostname: str) -> str:
@@ -328,7 +329,7 @@ def _truncate(pod: Json, hostname: str) -> str:
     cut = hostname[:HOSTNAME_MAX].rstrip("-.")
     log.warning("pod %s: hostname %r too long, truncated to %r", pod_ref(pod), hostname, cut)
     if not cut:
-        raise PodConfigError(_ref(pod), "spec.hostname", f"hostname {hostname!r} is invalid")
+        raise PodSpecError(_ref(pod), "spec.hostname", f"hostname {hostname!r} is invalid")
     return cut
 
 
@@ -338,7 +339,7 @@ def pod_hostname(pod: Json, cluster_domain: str) -> PodHostname:
     spec.hostnameOverride (beta, on by default since 1.35) wins, without a domain; else
     spec.hostname or the pod name, cut to 63 chars; spec.subdomain gives the domain
     `<subdomain>.<ns>.svc.<clusterDomain>`. setHostnameAsFQDN makes the kernel hostname the FQDN,
-    refused (PodConfigError) over 64 chars. Invalid names raise PodConfigError.
+    refused (PodSpecError) over 64 chars. Invalid names raise PodSpecError.
     """
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     name = str(meta.get("name") or "")
@@ -362,7 +363,7 @@ def pod_hostname(pod: Json, cluster_domain: str) -> PodHostname:
     if domain and spec.get("setHostnameAsFQDN") is True:
         fqdn = f"{hostname}.{domain}"
         if len(fqdn) > FQDN_MAX:
-            raise PodConfigError(
+            raise PodSpecError(
                 _ref(pod),
                 "spec.setHostnameAsFQDN",
                 f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is "
@@ -408,12 +409,12 @@ class DNSConfigurer:
         self.node_ips: Callable[[], Sequence[str]] = node_ips or (lambda: ())
 
     def pod_dns(self, pod: Json) -> PodDNS:
-        """The pod's sandbox DNS; PodConfigError when the node's resolv.conf is unusable."""
+        """The pod's sandbox DNS; PodSpecError when the node's resolv.conf is unusable."""
         try:
             text = read_resolv_conf(self.resolv_conf)
             return pod_dns(pod, text, self.cluster_dns, self.cluster_domain, self.node_ips())
         except ResolvConfError as e:
-            raise PodConfigError(_ref(pod), "dnsPolicy", f"{self.resolv_conf}: {e}") from None
+            raise PodSpecError(_ref(pod), "dnsPolicy", f"{self.resolv_conf}: {e}") from None
 
     def hostname(self, pod: Json) -> PodHostname:
         return pod_hostname(pod, self.cluster_domain)

@@ -28,6 +28,7 @@ from kubelet.pods.etchosts import EtcHosts
 from kubelet.pods.model import (
     Container,
     Pod,
+    PodSpecError,
     PodUID,
     PullPolicy,
     RuntimePod,
@@ -46,7 +47,7 @@ from kubelet.pods.seams import (
     VolumeSetupError,
 )
 from kubelet.runtime import pullsecrets
-from kubelet.runtime.criconfig import PodConfigError, container_config, pod_log_directory
+from kubelet.runtime.criconfig import container_config, pod_log_directory
 from kubelet.runtime.criconfig import sandbox_config as build_sandbox_config
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class PodExecutor:
         if self.dns is not None:
             try:
                 result = self.dns.pod_dns(pod_json)
-            except PodConfigError as e:
+            except PodSpecError as e:
                 if pod is not None:
                     raise
                 log.warning("%s (sandbox config for image pulls and containers)", e)
@@ -201,7 +202,7 @@ class PodExecutor:
         if self.dns is not None and config.hostname:  # not for hostNetwork pods
             try:
                 config.hostname = self.dns.hostname(pod_json).kernel
-            except PodConfigError:
+            except PodSpecError:
                 if pod is not None:
                     raise
         return config
@@ -265,7 +266,7 @@ class PodExecutor:
                         self.sandbox_config(pod_json, attempt, pod), runtime_handler=handler
                     )
                 )
-            except (CRIError, PodConfigError, RuntimeClassError, OSError) as e:
+            except (CRIError, PodSpecError, RuntimeClassError, OSError) as e:
                 out.sandbox_error = str(e)
                 self._event(
                     pod, ev.WARNING, ev.FAILED_CREATE_SANDBOX, f"Failed to create pod sandbox: {e}"
@@ -405,7 +406,7 @@ class PodExecutor:
                 mounts=mounts,
                 memory_capacity=self.memory_capacity,
             )
-        except (ContainerConfigError, PodConfigError, OSError) as e:
+        except (ContainerConfigError, PodSpecError, OSError) as e:
             self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e}", fpath)
             return Waiting(CREATE_CONFIG_ERROR, str(e))
 

@@ -25,13 +25,19 @@ DEFAULT_GRACE_PERIOD_SECONDS = 30
 
 
 class PodSpecError(ValueError):
-    """A pod dict the agent cannot run; names the pod (ns/name) and the offending field."""
+    """A pod the agent cannot run as written: names the pod (ns/name), the container when one
+    is at fault, and the field. The one error type for a user's mistake in a pod spec, whether
+    found decoding it or building its runtime config; it reaches an event or a waiting reason."""
 
-    def __init__(self, pod: str, field_path: str, problem: str) -> None:
+    def __init__(
+        self, pod: str, field_path: str, problem: str, container: str | None = None
+    ) -> None:
         self.pod = pod
+        self.container = container
         self.field = field_path
         self.problem = problem
-        super().__init__(f"pod {pod}: {field_path}: {problem}")
+        where = f'container "{container}": ' if container is not None else ""
+        super().__init__(f"pod {pod}: {where}{field_path}: {problem}")
 
 
 class RestartPolicy(StrEnum):

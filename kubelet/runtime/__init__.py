@@ -5,7 +5,6 @@ Pure functions over plain pod dicts; it must not call the runtime or touch the h
 from kube.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.runtime.criconfig import (
     DNSSettings,
-    PodConfigError,
     container_config,
     pod_log_directory,
     sandbox_config,
@@ -21,7 +20,6 @@ from kubelet.runtime.labels import (
 __all__ = [
     "ContainerRef",
     "DNSSettings",
-    "PodConfigError",
     "PodRef",
     "QuantityError",
     "container_config",

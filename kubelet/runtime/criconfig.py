@@ -11,6 +11,7 @@ from typing import Any
 
 from cri import api
 from kube.quantity import QuantityError, parse_cpu, parse_memory
+from kubelet.pods.model import PodSpecError
 from kubelet.pods.qos import QOSClass, qos_class_of
 from kubelet.runtime import labels
 
@@ -62,18 +63,6 @@ _SECCOMP_TYPES = {
 }
 
 
-class PodConfigError(ValueError):
-    """A pod the agent cannot turn into CRI config; names the pod, the container and the field."""
-
-    def __init__(self, pod: str, field: str, problem: str, container: str | None = None) -> None:
-        self.pod = pod
-        self.container = container
-        self.field = field
-        self.problem = problem
-        where = f'container "{container}": ' if container is not None else ""
-        super().__init__(f"pod {pod}: {where}{field}: {problem}")
-
-
 @dataclass(frozen=True)
 class DNSSettings:
     """The resolv.conf the sandbox gets; computing it from dnsPolicy happens elsewhere."""
@@ -104,15 +93,15 @@ def milli_cpu_to_quota(milli: int, period: int = QUOTA_PERIOD_US) -> int:
 
 
 class _Reader:
-    """Typed access to the pod dict that raises PodConfigError with the full location."""
+    """Typed access to the pod dict that raises PodSpecError with the full location."""
 
     def __init__(self, pod: Mapping[str, Any], container: str | None = None) -> None:
         meta = _obj(pod, "metadata")
         self.ref = f"{meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
         self.container = container
 
-    def fail(self, field: str, problem: str) -> PodConfigError:
-        return PodConfigError(self.ref, field, problem, self.container)
+    def fail(self, field: str, problem: str) -> PodSpecError:
+        return PodSpecError(self.ref, field, problem, self.container)
 
     def int_or_none(self, d: Mapping[str, Any], key: str, path: str) -> int | None:
         v = d.get(key)

@@ -25,8 +25,8 @@ from kubelet.pods.dns import (
     render_resolv_conf,
 )
 from kubelet.pods.executor import PodExecutor
-from kubelet.pods.model import pod_from_api
-from kubelet.runtime.criconfig import DNSSettings, PodConfigError
+from kubelet.pods.model import PodSpecError, pod_from_api
+from kubelet.runtime.criconfig import DNSSettings
 
 HOST = "nameserver 10.0.0.2\nnameserver 10.0.0.3\nsearch corp.example lab.example\noptions rotate\n"
 CLUSTER = ("10.96.0.10",)
@@ -366,7 +366,7 @@ def test_fqdn_property() -> None:
     ],
 )
 def test_pod_hostname_errors(spec: dict[str, Any], match: str) -> None:
-    with pytest.raises(PodConfigError, match=match):
+    with pytest.raises(PodSpecError, match=match):
         pod_hostname(pod(**spec), DOMAIN)
 
 
@@ -390,7 +390,7 @@ def test_configurer_reads_the_file_each_time(tmp_path: Path) -> None:
     f.write_text("nameserver 9.9.9.9\n")
     assert dns.pod_dns(pod(dnsPolicy="Default")).settings.nameservers == ("9.9.9.9",)
     f.write_text("nameserver\n")
-    with pytest.raises(PodConfigError, match="nameserver list is empty"):
+    with pytest.raises(PodSpecError, match="nameserver list is empty"):
         dns.pod_dns(pod(dnsPolicy="Default"))
 
 
@@ -438,7 +438,7 @@ def test_executor_sandbox_config_errors(tmp_path: Path) -> None:
     dns = DNSConfigurer(resolv_conf=str(tmp_path / "missing"))
     executor, _ = _executor(tmp_path, dns)
     p = pod()
-    with pytest.raises(PodConfigError, match="could not open resolv conf file"):
+    with pytest.raises(PodSpecError, match="could not open resolv conf file"):
         executor.sandbox_config(p, 0, pod_from_api(p))
     assert not executor.sandbox_config(p, 0).HasField("dns_config")  # existing sandbox: logged
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from cri import api
+from kubelet.pods.model import PodSpecError
 from kubelet.runtime import labels as L
 from kubelet.runtime.criconfig import (
     DNSSettings,
-    PodConfigError,
     container_config,
     container_resources,
     container_security_context,
@@ -133,7 +133,7 @@ BAD_RESOURCES: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("resources", "tail"), BAD_RESOURCES)
 def test_bad_quantity_message(resources: dict[str, Any], tail: str) -> None:
-    with pytest.raises(PodConfigError) as e:
+    with pytest.raises(PodSpecError) as e:
         _config(make_pod(container={"resources": resources}))
     assert str(e.value) == f'pod default/web: container "app": {tail}'
     assert e.value.container == "app" and e.value.pod == "default/web"
@@ -220,7 +220,7 @@ SC_ERRORS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("pod_sc", "c_sc", "field"), SC_ERRORS)
 def test_security_context_errors(pod_sc: dict[str, Any], c_sc: dict[str, Any], field: str) -> None:
-    with pytest.raises(PodConfigError) as e:
+    with pytest.raises(PodSpecError) as e:
         _sc(pod_sc, c_sc)
     assert str(e.value).startswith(f'pod default/web: container "app": {field}: ')
 
@@ -239,7 +239,7 @@ SPEC_ERRORS: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("change", "tail"), SPEC_ERRORS)
 def test_spec_errors(change: dict[str, Any], tail: str) -> None:
-    with pytest.raises(PodConfigError) as e:
+    with pytest.raises(PodSpecError) as e:
         _config(make_pod(container=change))
     assert str(e.value).startswith(f'pod default/web: container "app": {tail}')
 
@@ -247,7 +247,7 @@ def test_spec_errors(change: dict[str, Any], tail: str) -> None:
 def test_namespace_defaults_in_error_ref() -> None:
     pod = make_pod(container={"image": ""})
     del pod["metadata"]["namespace"]
-    with pytest.raises(PodConfigError, match=r'^pod default/web: container "app": image'):
+    with pytest.raises(PodSpecError, match=r'^pod default/web: container "app": image'):
         _config(pod)
 
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from cri import api
+from kubelet.pods.model import PodSpecError
 from kubelet.runtime import labels as L
 from kubelet.runtime.criconfig import (
     DNSSettings,
-    PodConfigError,
     namespace_options,
     pod_hostname,
     pod_log_directory,
@@ -98,7 +98,7 @@ def test_namespace_options_matrix(spec: dict[str, Any], want: tuple[int, int, in
 
 
 def test_user_namespaces_are_refused() -> None:
-    with pytest.raises(PodConfigError, match=r"^pod default/web: spec.hostUsers: "):
+    with pytest.raises(PodSpecError, match=r"^pod default/web: spec.hostUsers: "):
         _config(make_pod({"hostUsers": False}))
 
 
@@ -136,7 +136,7 @@ BAD_PORTS: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("port", "field"), BAD_PORTS)
 def test_bad_port_names_pod_container_and_field(port: dict[str, Any], field: str) -> None:
-    with pytest.raises(PodConfigError) as e:
+    with pytest.raises(PodSpecError) as e:
         _config(make_pod(container={"ports": [port]}))
     assert str(e.value).startswith(f'pod default/web: container "app": {field}: ')
 
@@ -223,7 +223,7 @@ POD_ERRORS: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("spec", "field"), POD_ERRORS)
 def test_pod_level_errors_name_pod_and_field(spec: dict[str, Any], field: str) -> None:
-    with pytest.raises(PodConfigError) as e:
+    with pytest.raises(PodSpecError) as e:
         _config(make_pod(spec))
     assert str(e.value).startswith(f"pod default/web: {field}: ")
     assert e.value.container is None and e.value.field == field
@@ -233,5 +233,5 @@ def test_pod_level_errors_name_pod_and_field(spec: dict[str, Any], field: str) -
 def test_missing_identity_is_refused(key: str) -> None:
     pod = make_pod()
     del pod["metadata"][key]
-    with pytest.raises(PodConfigError, match=f"metadata.{key}: required"):
+    with pytest.raises(PodSpecError, match=f"metadata.{key}: required"):
         _config(pod)

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from cri import api
+from kubelet.pods.model import PodSpecError
 from kubelet.pods.qos import qos_class_of
 from kubelet.runtime.criconfig import (
     DEFAULT_MASKED_PATHS,
     DEFAULT_READONLY_PATHS,
-    PodConfigError,
     apparmor_profile,
     container_config,
     container_resources,
@@ -169,7 +169,7 @@ def test_apparmor_annotation_fallback() -> None:
     ],
 )
 def test_apparmor_errors(pod_profile: Any, own: Any, annotation: str | None) -> None:
-    with pytest.raises(PodConfigError):
+    with pytest.raises(PodSpecError):
         _aa(pod_profile, own, annotation)
 
 
@@ -188,7 +188,7 @@ def test_proc_mount_default_masks_and_unmasked_does_not() -> None:
     assert (list(sc.masked_paths), list(sc.readonly_paths)) == ([], [])
     sc = _sc({"privileged": True})
     assert (list(sc.masked_paths), list(sc.readonly_paths)) == ([], [])
-    with pytest.raises(PodConfigError):
+    with pytest.raises(PodSpecError):
         _sc({"procMount": "Weird"})
 
 
@@ -214,5 +214,5 @@ def test_every_security_field_reaches_the_config() -> None:
 
 
 def test_run_as_user_zero_with_run_as_non_root_uses_upstream_words() -> None:
-    with pytest.raises(PodConfigError, match="container's runAsUser breaks non-root policy"):
+    with pytest.raises(PodSpecError, match="container's runAsUser breaks non-root policy"):
         _sc({"runAsUser": 0}, {"runAsNonRoot": True})
