@@ -1,40 +1,26 @@
 """The Service proxy's input model: Services and endpoints as plain frozen data.
 Owns parsing raw v1 Service / discovery.k8s.io/v1 EndpointSlice dicts into ClusterState.
 
-Interface of the pure rule model (what the proxy daemon calls; nothing here touches the kernel):
+How the proxy is laid out (imports go down this list, never up; no mode imports another's
+package except IPVS mode, which also restores iptables rules, using iptables mode's):
 
-    net.proxy.model
-        ProxyConfig(node_name, node_ips, cluster_cidr=None, masquerade_all=False,
-                    masquerade_bit=14, nodeport_addresses=(), localhost_nodeports=False)
-        ClusterState(services: {ServiceKey: Service}, endpoints: {ServiceKey: (Endpoint, ...)})
-        state_from_objects(services, slices) -> ClusterState     # never raises, skips bad objects
-        service_from_object(obj) -> Service | None                # for incremental informer caches
-        endpoints_from_slices(slices) -> {ServiceKey: (Endpoint, ...)}
-    net.proxy.iptables.rules
-        build(state, config, previous=None, changed=None) -> RuleSet
-            previous: the last RuleSet built (fragments of unchanged Services are reused);
-            changed: keys known to have changed (others are then reused without comparing).
-        RuleSet.tables  {"filter"|"nat": {chain: (rule text after "-A CHAIN ", ...)}}
-        RuleSet.owners  {chain: ServiceKey | None}   (None: shared chain)
-            (both assembled on first access: O(Services); a partial render never needs them)
-        RuleSet.fragments {ServiceKey: Fragment}: each Service's chains and shared-chain lines;
-        RuleSet.ancestors: Services changed since the last few RuleSets it was patched from,
-            so render() against one of them is O(changed)
-        RuleSet.jumps   ((table, builtin chain, rule), ...): a full restore prepends the ones
-                        the kernel lacks (upstream EnsureRule, Prepend)
-    net.proxy.iptables.render
-        render(desired, applied, *, full, existing=None, jumps_present=None) -> Restore(text,
-            full, changed, removed_chains, lines); existing: {table: chain names now in the
-            kernel} so a full restore also deletes stale KUBE-SVC/SVL/EXT/FW/SEP chains left by
-            an earlier run; jumps_present: {table: builtin jump keys now in the kernel}
-            (net.proxy.iptables.saved) so it also inserts the missing builtin jumps.
-    net.proxy.iptables.trace
-        trace(ruleset, src=, dst=, port=, proto=, local_addresses=) -> TraceResult
-    net.proxy.iptables.explain  explain(state, ruleset, key, conntrack=()) -> Explanation
-    net.proxy.conntrack  parse_conntrack(text) -> [ConntrackEntry]
-    net.proxy.ipvs.plan  ipvs_available(...), desired(state, config), diff(current, desired)
-    net.proxy.ipvs.netlink  encode(ops, family_id=, ifindex=) -> netlink messages (bytes);
-                            ipset_restore_text(ops), ipset_refill_text(state)
+    net.proxy.model      this input model (ClusterState, ProxyConfig): what every mode reads
+    net.proxy.policy     what every mode decides alike: which endpoints serve a port
+                         (categorize, port_policy), NodePort addresses, changed Services
+    net.proxy.views      what the debug views show (TraceResult, Explanation)
+    net.proxy.backend    ProxyBackend: the interface each mode implements (sync = build from
+                         this model + apply full/partial; settle; trace; explain; metrics)
+    net.proxy.iptables   rules (RuleSet, incremental build), render (iptables-restore text),
+                         executor, saved, trace, explain, cleanup, metrics, backend
+    net.proxy.nftables   rules (NftRuleSet over a shared and 16 shard tables), batch (nf_tables
+                         ops), trace, explain, cleanup, backend (netlink, via net.nft)
+    net.proxy.ipvs       plan (virtual/real servers, ipsets, fixed iptables rules), netlink
+                         (encoding), cleanup, backend (pyroute2)
+    net.proxy.modes      --proxy-mode -> the mode's backend, made once at start-up
+    net.proxy.proxier    the sync engine: informer events -> pending changes -> backend.sync;
+                         with conntrack (stale UDP flows), metrics and history
+    net.proxy.daemon     the composition root, with syncloop (pacing), nodes (Node cache,
+                         routes), debug (the /debug views), http, host and cleanup (--cleanup)
 IPv4 only: IPv6 cluster IPs, addresses and slices are ignored.
 """
 

@@ -1,6 +1,7 @@
-"""The proxier against the real iptables-restore, inside a throwaway netns: full and partial
-syncs land as rendered, a bad batch changes nothing and names its line, and restarting from
-rules already in the kernel works (stale chains removed)."""
+"""iptables mode's own checks against the real iptables-restore, inside a throwaway netns: partial
+syncs leave what a full sync makes, builtin jumps are not doubled, a bad batch names its line,
+a failed batch leaves no table half applied, --cleanup, localhost NodePorts. What every mode
+does alike is in test_proxy_backends.py."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _save(netns: str) -> str:
     return _backend(netns).executor.save(("nat", "filter"))
 
 
-def test_full_then_partial_sync_in_the_kernel(netns: str) -> None:
+def test_partial_syncs_leave_what_a_full_sync_makes(netns: str) -> None:
     p = _proxier(netns)
     p.on_service(sync(service("web", "10.0.0.10"), service("dns", "10.0.0.53", 53, proto="UDP")))
     p.on_slice(
@@ -106,22 +107,17 @@ def _rules(save: str) -> list[str]:
     return sorted(ln for ln in save.splitlines() if ln.startswith(("-A", ":KUBE")))
 
 
-def test_restart_removes_chains_of_services_gone_meanwhile(netns: str) -> None:
+def test_a_restarted_proxy_does_not_add_the_builtin_jumps_again(netns: str) -> None:
     p = _proxier(netns)
-    p.on_service(sync(service("web", "10.0.0.10"), service("old", "10.0.0.11")))
+    p.on_service(sync(service("web", "10.0.0.10")))
     p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
     assert not p.sync().error
-    old_chains = {c for c in _backend(netns).executor.chains("nat") if c.startswith("KUBE-SVC-")}
-    assert len(old_chains) == 1  # "old" has no endpoints: a REJECT, no chain
     restarted = _proxier(netns)
     restarted.on_service(sync(service("other", "10.0.0.12")))
     restarted.on_slice(sync(endpoint_slice("other-1", "other", ["10.88.1.9"])))
     record = restarted.sync()
     assert record.full and not record.error
-    chains = _backend(netns).executor.chains("nat")
-    assert not old_chains & chains
-    assert "10.0.0.10" not in _save(netns) and "10.88.1.9" in _save(netns)
-    # the restarted proxy's full sync found the builtin jumps and did not add them again
+    # its full sync found the builtin jumps in the kernel and did not add them again
     jumps = [ln for ln in _save(netns).splitlines() if ln.startswith("-A PREROUTING")]
     assert len([j for j in jumps if j.endswith("-j KUBE-SERVICES")]) == 1, jumps
 
@@ -157,57 +153,6 @@ def test_cleanup_removes_every_rule_and_chain_of_ours(netns: str) -> None:
     saved = _save(netns)
     assert "KUBE-" not in saved and ":OTHER" in saved
     assert proxyproc.remove_rules(netns) == f"removed 0 chains ({_backend(netns).traits.name})"
-
-
-def test_ipvs_mode_ipsets_and_iptables_land_in_the_kernel(netns: str) -> None:
-    """IPVS itself is missing from this kernel: its netlink side is a recorder here, but the
-    ipsets and the fixed iptables rules of IPVS mode are real."""
-    from net.proxy.ipvs.backend import IpvsBackend, IpvsProgrammer
-    from net.proxy.ipvs.plan import IpvsState, Op
-
-    class Recorder:
-        def __init__(self) -> None:
-            self.ops: list[str] = []
-
-        def ensure_dummy(self) -> None:
-            pass
-
-        def current(self) -> IpvsState:
-            return IpvsState({}, frozenset())
-
-        def apply(self, op: Op) -> None:
-            self.ops.append(op.text())
-
-        def close(self) -> None:
-            pass
-
-    run = _runner(netns)
-    executor = Executor(iptables_exec.detect(run), run=run)
-    recorder = Recorder()
-    p = Proxier(
-        CONFIG,
-        IpvsBackend(IpvsProgrammer(recorder, executor, run=run)),
-        metrics=ProxyMetrics(CollectorRegistry()),
-        history=History(),
-    )
-    p.on_service(sync(service("web", "10.0.0.10", node_port=30080)))
-    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
-    try:
-        record = p.sync()
-        assert not record.error, record.error
-        sets = run(["ipset", "list", "KUBE-CLUSTER-IP"], capture_output=True, text=True).stdout
-        assert "10.0.0.10,tcp:80" in sets
-        ports = run(["ipset", "list", "KUBE-NODE-PORT-TCP"], capture_output=True, text=True)
-        assert "30080" in ports.stdout
-        assert "--match-set KUBE-CLUSTER-IP dst,dst" in _save(netns)
-        assert "add-service tcp 10.0.0.10:80 rr" in recorder.ops
-    finally:
-        from net.proxy.cleanup import cleanup
-
-        assert cleanup(executor, run) >= 4
-        assert "KUBE-" not in _save(netns)
-        left = run(["ipset", "list", "-n"], capture_output=True, text=True).stdout
-        assert left.strip() == ""
 
 
 def test_failed_batch_leaves_no_table_half_applied(netns: str) -> None:
