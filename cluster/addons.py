@@ -248,6 +248,12 @@ def remove(spec: ClusterSpec, *, say: Progress) -> None:
     image = dns.coredns_image()
     for obj in reversed(dns.manifests(image, dns.service_ip(spec.service_cidr), replicas=1)):
         _api(spec, f"{dns.api_path(obj)}/{obj['metadata']['name']}", method="DELETE")
+    selector = urllib.parse.quote("k8s-app=kube-dns")
+    pods = f"/api/v1/namespaces/{dns.NAMESPACE}/pods?labelSelector={selector}"
+    deadline = time.monotonic() + 60
+    while dns_pods(spec) and time.monotonic() < deadline:  # its ReplicaSet goes in the background
+        _api(spec, f"{pods}&gracePeriodSeconds=0", method="DELETE")
+        time.sleep(1)
     if "--endpoint-reconciler-type=none" in apiserver_command(spec):
         for obj, collection in kubernetes_endpoints("0.0.0.0", 0):
             _api(spec, f"{collection}/{obj['metadata']['name']}", method="DELETE")

@@ -340,6 +340,8 @@ def parse_answer(msg: bytes, *, ident: int | None = None) -> Answer:
             pos = _skip_name(msg, pos)
             rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", msg[pos : pos + 10])
             pos += 10
+            if pos + rdlen > len(msg):
+                raise IndexError(f"record data of {rdlen} bytes past the end")
             if rtype == TYPE_A and rdlen == 4:
                 found.append(str(ipaddress.IPv4Address(msg[pos : pos + 4])))
             pos += rdlen

@@ -86,7 +86,9 @@ def deb_src_sources(text: str) -> str:
     """A sources file's `deb` entries as `deb-src` ones (one-line and deb822 formats alike);
     other entries dropped."""
     if re.search(r"^Types:", text, re.M):
-        stanzas = [s for s in re.split(r"\n\s*\n", text) if re.search(r"^Types:.*\bdeb\b", s, re.M)]
+        stanzas = [
+            s for s in re.split(r"\n\s*\n", text) if re.search(r"^Types:(.*\s)?deb(\s|$)", s, re.M)
+        ]
         return "\n\n".join(
             re.sub(r"^Types:.*$", "Types: deb-src", s.strip(), flags=re.M) for s in stanzas
         ) + ("\n" if stanzas else "")

@@ -28,9 +28,10 @@ other's KUBE-SERVICES, and one's cleanup would remove the other's rules."""
 
 
 @contextlib.contextmanager
-def root_netns_lock(lock: Path = ROOT_NETNS_LOCK) -> Iterator[int]:
-    """The root netns's proxy lock as an open fd (closed on exit); ComponentFailed naming the
-    holder when another proxy has it."""
+def root_netns_lock(lock: Path | None = None) -> Iterator[int]:
+    """The root netns's proxy lock (ROOT_NETNS_LOCK) as an open fd (closed on exit);
+    ComponentFailed naming the holder when another proxy has it."""
+    lock = lock or ROOT_NETNS_LOCK
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from cluster import proxyproc
+import pytest
+
+from cluster import process, proxyproc
 from cluster.spec import Binaries, ClusterSpec, Ports
 
 
@@ -36,4 +39,40 @@ def test_daemon_names_are_per_node(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     a, b = proxyproc.proxy_daemon(spec, "a"), proxyproc.proxy_daemon(spec, "b")
     assert a.pid_file != b.pid_file and a.log_file.name == "pykubelet-proxy-a.log"
+    assert not proxyproc.ran_in_root_netns(spec.run)
+
+
+def test_root_netns_lock_admits_one_holder(tmp_path: Path) -> None:
+    lock = tmp_path / "run" / "root.lock"
+    with proxyproc.root_netns_lock(lock) as fd:
+        os.pwrite(fd, b"cluster /c1, node n\n", 0)
+        with (
+            pytest.raises(process.ComponentFailed, match=r"cluster /c1, node n.*pykubelet down"),
+            proxyproc.root_netns_lock(lock),
+        ):
+            pass
+    with proxyproc.root_netns_lock(lock):  # released with its fd
+        pass
+
+
+def test_cleanup_root_netns_only_after_a_root_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _spec(tmp_path)
+    lock = tmp_path / "lock"
+    monkeypatch.setattr(proxyproc, "ROOT_NETNS_LOCK", lock)
+    calls: list[str | None] = []
+
+    def remove_rules(netns: str | None = None) -> str:
+        calls.append(netns)
+        return "ok"
+
+    monkeypatch.setattr(proxyproc, "remove_rules", remove_rules)
+    assert proxyproc.cleanup_root_netns(spec) is None and calls == []
+    spec.run.mkdir(parents=True)
+    (spec.run / proxyproc.ROOT_NETNS_MARK).touch()
+    with proxyproc.root_netns_lock(lock), pytest.raises(process.ComponentFailed):
+        proxyproc.cleanup_root_netns(spec)  # another cluster's proxy owns the rules now
+    assert calls == []
+    assert proxyproc.cleanup_root_netns(spec) == "ok" and calls == [None]
     assert not proxyproc.ran_in_root_netns(spec.run)
