@@ -8,34 +8,14 @@ import csv
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from kube.goflags import go_bool, go_int
 from kube.units import parse_duration
 from kubelet.config.errors import ConfigError
 from kubelet.config.flagtable import Flag
 from kubelet.config.labels import parse_taints
 
 T = TypeVar("T")
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
-
-
-def go_bool(text: str) -> bool:
-    """strconv.ParseBool."""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f'invalid boolean "{text}": want true or false')
-
-
-def go_int(text: str) -> int:
-    """strconv.ParseInt with base 0 (0x.., 0o.., 0b.. and decimal)."""
-    try:
-        return int(text, 0)
-    except ValueError:
-        try:
-            return int(text, 10)  # "010": Go reads octal, Python refuses; decimal is close enough
-        except ValueError:
-            raise ValueError(f'invalid integer "{text}"') from None
+__all__ = ["flag_value", "go_bool", "go_int"]
 
 
 def _duration(text: str) -> str:

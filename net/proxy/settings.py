@@ -1,11 +1,12 @@
 """kube-proxy's settings: ProxySettings, read from a KubeProxyConfiguration file
-(kubeproxy.config.k8s.io/v1alpha1) or a mapping, and validated. Pure; no flags, no I/O but the
-file read.
+(kubeproxy.config.k8s.io/v1alpha1, the schema in proxyconfig.py) or a mapping, and validated.
+Pure; no flags, no I/O but the file read.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +14,10 @@ from typing import Any
 
 import yaml
 
-from kube.units import parse_duration
+from net.proxy import proxyconfig
+from net.proxy.proxyconfig import Note
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "kubeproxy.config.k8s.io/v1alpha1"
 KIND = "KubeProxyConfiguration"
@@ -54,19 +58,15 @@ class ProxySettings:
     """Remove the proxy's rules from this netns and exit (upstream --cleanup)."""
     history_size: int = 20
     extra: Mapping[str, Any] = field(default_factory=dict)
-    """Config file fields read but not acted on (kept for messages)."""
+    """Unused (kept for callers that construct it); fields pykubelet does not act on are
+    warned about when the file is read."""
 
 
 def _duration(value: Any, where: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
     try:
-        seconds = parse_duration(str(value)).total_seconds()
-    except ValueError as exc:
-        raise SettingsError(f"{where}: {exc}") from exc
-    if seconds < 0:
-        raise SettingsError(f'{where}: must not be negative, got "{value}"')
-    return seconds
+        return proxyconfig.duration(value, where)
+    except proxyconfig.ConfigFieldError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -81,9 +81,12 @@ def _str(value: Any, where: str) -> str:
     return value
 
 
-def from_config_file(path: Path, base: ProxySettings | None = None) -> ProxySettings:
-    """Settings from a KubeProxyConfiguration file (unknown fields are ignored, as upstream's
-    lenient decoding does; wrong types and kinds are errors naming the field)."""
+def from_config_file(
+    path: Path, base: ProxySettings | None = None, *, note: Note | None = None
+) -> ProxySettings:
+    """Settings from a KubeProxyConfiguration file, decoded as kube-proxy v1.36 does: zero
+    values are unset, unknown fields and fields pykubelet does not implement are warnings
+    (upstream decodes leniently too), wrong types and kinds are errors naming the field."""
     try:
         doc = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -97,75 +100,97 @@ def from_config_file(path: Path, base: ProxySettings | None = None) -> ProxySett
             f"config file {path}: expected kind {KIND} apiVersion {API_VERSION}, got kind "
             f"{doc.get('kind')!r} apiVersion {doc.get('apiVersion')!r}"
         )
-    return settings_from_mapping(doc, base or ProxySettings(), where=str(path))
+    return settings_from_mapping(doc, base or ProxySettings(), where=str(path), note=note)
 
 
-def settings_from_mapping(
-    doc: Mapping[str, Any], base: ProxySettings, *, where: str = "config"
-) -> ProxySettings:
+def with_port(address: str, port: int) -> str:
+    """upstream's AppendPortIfNeeded: an address without a port gets `port`."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def _addresses(doc: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """bindAddress, and the healthz/metrics addresses defaulted from it as upstream does."""
     out: dict[str, Any] = {}
+    bind = _str(doc.get("bindAddress") or "0.0.0.0", f"{where}: bindAddress")
+    out["bind_address"] = bind
+    v6 = ":" in bind
+    for key, attr, host, port in (
+        ("healthzBindAddress", "healthz_bind_address", "[::]" if v6 else "0.0.0.0", 10256),
+        ("metricsBindAddress", "metrics_bind_address", "[::1]" if v6 else "127.0.0.1", 10249),
+    ):
+        value = _str(doc.get(key) or "", f"{where}: {key}")
+        out[attr] = with_port(value, port) if value else f"{host}:{port}"
+    return out
 
-    def section(name: str) -> Mapping[str, Any]:
-        value = doc.get(name) or {}
-        if not isinstance(value, Mapping):
-            raise SettingsError(f"{where}: {name}: must be an object")
-        return value
 
-    conn, ipt, logging_ = section("clientConnection"), section("iptables"), section("logging")
-    if "kubeconfig" in conn:
-        out["kubeconfig"] = _str(conn["kubeconfig"], f"{where}: clientConnection.kubeconfig")
-    simple = {
-        "hostnameOverride": "hostname_override",
-        "clusterCIDR": "cluster_cidr",
-        "bindAddress": "bind_address",
-        "healthzBindAddress": "healthz_bind_address",
-        "metricsBindAddress": "metrics_bind_address",
-    }
-    for key, attr in simple.items():
-        if doc.get(key) not in (None, ""):
-            out[attr] = _str(doc[key], f"{where}: {key}")
-    if doc.get("mode") not in (None, ""):
-        out["mode"] = _str(doc["mode"], f"{where}: mode")
-    if doc.get("nodePortAddresses") is not None:
-        addrs = doc["nodePortAddresses"]
-        if not isinstance(addrs, list) or not all(isinstance(a, str) for a in addrs):
-            raise SettingsError(f"{where}: nodePortAddresses: must be a list of strings")
-        out["nodeport_addresses"] = tuple(addrs)
-    if "masqueradeAll" in ipt:
-        out["masquerade_all"] = _bool(ipt["masqueradeAll"], f"{where}: iptables.masqueradeAll")
+def _mode_settings(doc: Mapping[str, Any], mode: str, where: str) -> dict[str, Any]:
+    """Sync periods and masquerading from the mode's own section (iptables for iptables and
+    ipvs, nftables for nftables), as upstream's v1alpha1 conversion picks them."""
+    out: dict[str, Any] = {}
+    out["min_sync_period"], out["sync_period"] = proxyconfig.mode_periods(doc, mode, where)
+    name = "nftables" if mode == "nftables" else "iptables"
+    body = proxyconfig.section(doc, name, where)
+    if body.get("masqueradeAll") is not None:
+        out["masquerade_all"] = _bool(body["masqueradeAll"], f"{where}: {name}.masqueradeAll")
+    if body.get("masqueradeBit") is not None:
+        bit = body["masqueradeBit"]
+        if not isinstance(bit, int) or isinstance(bit, bool):
+            raise SettingsError(f"{where}: {name}.masqueradeBit: must be an integer")
+        out["masquerade_bit"] = bit
+    ipt = proxyconfig.section(doc, "iptables", where)
     if ipt.get("localhostNodePorts") is not None:
         out["localhost_nodeports"] = _bool(
             ipt["localhostNodePorts"], f"{where}: iptables.localhostNodePorts"
         )
-    if ipt.get("masqueradeBit") is not None:
-        bit = ipt["masqueradeBit"]
-        if not isinstance(bit, int) or isinstance(bit, bool):
-            raise SettingsError(f"{where}: iptables.masqueradeBit: must be an integer")
-        out["masquerade_bit"] = bit
-    # syncPeriod/minSyncPeriod: top level (v1.30+) wins over the older iptables.* fields.
-    for key, attr in (("minSyncPeriod", "min_sync_period"), ("syncPeriod", "sync_period")):
-        if ipt.get(key) not in (None, ""):
-            out[attr] = _duration(ipt[key], f"{where}: iptables.{key}")
-        if doc.get(key) not in (None, ""):
-            out[attr] = _duration(doc[key], f"{where}: {key}")
-    if logging_.get("verbosity") is not None:
-        level = logging_["verbosity"]
-        if not isinstance(level, int) or isinstance(level, bool):
-            raise SettingsError(f"{where}: logging.verbosity: must be an integer, got {level!r}")
-        out["verbosity"] = level
-    known = {
-        "apiVersion",
-        "kind",
-        "clientConnection",
-        "iptables",
-        "logging",
-        "nodePortAddresses",
-        "mode",
-        "minSyncPeriod",
-        "syncPeriod",
-        *simple,
-    }
-    out["extra"] = {k: v for k, v in doc.items() if k not in known}
+    return out
+
+
+def settings_from_mapping(
+    doc: Mapping[str, Any],
+    base: ProxySettings,
+    *,
+    where: str = "config",
+    note: Note | None = None,
+) -> ProxySettings:
+    """ProxySettings from a KubeProxyConfiguration mapping (see from_config_file)."""
+    note = note or log.warning
+    try:
+        proxyconfig.check_ignored(doc, where, note)
+        out = _addresses(doc, where)
+        conn = proxyconfig.section(doc, "clientConnection", where)
+        if conn.get("kubeconfig"):
+            out["kubeconfig"] = _str(conn["kubeconfig"], f"{where}: clientConnection.kubeconfig")
+        for key, attr in (
+            ("hostnameOverride", "hostname_override"),
+            ("clusterCIDR", "cluster_cidr"),
+        ):
+            if doc.get(key):
+                out[attr] = _str(doc[key], f"{where}: {key}")
+        out["mode"] = _str(doc.get("mode") or "iptables", f"{where}: mode")
+        out |= _mode_settings(doc, out["mode"], where)
+        addrs = doc.get("nodePortAddresses")
+        if addrs is not None:
+            if not isinstance(addrs, list) or not all(isinstance(a, str) for a in addrs):
+                raise SettingsError(f"{where}: nodePortAddresses: must be a list of strings")
+            if "primary" in addrs:
+                raise SettingsError(
+                    f'{where}: nodePortAddresses: "primary" is not implemented by pykubelet: '
+                    "NodePorts would be open on every local address instead"
+                )
+            out["nodeport_addresses"] = tuple(addrs)
+        level = proxyconfig.section(doc, "logging", where).get("verbosity")
+        if level is not None:
+            if not isinstance(level, int) or isinstance(level, bool):
+                raise SettingsError(
+                    f"{where}: logging.verbosity: must be an integer, got {level!r}"
+                )
+            out["verbosity"] = level
+    except proxyconfig.ConfigFieldError as exc:
+        raise SettingsError(str(exc)) from None
     return validate(replace(base, **out))
 
 
