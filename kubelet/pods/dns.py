@@ -1,5 +1,6 @@
 """Pod DNS as upstream's kubelet computes it: the sandbox's resolv.conf (CRI DNSConfig) from
 dnsPolicy, dnsConfig, clusterDNS, clusterDomain and the node's resolv.conf; hostname and FQDN.
+Reads the typed Pod only.
 """
 
 from __future__ import annotations
@@ -7,12 +8,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from kubelet.pods.model import PodSpecError
+from kubelet.pods.model import Pod, PodSpecError
 from kubelet.runtime.criconfig import DNSSettings
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,6 @@ DNS_CONFIG_FORMING = "DNSConfigForming"
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _LABEL_RE = re.compile(_DNS_LABEL)
 _SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
-
-Json = Mapping[str, Any]
 
 
 class ResolvConfError(ValueError):
@@ -152,22 +150,20 @@ def _is_ipv6(text: str) -> bool:
     return isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None
 
 
-def pod_ref(pod: Json) -> str:
+def pod_ref(pod: Pod) -> str:
     """Upstream's format.Pod: name_namespace(uid)."""
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('name', '')}_{meta.get('namespace') or 'default'}({meta.get('uid', '')})"
+    return f"{pod.name}_{pod.namespace}({pod.uid})"
 
 
-def dns_type(pod: Json) -> str:
+def dns_type(pod: Pod) -> str:
     """CLUSTER_FIRST (cluster DNS), DEFAULT (the node's) or NONE: ClusterFirst means Default for
     hostNetwork pods; an unknown policy (the apiserver refuses those) counts as ClusterFirst."""
-    spec = pod.get("spec") or {}
-    policy = spec.get("dnsPolicy") or CLUSTER_FIRST
+    policy = pod.dns_policy or CLUSTER_FIRST
     if policy == NONE:
         return NONE
     if policy == CLUSTER_FIRST_WITH_HOST_NET:
         return CLUSTER_FIRST
-    if policy == CLUSTER_FIRST and not spec.get("hostNetwork"):
+    if policy == CLUSTER_FIRST and not pod.host_network:
         return CLUSTER_FIRST
     if policy in (CLUSTER_FIRST, DEFAULT):
         return DEFAULT
@@ -182,20 +178,13 @@ def _cluster_searches(namespace: str, cluster_domain: str, host: Sequence[str]) 
     return _omit_duplicates((*ours, *host))
 
 
-def _pod_dns_config(pod: Json) -> tuple[list[str], list[str], list[str]] | None:
+def _pod_dns_config(pod: Pod) -> tuple[list[str], list[str], list[str]] | None:
     """spec.dnsConfig as (nameservers, searches, options as name[:value]), None when unset."""
-    cfg = (pod.get("spec") or {}).get("dnsConfig")
-    if not isinstance(cfg, Mapping):
+    cfg = pod.dns_config
+    if cfg is None:
         return None
-    servers = [str(s) for s in cfg.get("nameservers") or []]
-    searches = [str(s) for s in cfg.get("searches") or []]
-    options: list[str] = []
-    for opt in cfg.get("options") or []:
-        if not isinstance(opt, Mapping):
-            continue
-        name, value = str(opt.get("name") or ""), opt.get("value")
-        options.append(f"{name}:{value}" if value else name)
-    return servers, searches, options
+    options = [f"{o.name}:{o.value}" if o.value else o.name for o in cfg.options]
+    return list(cfg.nameservers), list(cfg.searches), options
 
 
 def _merge_pod_options(existing: Sequence[str], pod_options: Sequence[str]) -> tuple[str, ...]:
@@ -246,7 +235,7 @@ def _fit_searches(searches: tuple[str, ...], out: list[DNSWarning]) -> tuple[str
 
 
 def pod_dns(
-    pod: Json,
+    pod: Pod,
     resolv_conf: str | None,
     cluster_dns: Sequence[str],
     cluster_domain: str,
@@ -263,7 +252,7 @@ def pod_dns(
     warnings: list[DNSWarning] = []
     servers, searches, options = host.nameservers, host.searches, host.options
     kind = dns_type(pod)
-    namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
+    namespace = pod.namespace
     if kind == NONE:
         servers, searches, options = (), (), ()
     elif kind == CLUSTER_FIRST and cluster_dns:
@@ -306,12 +295,7 @@ def render_resolv_conf(settings: DNSSettings) -> str:
 # ---------------------------------------------------------------------------- hostname
 
 
-def _ref(pod: Json) -> str:
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
-
-
-def _check(pod: Json, field: str, value: str, *, subdomain: bool = False) -> None:
+def _check(pod: Pod, field: str, value: str, *, subdomain: bool = False) -> None:
     if subdomain:
         if len(value) <= 253 and _SUBDOMAIN_RE.fullmatch(value):
             return
@@ -320,20 +304,20 @@ def _check(pod: Json, field: str, value: str, *, subdomain: bool = False) -> Non
         if len(value) <= HOSTNAME_MAX and _LABEL_RE.fullmatch(value):
             return
         kind = "DNS label (at most 63 lower-case alphanumeric characters or '-')"
-    raise PodSpecError(_ref(pod), field, f"{value!r} is not a valid {kind}")
+    raise PodSpecError(pod.ref, field, f"{value!r} is not a valid {kind}")
 
 
-def _truncate(pod: Json, hostname: str) -> str:
+def _truncate(pod: Pod, hostname: str) -> str:
     if len(hostname) <= HOSTNAME_MAX:
         return hostname
     cut = hostname[:HOSTNAME_MAX].rstrip("-.")
     log.warning("pod %s: hostname %r too long, truncated to %r", pod_ref(pod), hostname, cut)
     if not cut:
-        raise PodSpecError(_ref(pod), "spec.hostname", f"hostname {hostname!r} is invalid")
+        raise PodSpecError(pod.ref, "spec.hostname", f"hostname {hostname!r} is invalid")
     return cut
 
 
-def pod_hostname(pod: Json, cluster_domain: str) -> PodHostname:
+def pod_hostname(pod: Pod, cluster_domain: str) -> PodHostname:
     """Upstream's GeneratePodHostNameAndDomain and GetNodenameForKernel.
 
     spec.hostnameOverride (beta, on by default since 1.35) wins, without a domain; else
@@ -341,30 +325,26 @@ def pod_hostname(pod: Json, cluster_domain: str) -> PodHostname:
     `<subdomain>.<ns>.svc.<clusterDomain>`. setHostnameAsFQDN makes the kernel hostname the FQDN,
     refused (PodSpecError) over 64 chars. Invalid names raise PodSpecError.
     """
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    name = str(meta.get("name") or "")
-    override = spec.get("hostnameOverride")
-    if isinstance(override, str):
+    override = pod.hostname_override
+    if override is not None:
         _check(pod, "spec.hostnameOverride", override, subdomain=True)
         short = _truncate(pod, override)
         return PodHostname(short, "", short)
-    hostname = name
-    if spec.get("hostname"):
-        hostname = str(spec["hostname"])
+    hostname = pod.name
+    if pod.hostname:
+        hostname = pod.hostname
         _check(pod, "spec.hostname", hostname)
     hostname = _truncate(pod, hostname)
     domain = ""
-    if spec.get("subdomain"):
-        subdomain = str(spec["subdomain"])
-        _check(pod, "spec.subdomain", subdomain)
-        namespace = str(meta.get("namespace") or "default")
-        domain = f"{subdomain}.{namespace}.svc.{cluster_domain}"
+    if pod.subdomain:
+        _check(pod, "spec.subdomain", pod.subdomain)
+        domain = f"{pod.subdomain}.{pod.namespace}.svc.{cluster_domain}"
     kernel = hostname
-    if domain and spec.get("setHostnameAsFQDN") is True:
+    if domain and pod.set_hostname_as_fqdn:
         fqdn = f"{hostname}.{domain}"
         if len(fqdn) > FQDN_MAX:
             raise PodSpecError(
-                _ref(pod),
+                pod.ref,
                 "spec.setHostnameAsFQDN",
                 f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is "
                 f"too long ({FQDN_MAX} characters is the max, {len(fqdn)} characters requested)",
@@ -408,13 +388,13 @@ class DNSConfigurer:
         self.cluster_domain = cluster_domain
         self.node_ips: Callable[[], Sequence[str]] = node_ips or (lambda: ())
 
-    def pod_dns(self, pod: Json) -> PodDNS:
+    def pod_dns(self, pod: Pod) -> PodDNS:
         """The pod's sandbox DNS; PodSpecError when the node's resolv.conf is unusable."""
         try:
             text = read_resolv_conf(self.resolv_conf)
             return pod_dns(pod, text, self.cluster_dns, self.cluster_domain, self.node_ips())
         except ResolvConfError as e:
-            raise PodSpecError(_ref(pod), "dnsPolicy", f"{self.resolv_conf}: {e}") from None
+            raise PodSpecError(pod.ref, "dnsPolicy", f"{self.resolv_conf}: {e}") from None
 
-    def hostname(self, pod: Json) -> PodHostname:
+    def hostname(self, pod: Pod) -> PodHostname:
         return pod_hostname(pod, self.cluster_domain)

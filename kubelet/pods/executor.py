@@ -174,24 +174,24 @@ class PodExecutor:
         return ev.container_field_path(name, init=init)
 
     def sandbox_config(
-        self, pod_json: Mapping[str, Any], attempt: int, pod: Pod | None = None
+        self, pod_json: Mapping[str, Any], pod: Pod, attempt: int, *, creating: bool = False
     ) -> api.PodSandboxConfig:
-        """The sandbox config; `pod` is given when the sandbox is being created: then DNS warnings
+        """The sandbox config; `creating` when the sandbox is being created: then DNS warnings
         (MissingClusterDNS, DNSConfigForming) become events and DNS errors are raised."""
         dns = None
         if self.dns is not None:
             try:
-                result = self.dns.pod_dns(pod_json)
+                result = self.dns.pod_dns(pod)
             except PodSpecError as e:
-                if pod is not None:
+                if creating:
                     raise
                 log.warning("%s (sandbox config for image pulls and containers)", e)
             else:
                 dns = result.settings
                 for w in result.warnings:
-                    if pod is not None:
+                    if creating:
                         self._event(pod, ev.WARNING, w.reason, w.message)
-        parent = "" if self.cgroup_parent is None else self.cgroup_parent(pod_json, pod is not None)
+        parent = "" if self.cgroup_parent is None else self.cgroup_parent(pod_json, creating)
         config = build_sandbox_config(
             pod_json,
             attempt=attempt,
@@ -201,9 +201,9 @@ class PodExecutor:
         )
         if self.dns is not None and config.hostname:  # not for hostNetwork pods
             try:
-                config.hostname = self.dns.hostname(pod_json).kernel
+                config.hostname = self.dns.hostname(pod).kernel
             except PodSpecError:
-                if pod is not None:
+                if creating:
                     raise
         return config
 
@@ -263,7 +263,8 @@ class PodExecutor:
                 handler = await self._runtime_handler(pod_json)
                 sandbox_id = SandboxID(
                     await self.rt.run_pod_sandbox(
-                        self.sandbox_config(pod_json, attempt, pod), runtime_handler=handler
+                        self.sandbox_config(pod_json, pod, attempt, creating=True),
+                        runtime_handler=handler,
                     )
                 )
             except (CRIError, PodSpecError, RuntimeClassError, OSError) as e:
@@ -279,7 +280,7 @@ class PodExecutor:
             starts.append(actions.next_init_container_to_start)
         starts += actions.ephemeral_containers_to_start
         starts += actions.containers_to_start
-        sb_config = self.sandbox_config(pod_json, attempt)
+        sb_config = self.sandbox_config(pod_json, pod, attempt)
         if starts:
             try:
                 await self.volumes.setup(pod_json)
@@ -394,7 +395,7 @@ class PodExecutor:
             mounts = self.volumes.mounts(pod_json, spec)
             mounts += self._termination_log(pod, model, restart_count)
             if self.etc_hosts is not None and self.dns is not None:
-                host = self.dns.hostname(pod_json)
+                host = self.dns.hostname(pod)
                 mounts += await self.etc_hosts.mount(pod_json, spec, sandbox_id, host)
             return container_config(
                 pod_json,

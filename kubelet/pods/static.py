@@ -31,7 +31,8 @@ from kube.apiserver import (
     NotFound,
     Preconditions,
 )
-from kubelet.pods.model import PodSpecError, PodUID, default_pull_policy, pod_from_api
+from kubelet.pods.decode import default_pull_policy, pod_from_api
+from kubelet.pods.model import PodSpecError, PodUID
 from kubelet.pods.source import CONFIG_MIRROR, FILE_SOURCE, PodSink, pod_annotations
 
 log = logging.getLogger(__name__)

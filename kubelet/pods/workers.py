@@ -22,6 +22,7 @@ from kubelet import events as ev
 from kubelet.eviction.oom import OOM_EVENT_REASON, new_oom_kills, oom_message
 from kubelet.pods.admission import Rejection, admit, rejected_status
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.executor import IMAGE_PULL_BACK_OFF, Outcome
 from kubelet.pods.model import (
     ContainerState,
@@ -31,7 +32,6 @@ from kubelet.pods.model import (
     RuntimePod,
     SandboxState,
     Waiting,
-    pod_from_api,
 )
 from kubelet.pods.plan import CRASH_LOOP_BACK_OFF, Halt, PodActions, compute_pod_actions
 from kubelet.pods.podstatus import derive_pod_status, with_others_conditions

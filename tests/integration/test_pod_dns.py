@@ -15,6 +15,7 @@ from typing import Any
 
 from cluster import dns
 from cluster.spec import ClusterSpec
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.dns import parse_resolv_conf, pod_dns, render_resolv_conf
 from kubelet.runtime.criconfig import DNSSettings
 
@@ -115,7 +116,9 @@ def test_cluster_first_uses_cluster_dns(cluster_spec: ClusterSpec, ns: str) -> N
     resolv = _parts(msg)[1]
     server = dns.service_ip(cluster_spec.service_cidr)
     node = Path("/etc/resolv.conf").read_text()
-    assert resolv == render_resolv_conf(pod_dns(pod, node, (server,), dns.DOMAIN).settings)
+    assert resolv == render_resolv_conf(
+        pod_dns(pod_from_api(pod), node, (server,), dns.DOMAIN).settings
+    )
     lines = resolv.splitlines()
     assert f"nameserver {server}" in lines and "options ndots:5" in lines
     assert lines[0].startswith(f"search {ns}.svc.cluster.local svc.cluster.local cluster.local")
@@ -149,7 +152,7 @@ def test_default_policy_merges_dns_config(cluster_spec: ClusterSpec, ns: str) ->
     }
     pod, msg = _report(cluster_spec, ns, "dns-merge", dnsPolicy="Default", dnsConfig=dns_config)
     node = Path("/etc/resolv.conf").read_text()
-    expected = pod_dns(pod, node, (), "").settings
+    expected = pod_dns(pod_from_api(pod), node, (), "").settings
     assert "9.9.9.9" in expected.nameservers and "ndots:3" in expected.options
     assert _parts(msg)[1] == render_resolv_conf(expected)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kubelet.pods.model import PodUID, RuntimePod, Waiting, pod_from_api
+from kubelet.pods.decode import pod_from_api
+from kubelet.pods.model import PodUID, RuntimePod, Waiting
 from kubelet.pods.podstatus import derive_pod_status
 
 POD = {

@@ -25,8 +25,9 @@ from kubelet.pods.admission import (
     verify_run_as_non_root,
 )
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.executor import CREATE_CONFIG_ERROR, PodExecutor
-from kubelet.pods.model import RuntimePod, pod_from_api
+from kubelet.pods.model import RuntimePod
 from kubelet.pods.plan import PodActions
 from kubelet.pods.seams import NoVolumes
 from kubelet.pods.workers import Phase, PodWorkers, _Worker

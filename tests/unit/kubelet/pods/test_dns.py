@@ -11,6 +11,7 @@ import pytest
 
 from kubelet import events as ev
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.dns import (
     DNS_CONFIG_FORMING,
     MISSING_CLUSTER_DNS,
@@ -25,7 +26,7 @@ from kubelet.pods.dns import (
     render_resolv_conf,
 )
 from kubelet.pods.executor import PodExecutor
-from kubelet.pods.model import PodSpecError, pod_from_api
+from kubelet.pods.model import Pod, PodSpecError
 from kubelet.runtime.criconfig import DNSSettings
 
 HOST = "nameserver 10.0.0.2\nnameserver 10.0.0.3\nsearch corp.example lab.example\noptions rotate\n"
@@ -37,11 +38,15 @@ MISSING_MSG = (
 )
 
 
-def pod(**spec: Any) -> dict[str, Any]:
+def pod_json(**spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": "web", "namespace": "team", "uid": "u1"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
     }
+
+
+def pod(**spec: Any) -> Pod:
+    return pod_from_api(pod_json(**spec))
 
 
 # ---------------------------------------------------------------------------- resolv.conf
@@ -341,9 +346,9 @@ def test_render_resolv_conf() -> None:
 def test_pod_hostname(
     meta_name: str, spec: dict[str, Any], domain: str, expected: PodHostname
 ) -> None:
-    p = pod(**spec)
+    p = pod_json(**spec)
     p["metadata"]["name"] = meta_name
-    assert pod_hostname(p, domain) == expected
+    assert pod_hostname(pod_from_api(p), domain) == expected
 
 
 def test_fqdn_property() -> None:
@@ -421,29 +426,31 @@ def test_executor_sandbox_config(tmp_path: Path) -> None:
     f.write_text(HOST)
     dns = DNSConfigurer(resolv_conf=str(f), cluster_domain=DOMAIN)
     executor, rec = _executor(tmp_path, dns)
-    p = pod(subdomain="grp", setHostnameAsFQDN=True)
-    cfg = executor.sandbox_config(p, 0)
+    p = pod_json(subdomain="grp", setHostnameAsFQDN=True)
+    cfg = executor.sandbox_config(p, pod_from_api(p), 0)
     assert list(cfg.dns_config.servers) == list(HOST_SETTINGS.nameservers)
     assert cfg.hostname == "web.grp.team.svc.cluster.local"
     assert rec.events == []  # not creating: no events
-    executor.sandbox_config(p, 0, pod_from_api(p))
+    executor.sandbox_config(p, pod_from_api(p), 0, creating=True)
     assert [(e.type, e.reason, e.message) for e in rec.events] == [
         (ev.WARNING, MISSING_CLUSTER_DNS, MISSING_MSG)
     ]
-    host_net = pod(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet")
-    assert executor.sandbox_config(host_net, 0).hostname == ""
+    host_net = pod_json(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet")
+    assert executor.sandbox_config(host_net, pod_from_api(host_net), 0).hostname == ""
 
 
 def test_executor_sandbox_config_errors(tmp_path: Path) -> None:
     dns = DNSConfigurer(resolv_conf=str(tmp_path / "missing"))
     executor, _ = _executor(tmp_path, dns)
-    p = pod()
+    p = pod_json()
     with pytest.raises(PodSpecError, match="could not open resolv conf file"):
-        executor.sandbox_config(p, 0, pod_from_api(p))
-    assert not executor.sandbox_config(p, 0).HasField("dns_config")  # existing sandbox: logged
+        executor.sandbox_config(p, pod_from_api(p), 0, creating=True)
+    existing = executor.sandbox_config(p, pod_from_api(p), 0)
+    assert not existing.HasField("dns_config")  # existing sandbox: logged
 
 
 def test_executor_without_dns_leaves_the_runtime_default(tmp_path: Path) -> None:
     executor, _ = _executor(tmp_path, None)
-    cfg = executor.sandbox_config(pod(subdomain="grp", setHostnameAsFQDN=True), 0)
+    p = pod_json(subdomain="grp", setHostnameAsFQDN=True)
+    cfg = executor.sandbox_config(p, pod_from_api(p), 0)
     assert not cfg.HasField("dns_config") and cfg.hostname == "web"

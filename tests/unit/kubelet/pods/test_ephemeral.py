@@ -9,15 +9,8 @@ import pytest
 from cri import api
 from kubelet.pods import ephemeral
 from kubelet.pods.backoff import BackOff
-from kubelet.pods.model import (
-    Container,
-    ContainerState,
-    Pod,
-    PodSpecError,
-    RestartPolicy,
-    Waiting,
-    pod_from_api,
-)
+from kubelet.pods.decode import pod_from_api
+from kubelet.pods.model import Container, ContainerState, Pod, PodSpecError, RestartPolicy, Waiting
 from kubelet.pods.plan import PodActions, compute_pod_actions
 from kubelet.pods.podstatus import derive_pod_status, iso
 from tests.unit.kubelet.pods.fixtures import DEAD_SB, NOW, exited, other, pod, rt, running

@@ -15,6 +15,7 @@ from cri import api
 from cri.client import RuntimeClient
 from cri.fake import FakeRuntimeServer
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.dns import DNSConfigurer, PodHostname
 from kubelet.pods.etchosts import (
     ETC_HOSTS,
@@ -28,7 +29,7 @@ from kubelet.pods.etchosts import (
     write_hosts_file,
 )
 from kubelet.pods.executor import PodExecutor
-from kubelet.pods.model import Waiting, pod_from_api
+from kubelet.pods.model import Waiting
 from kubelet.pods.seams import ContainerConfigError
 from tests.unit.cri.helpers import sandbox_config
 
@@ -223,7 +224,7 @@ async def test_executor_adds_the_mount(runtime: RuntimeClient, tmp_path: Path) -
     )
     p = pod(hostname="box", subdomain="grp")
     model = pod_from_api(p)
-    sid = await runtime.run_pod_sandbox(executor.sandbox_config(p, 0, model))
+    sid = await runtime.run_pod_sandbox(executor.sandbox_config(p, model, 0, creating=True))
     spec = p["spec"]["containers"][0]
     container = model.container("c")
     assert container is not None

@@ -20,12 +20,13 @@ from cri.client import RuntimeClient
 from cri.fake import FakeRuntime, FakeRuntimeServer
 from kubelet import events as ev
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.executor import (
     ERR_IMAGE_PULL,
     IMAGE_PULL_BACK_OFF,
     PodExecutor,
 )
-from kubelet.pods.model import Pod, PodUID, RuntimePod, pod_from_api
+from kubelet.pods.model import Pod, PodUID, RuntimePod
 from kubelet.pods.plan import PodActions, compute_pod_actions
 from kubelet.runtime.state import RuntimeCache
 from tests.unit.kubelet.pods.fakes import Recorder, Volumes

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from kube.quantity import parse_quantity
+from kubelet.pods.decode import PodSpecView, default_pull_policy, pod_from_api
 from kubelet.pods.model import (
     ContainerState,
+    DNSOption,
+    PodDNSConfig,
     PodSpecError,
-    PodSpecView,
     PullPolicy,
     RestartPolicy,
     RuntimeContainer,
@@ -19,8 +21,6 @@ from kubelet.pods.model import (
     RuntimeSandbox,
     SandboxID,
     SandboxState,
-    default_pull_policy,
-    pod_from_api,
 )
 from tests.unit.kubelet.pods.fixtures import UID, ctr, exited
 
@@ -204,3 +204,47 @@ def test_runtime_pod_views() -> None:
     assert r.in_sandbox(SandboxID("s1")).containers == (c1,)
     assert r.alive() == [c1]
     assert RuntimePod(uid=UID).latest_sandbox() is None
+
+
+def test_dns_and_hostname_fields() -> None:
+    p = pod_from_api(api_pod())
+    assert (p.dns_policy, p.dns_config, p.hostname, p.subdomain) == ("ClusterFirst", None, "", "")
+    assert not p.set_hostname_as_fqdn and p.hostname_override is None
+    cfg = {
+        "nameservers": ["1.1.1.1"],
+        "searches": ["a.example"],
+        "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+    }
+    q = pod_from_api(
+        api_pod(
+            dnsPolicy="None",
+            dnsConfig=cfg,
+            hostname="box",
+            subdomain="grp",
+            setHostnameAsFQDN=True,
+            hostnameOverride="node.example",
+        )
+    )
+    assert q.dns_policy == "None" and q.dns_config == PodDNSConfig(
+        ("1.1.1.1",), ("a.example",), (DNSOption("ndots", "2"), DNSOption("edns0"))
+    )
+    assert (q.hostname, q.subdomain, q.set_hostname_as_fqdn) == ("box", "grp", True)
+    assert q.hostname_override == "node.example"
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"dnsConfig": []}, "spec.dnsConfig"),
+        ({"dnsConfig": {"nameservers": [1]}}, "spec.dnsConfig.nameservers"),
+        (
+            {"dnsConfig": {"options": [{"name": "x", "value": 1}]}},
+            "spec.dnsConfig.options[0].value",
+        ),
+        ({"hostname": 5}, "spec.hostname"),
+    ],
+)
+def test_bad_dns_fields_name_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(PodSpecError) as e:
+        pod_from_api(api_pod(**spec))
+    assert e.value.field == field

@@ -15,8 +15,9 @@ from cri import api
 from cri.errors import CRIError
 from kubelet import events as ev
 from kubelet.pods.backoff import BackOff
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.executor import ERR_IMAGE_PULL, PodExecutor
-from kubelet.pods.model import PullPolicy, Waiting, pod_from_api
+from kubelet.pods.model import PullPolicy, Waiting
 
 IMAGE = "localhost:5000/pause:testing"
 

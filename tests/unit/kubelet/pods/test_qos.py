@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from kubelet.pods.model import PodSpecError, pod_from_api
+from kubelet.pods.decode import pod_from_api
+from kubelet.pods.model import PodSpecError
 from kubelet.pods.qos import QOSClass, qos_class, qos_class_of
 from tests.unit.kubelet.pods.fixtures import ctr, pod, sidecar
 

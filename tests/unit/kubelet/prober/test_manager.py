@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.model import (
     ContainerID,
     ContainerState,
@@ -18,7 +19,6 @@ from kubelet.pods.model import (
     RuntimeSandbox,
     SandboxID,
     SandboxState,
-    pod_from_api,
 )
 from kubelet.prober.manager import ProbeManager
 from kubelet.prober.results import Result
