@@ -29,7 +29,7 @@ def build(
 ) -> ShutdownManager | None:
     by_priority = tuple(
         planner.PriorityGrace(p.priority, p.shutdown_grace_period_seconds)
-        for p in getattr(kc, "shutdown_grace_period_by_pod_priority", ())
+        for p in kc.shutdown_grace_period_by_pod_priority
     )
     periods = planner.priority_periods(
         kc.shutdown_grace_period.total_seconds(),
