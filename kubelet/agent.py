@@ -200,14 +200,15 @@ class Agent:
         self._start_pods(client, runtime, ident, cgroups)
         await self._start_eviction(runtime, cgroups, cg_host)
         server = self._start_server(client, runtime, ident)
-        self._start_healthz()
+        healthz = self._start_healthz()
         self._start_log_rotation(runtime)
         supervise.spawn(self.tasks, "runtime-status", lambda: self._runtime_status_loop(runtime))
         supervise.spawn(self.tasks, "node-status", node.status_loop)
         supervise.spawn(self.tasks, "node-lease", node.lease_loop)
         self._start_network(client, node)
         self._start_shutdown_manager(node)
-        self._start_systemd(ident.name, server, node)
+        listening = [s.listening for s in (server, healthz) if s is not None]
+        self._start_systemd(ident.name, listening, node)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -528,11 +529,13 @@ class Agent:
         if self.shutdown is not None:
             supervise.spawn(self.tasks, "node-shutdown", self.shutdown.run)
 
-    def _start_systemd(self, name: str, server: KubeletServer, node: NodeHeartbeat) -> None:
+    def _start_systemd(
+        self, name: str, listening: list[asyncio.Event], node: NodeHeartbeat
+    ) -> None:
         """sd_notify READY/STATUS, and the watchdog while the loops run (Type=notify units)."""
         interval = notify.watchdog_interval(self.notifier)
         announce = notify.announce(
-            self.notifier, node=name, listening=[server.listening], registered=node.registered
+            self.notifier, node=name, listening=listening, registered=node.registered
         )
         self.tasks.add(task := asyncio.create_task(announce, name="systemd-notify"))
         task.add_done_callback(self.tasks.discard)
@@ -585,14 +588,16 @@ class Agent:
         rh = self.runtime_health
         return rh.runtime_ready, rh.runtime_message
 
-    def _start_healthz(self) -> None:
+    def _start_healthz(self) -> HealthzServer | None:
         """The plain-HTTP /healthz on healthzBindAddress:healthzPort (kubeadm polls it; 0: off)."""
         kc = self.config.kubelet
-        if kc.healthz_port:
-            server = HealthzServer(
-                self.api_health, address=kc.healthz_bind_address, port=kc.healthz_port
-            )
-            supervise.spawn(self.tasks, "healthz", server.run)
+        if not kc.healthz_port:
+            return None
+        server = HealthzServer(
+            self.api_health, address=kc.healthz_bind_address, port=kc.healthz_port
+        )
+        supervise.spawn(self.tasks, "healthz", server.run)
+        return server
 
     def _start_log_rotation(self, runtime: RuntimeClient) -> None:
         """Container log rotation (containerLogMaxSize / containerLogMaxFiles)."""
