@@ -14,7 +14,7 @@ What it takes to run it on the build machines (see /work/shared/ENVIRONMENT.md),
   the start and restores them after the stop, so the benchmark leaves the host as it found it.
 - It cannot lower its own oom_score_adj to -999 (no CAP_SYS_RESOURCE); `oomScoreAdj: 0` in the
   config keeps it from trying (it only logged the failure, but the log stays clean).
-- Its own --root-dir, --cert-dir (self-signed serving cert), podLogsDirectory and volumePluginDir
+- Its own --root-dir, --cert-dir (self-signed serving cert), podLogsDir and volumePluginDir
   live under the cluster directory; its API server listens on 127.0.0.1 on free ports.
 - Harmless errors it logs here, left as they are: "Failed to set rlimit on max file handles:
   operation not permitted" (no CAP_SYS_RESOURCE), "RuntimeConfig ... Unimplemented" (containerd
@@ -108,7 +108,7 @@ class GoKubelet:
             f"    clientCAFile: {s.pki / 'client-ca.crt'}\n"
             "authorization:\n"
             "  mode: Webhook\n"
-            f"podLogsDirectory: {self.root / 'pod-logs'}\n"
+            f"podLogsDir: {self.root / 'pod-logs'}\n"
             f"volumePluginDir: {self.root / 'volume-plugins'}\n"
             "clusterDomain: cluster.local\n"
             "resolvConf: /etc/resolv.conf\n"
