@@ -118,6 +118,10 @@ class Notifier:
     def stopping(self, status: str = "") -> None:
         self.notify("STOPPING=1" + (f"\nSTATUS={status}" if status else ""))
 
+    def watchdog(self) -> bool:
+        """WATCHDOG=1; raises OSError when the socket refuses it (the loop retries)."""
+        return send("WATCHDOG=1", self.environ)
+
     def watchdog_interval(self) -> float | None:
         return watchdog_interval(self.environ, os.getpid())
 

@@ -208,7 +208,13 @@ class Agent:
         self._start_network(client, node)
         self._start_shutdown_manager(node)
         listening = [s.listening for s in (server, healthz) if s is not None]
-        self._start_systemd(ident.name, listening, node)
+        notify.start(
+            self.notifier,
+            self.tasks,
+            node=ident.name,
+            listening=listening,
+            registered=node.registered,
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -528,35 +534,6 @@ class Agent:
         )
         if self.shutdown is not None:
             supervise.spawn(self.tasks, "node-shutdown", self.shutdown.run)
-
-    def _start_systemd(
-        self, name: str, listening: list[asyncio.Event], node: NodeHeartbeat
-    ) -> None:
-        """sd_notify READY/STATUS, and the watchdog while the loops run (Type=notify units)."""
-        interval = notify.watchdog_interval(self.notifier)
-        announce = notify.announce(
-            self.notifier, node=name, listening=listening, registered=node.registered
-        )
-        self.tasks.add(task := asyncio.create_task(announce, name="systemd-notify"))
-        task.add_done_callback(self.tasks.discard)
-        if interval is None:
-            return
-
-        def loops() -> tuple[bool, str]:
-            dead = sorted(t.get_name() for t in self.tasks if t.done())
-            return not dead, f"loops not running: {', '.join(dead)}"
-
-        checks: list[tuple[str, systemd.HealthCheck]] = [
-            ("ping", lambda: (True, "")),
-            ("loops", loops),
-        ]
-        supervise.spawn(
-            self.tasks,
-            "systemd-watchdog",
-            lambda: systemd.watchdog_loop(
-                checks, interval=interval, ping=lambda: systemd.send("WATCHDOG=1")
-            ),
-        )
 
     def _start_server(
         self, client: ApiClient, runtime: RuntimeClient, ident: NodeIdentity

@@ -9,9 +9,41 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from kube import systemd
+from kube import supervise, systemd
 
 log = logging.getLogger(__name__)
+
+
+def start(
+    notifier: systemd.Notifier,
+    tasks: set[asyncio.Task[None]],
+    *,
+    node: str,
+    listening: Sequence[asyncio.Event],
+    registered: asyncio.Event,
+) -> None:
+    """READY/STATUS as the agent comes up, and the watchdog (when WATCHDOG_USEC is set) while
+    every loop in `tasks` runs; a hung event loop sends nothing, so systemd restarts it."""
+    interval = watchdog_interval(notifier)
+    task = asyncio.create_task(
+        announce(notifier, node=node, listening=listening, registered=registered),
+        name="systemd-notify",
+    )
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    if interval is None:
+        return
+
+    def loops() -> tuple[bool, str]:
+        dead = sorted(t.get_name() for t in tasks if t.done())
+        return not dead, f"loops not running: {', '.join(dead)}"
+
+    checks: list[tuple[str, systemd.HealthCheck]] = [("ping", lambda: (True, "")), ("loops", loops)]
+    supervise.spawn(
+        tasks,
+        "systemd-watchdog",
+        lambda: systemd.watchdog_loop(checks, interval=interval, ping=notifier.watchdog),
+    )
 
 
 def watchdog_interval(notifier: systemd.Notifier) -> float | None:
