@@ -21,7 +21,13 @@ from net.proxy.model import (
     ServicePort,
     port_name_string,
 )
-from net.proxy.policy import changed_services, holds_node_ip, nodeport_ips, port_policy
+from net.proxy.policy import (
+    PortPolicy,
+    changed_services,
+    holds_node_ip,
+    nodeport_ips,
+    port_policy,
+)
 
 FILTER, NAT = "filter", "nat"
 SERVICES = "KUBE-SERVICES"
@@ -233,172 +239,206 @@ def _endpoint_jumps(
     return lines
 
 
+@dataclass(frozen=True)
+class _Port:
+    """One Service port as its rules name it: upstream's chain names, the match of its
+    protocol, and where internal, external and load-balancer traffic goes first."""
+
+    pn: str  # "ns/name:port", what comments say
+    proto: str
+    match: str
+    svc: str
+    svl: str
+    ext: str
+    fw: str
+    internal: str
+    external_policy: str
+    lb: str
+
+    @classmethod
+    def of(cls, svc: Service, port: ServicePort, p: PortPolicy) -> _Port:
+        pn = port_name_string(svc, port)
+        proto = port.protocol.lower()
+        h = chain_hash(pn + proto)
+        names = ("KUBE-SVC-" + h, "KUBE-SVL-" + h, "KUBE-EXT-" + h, "KUBE-FW-" + h)
+        svc_chain, svl_chain, ext_chain, fw_chain = names
+        return cls(
+            pn,
+            proto,
+            f"-m {proto} -p {proto}",
+            svc_chain,
+            svl_chain,
+            ext_chain,
+            fw_chain,
+            svl_chain if svc.internal_local else svc_chain,
+            svl_chain if p.ext_local else svc_chain,
+            fw_chain if p.uses_fw else ext_chain,
+        )
+
+
+Jumps = list[tuple[str, str, str]]
+
+
 def _port_rules(
     svc: Service,
     port: ServicePort,
     all_eps: tuple[Endpoint, ...],
     config: ProxyConfig,
     chains: dict[tuple[str, str], list[str]],
-    jumps: list[tuple[str, str, str]],
+    jumps: Jumps,
     large: bool,
 ) -> None:
-    pn = port_name_string(svc, port)
-    proto = port.protocol.lower()
-    h = chain_hash(pn + proto)
-    svc_chain, svl_chain = "KUBE-SVC-" + h, "KUBE-SVL-" + h
-    ext_chain, fw_chain = "KUBE-EXT-" + h, "KUBE-FW-" + h
+    """One port's lines in the shared chains (`jumps`) and its own chains (`chains`)."""
     p = port_policy(svc, port, all_eps, config.node_name)
-    cluster, local, reachable, has_any = p.cluster, p.local, p.reachable, p.has_any
-    ext_local, uses_local_chain = p.ext_local, p.uses_local_chain
-    has_internal, has_external = p.has_internal, p.has_external
-    uses_ext_chain, uses_fw = p.uses_ext_chain, p.uses_fw
-    uses_cluster_chain = bool(cluster)
-    internal_chain = svl_chain if svc.internal_local else svc_chain
-    external_policy_chain = svl_chain if ext_local else svc_chain
-    lb_chain = fw_chain if uses_fw else ext_chain
+    n = _Port.of(svc, port, p)
+    _address_jumps(svc, port, n, p, jumps)
+    _nodeport_jumps(svc, port, n, p, jumps)
+    _service_chains(svc, port, n, p, config, chains)
+    _endpoint_chains(svc, n, p, chains, large)
 
-    match = f"-m {proto} -p {proto}"
-    if not has_any:
-        int_target = ext_target = "REJECT"
-        int_comment = ext_comment = f'"{pn} has no endpoints"'
-    else:
-        int_target = ext_target = "DROP"
-        int_comment = ext_comment = f'"{pn} has no local endpoints"'
 
-    def jump(table: str, chain: str, line: str) -> None:
-        jumps.append((table, chain, line))
+def _refusal(n: _Port, p: PortPolicy) -> tuple[str, str]:
+    """Target and comment of the filter rules for traffic the port cannot take: REJECT
+    without endpoints, DROP without local ones."""
+    if not p.has_any:
+        return "REJECT", f'"{n.pn} has no endpoints"'
+    return "DROP", f'"{n.pn} has no local endpoints"'
 
+
+def _address_jumps(svc: Service, port: ServicePort, n: _Port, p: PortPolicy, jumps: Jumps) -> None:
+    """KUBE-SERVICES lines of the cluster IP, external IPs and LB IPs, and the filter
+    lines that refuse or firewall them."""
+    target, note = _refusal(n, p)
+    match, pn = n.match, n.pn
     vip = f"-d {svc.cluster_ip} --dport {port.port}"
-    if has_internal:
-        jump(
-            NAT,
-            SERVICES,
-            f'-m comment --comment "{pn} cluster IP" {match} {vip} -j {internal_chain}',
-        )
+    if p.has_internal:
+        line = f'-m comment --comment "{pn} cluster IP" {match} {vip} -j {n.internal}'
+        jumps.append((NAT, SERVICES, line))
     else:
-        jump(FILTER, SERVICES, f"-m comment --comment {int_comment} {match} {vip} -j {int_target}")
+        jumps.append((FILTER, SERVICES, f"-m comment --comment {note} {match} {vip} -j {target}"))
     for ip in svc.external_ips:
         dst = f"-d {ip} --dport {port.port}"
-        if has_any:
-            jump(
-                NAT,
-                SERVICES,
-                f'-m comment --comment "{pn} external IP" {match} {dst} -j {ext_chain}',
-            )
-        if not has_external:
-            jump(
-                FILTER,
-                EXTERNAL_SERVICES,
-                f"-m comment --comment {ext_comment} {match} {dst} -j {ext_target}",
-            )
+        if p.has_any:
+            line = f'-m comment --comment "{pn} external IP" {match} {dst} -j {n.ext}'
+            jumps.append((NAT, SERVICES, line))
+        if not p.has_external:
+            line = f"-m comment --comment {note} {match} {dst} -j {target}"
+            jumps.append((FILTER, EXTERNAL_SERVICES, line))
     for ip in svc.lb_ips:
         dst = f"-d {ip} --dport {port.port}"
-        if has_any:
-            jump(
-                NAT,
-                SERVICES,
-                f'-m comment --comment "{pn} loadbalancer IP" {match} {dst} -j {lb_chain}',
+        if p.has_any:
+            line = f'-m comment --comment "{pn} loadbalancer IP" {match} {dst} -j {n.lb}'
+            jumps.append((NAT, SERVICES, line))
+        if p.uses_fw:
+            line = (
+                f'-m comment --comment "{pn} traffic not accepted by {n.fw}" {match} {dst} -j DROP'
             )
-        if uses_fw:
-            jump(
-                FILTER,
-                PROXY_FIREWALL,
-                f'-m comment --comment "{pn} traffic not accepted by {fw_chain}" '
-                f"{match} {dst} -j DROP",
-            )
-    if not has_external:
+            jumps.append((FILTER, PROXY_FIREWALL, line))
+    if not p.has_external:
         for ip in svc.lb_ips:
-            jump(
-                FILTER,
-                EXTERNAL_SERVICES,
-                f"-m comment --comment {ext_comment} {match} -d {ip} --dport {port.port} "
-                f"-j {ext_target}",
-            )
+            line = f"-m comment --comment {note} {match} -d {ip} --dport {port.port} -j {target}"
+            jumps.append((FILTER, EXTERNAL_SERVICES, line))
+
+
+def _nodeport_jumps(svc: Service, port: ServicePort, n: _Port, p: PortPolicy, jumps: Jumps) -> None:
+    """KUBE-NODEPORTS lines of the NodePort and the health check node port, and the filter
+    line that refuses the NodePort."""
+    target, note = _refusal(n, p)
     if port.node_port:
-        if has_any:
-            jump(
-                NAT,
-                NODEPORTS,
-                f"-m comment --comment {comment(pn)} {match} --dport {port.node_port} "
-                f"-j {ext_chain}",
+        if p.has_any:
+            line = (
+                f"-m comment --comment {comment(n.pn)} {n.match} --dport {port.node_port} "
+                f"-j {n.ext}"
             )
-        if not has_external:
-            jump(
-                FILTER,
-                EXTERNAL_SERVICES,
-                f"-m comment --comment {ext_comment} -m addrtype --dst-type LOCAL {match} "
-                f"--dport {port.node_port} -j {ext_target}",
+            jumps.append((NAT, NODEPORTS, line))
+        if not p.has_external:
+            line = (
+                f"-m comment --comment {note} -m addrtype --dst-type LOCAL {n.match} "
+                f"--dport {port.node_port} -j {target}"
             )
+            jumps.append((FILTER, EXTERNAL_SERVICES, line))
     if svc.health_check_node_port:
-        jump(
-            FILTER,
-            NODEPORTS,
-            f'-m comment --comment "{pn} health check node port" -m tcp -p tcp '
-            f"--dport {svc.health_check_node_port} -j ACCEPT",
+        line = (
+            f'-m comment --comment "{n.pn} health check node port" -m tcp -p tcp '
+            f"--dport {svc.health_check_node_port} -j ACCEPT"
         )
+        jumps.append((FILTER, NODEPORTS, line))
+
+
+def _service_chains(
+    svc: Service,
+    port: ServicePort,
+    n: _Port,
+    p: PortPolicy,
+    config: ProxyConfig,
+    chains: dict[tuple[str, str], list[str]],
+) -> None:
+    """The masquerade rule of the internal chain, the external chain (masquerade, local
+    short-circuits, policy) and the firewall chain (loadBalancerSourceRanges)."""
 
     def add(chain: str, line: str) -> None:
         chains.setdefault((NAT, chain), []).append(line)
 
-    if has_internal:
-        args = f'-m comment --comment "{pn} cluster IP" {match} {vip}'
+    pn = n.pn
+    if p.has_internal:
+        vip = f"-d {svc.cluster_ip} --dport {port.port}"
+        args = f'-m comment --comment "{pn} cluster IP" {n.match} {vip}'
         if config.masquerade_all:
-            add(internal_chain, f"{args} -j {MARK_MASQ}")
+            add(n.internal, f"{args} -j {MARK_MASQ}")
         elif config.cluster_cidr:
-            add(internal_chain, f"{args} ! -s {config.cluster_cidr} -j {MARK_MASQ}")
-    if uses_ext_chain:
-        chains.setdefault((NAT, ext_chain), [])
-        if not ext_local:
-            add(
-                ext_chain,
-                f'-m comment --comment "masquerade traffic for {pn} external destinations" '
-                f"-j {MARK_MASQ}",
-            )
+            add(n.internal, f"{args} ! -s {config.cluster_cidr} -j {MARK_MASQ}")
+    if p.uses_ext_chain:
+        chains.setdefault((NAT, n.ext), [])
+        if not p.ext_local:
+            note = f'"masquerade traffic for {pn} external destinations"'
+            add(n.ext, f"-m comment --comment {note} -j {MARK_MASQ}")
         else:
             if config.cluster_cidr:
-                add(
-                    ext_chain,
-                    f'-m comment --comment "pod traffic for {pn} external destinations" '
-                    f"-s {config.cluster_cidr} -j {svc_chain}",
-                )
-            add(
-                ext_chain,
-                f'-m comment --comment "masquerade LOCAL traffic for {pn} external destinations" '
-                f"-m addrtype --src-type LOCAL -j {MARK_MASQ}",
-            )
-            add(
-                ext_chain,
-                f'-m comment --comment "route LOCAL traffic for {pn} external destinations" '
-                f"-m addrtype --src-type LOCAL -j {svc_chain}",
-            )
-        if has_external:
-            add(ext_chain, f"-j {external_policy_chain}")
-    if uses_fw:
+                note = f'"pod traffic for {pn} external destinations"'
+                add(n.ext, f"-m comment --comment {note} -s {config.cluster_cidr} -j {n.svc}")
+            local = "-m addrtype --src-type LOCAL"
+            note = f'"masquerade LOCAL traffic for {pn} external destinations"'
+            add(n.ext, f"-m comment --comment {note} {local} -j {MARK_MASQ}")
+            note = f'"route LOCAL traffic for {pn} external destinations"'
+            add(n.ext, f"-m comment --comment {note} {local} -j {n.svc}")
+        if p.has_external:
+            add(n.ext, f"-j {n.external_policy}")
+    if p.uses_fw:
         fw_args = f'-m comment --comment "{pn} loadbalancer IP"'
         for cidr in svc.lb_source_ranges:
-            add(fw_chain, f"{fw_args} -s {cidr} -j {ext_chain}")
+            add(n.fw, f"{fw_args} -s {cidr} -j {n.ext}")
         if holds_node_ip(svc.lb_source_ranges, config.node_ips):
             # the node's own requests to a local LB IP arrive from that IP (upstream allowFromNode)
             for ip in svc.lb_ips:
-                add(fw_chain, f"{fw_args} -s {ip} -j {ext_chain}")
-        add(
-            fw_chain,
-            f'-m comment --comment "other traffic to {pn} will be dropped by KUBE-PROXY-FIREWALL"',
-        )
-    sep = {e.address: "KUBE-SEP-" + chain_hash(pn + proto + e.address) for e in reachable + local}
-    if uses_cluster_chain:
-        chains.setdefault((NAT, svc_chain), []).extend(
-            _endpoint_jumps(pn, svc, cluster, sep, large)
-        )
-    if uses_local_chain:
-        chains.setdefault((NAT, svl_chain), []).extend(_endpoint_jumps(pn, svc, local, sep, large))
-    for e in reachable:
+                add(n.fw, f"{fw_args} -s {ip} -j {n.ext}")
+        note = f'"other traffic to {pn} will be dropped by KUBE-PROXY-FIREWALL"'
+        add(n.fw, f"-m comment --comment {note}")
+
+
+def _endpoint_chains(
+    svc: Service,
+    n: _Port,
+    p: PortPolicy,
+    chains: dict[tuple[str, str], list[str]],
+    large: bool,
+) -> None:
+    """The balancing cluster (KUBE-SVC) and local (KUBE-SVL) chains, and a KUBE-SEP chain per
+    reachable endpoint (masquerade hairpin traffic, affinity, DNAT)."""
+    pn, proto = n.pn, n.proto
+    sep = {
+        e.address: "KUBE-SEP-" + chain_hash(pn + proto + e.address) for e in p.reachable + p.local
+    }
+    if p.cluster:
+        chains.setdefault((NAT, n.svc), []).extend(_endpoint_jumps(pn, svc, p.cluster, sep, large))
+    if p.uses_local_chain:
+        chains.setdefault((NAT, n.svl), []).extend(_endpoint_jumps(pn, svc, p.local, sep, large))
+    for e in p.reachable:
         c = sep[e.address]
         recent = f"-m recent --name {c} --set " if svc.affinity_timeout is not None else ""
         note = "" if large else f"-m comment --comment {comment(pn)} "
         chains[(NAT, c)] = [
             f"{note}-s {e.ip} -j {MARK_MASQ}",
-            f"{note}{recent}{match} -j DNAT --to-destination {e.address}",
+            f"{note}{recent}{n.match} -j DNAT --to-destination {e.address}",
         ]
 
 

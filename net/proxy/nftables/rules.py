@@ -33,7 +33,13 @@ from net.proxy.model import (
     ServiceKey,
     ServicePort,
 )
-from net.proxy.policy import changed_services, holds_node_ip, nodeport_ips, port_policy
+from net.proxy.policy import (
+    PortPolicy,
+    changed_services,
+    holds_node_ip,
+    nodeport_ips,
+    port_policy,
+)
 
 SHARDS = 16
 SHARED_TABLE = "pykube-proxy"
@@ -210,52 +216,22 @@ def _port_rules(
     config: ProxyConfig,
     out: _Out,
 ) -> None:
-    proto = port.protocol.lower()
+    """One port's map elements and data-set elements, its chains and its endpoints' chains."""
     base = port_base(svc, port)
     svc_chain, local_chain = SERVICE_PREFIX + base, LOCAL_PREFIX + base
     ext_chain, fw_chain = EXTERNAL_PREFIX + base, FIREWALL_PREFIX + base
     p = port_policy(svc, port, all_eps, config.node_name)
-    cluster, local, reachable, has_any = p.cluster, p.local, p.reachable, p.has_any
-    ext_local, uses_local_chain = p.ext_local, p.uses_local_chain
-    has_internal, has_external = p.has_internal, p.has_external
-    uses_ext_chain, uses_fw = p.uses_ext_chain, p.uses_fw
     internal_chain = local_chain if svc.internal_local else svc_chain
-    external_policy_chain = local_chain if ext_local else svc_chain
-    # where traffic the Service cannot take goes: rejected without endpoints, dropped without
-    # local ones (data-only sets in the shared table)
-    int_flag = NO_ENDPOINT_SERVICES if not has_any else NO_LOCAL_SERVICES
-    ext_flag = NO_ENDPOINT_SERVICES if not has_any else NO_LOCAL_EXTERNAL
-    np_flag = NO_ENDPOINT_NODEPORTS if not has_any else NO_LOCAL_NODEPORTS
-
-    vip_key: ElementKey = (svc.cluster_ip, proto, port.port)
-    if has_internal:
-        out.element(SERVICE_IPS, vip_key, internal_chain)
-    else:
-        out.flag(int_flag, vip_key)
-    # an address both externalIP and LB IP takes the externalIP's way, as in iptables mode
-    dests = [(ip, ext_chain) for ip in svc.external_ips]
-    dests += [(ip, fw_chain if uses_fw else ext_chain) for ip in svc.lb_ips]
-    for ip, chain in dests:
-        key: ElementKey = (ip, proto, port.port)
-        if has_any:
-            out.element(SERVICE_IPS, key, chain)
-        if not has_external:
-            out.flag(ext_flag, key)
-    if port.node_port:
-        np_key: ElementKey = (proto, port.node_port)
-        if has_any:
-            out.element(SERVICE_NODEPORTS, np_key, ext_chain)
-        if not has_external:
-            out.flag(np_flag, np_key)
-
-    if has_internal and (config.masquerade_all or config.cluster_cidr):
+    _port_elements(svc, port, p, internal_chain, ext_chain, fw_chain, out)
+    if p.has_internal and (config.masquerade_all or config.cluster_cidr):
         # masquerade-all, or off-cluster sources only (upstream's local traffic detector)
         off = () if config.masquerade_all else (_off_cluster(config.cluster_cidr),)
-        vip = (Cmp(Field.IP_DADDR, svc.cluster_ip), _proto(proto), Cmp(Field.TH_DPORT, port.port))
+        proto = _proto(port.protocol.lower())
+        vip = (Cmp(Field.IP_DADDR, svc.cluster_ip), proto, Cmp(Field.TH_DPORT, port.port))
         out.rule(internal_chain, *vip, *off, _TO_MARK)
-    if uses_ext_chain:
+    if p.uses_ext_chain:
         out.chains.setdefault(ext_chain, [])
-        if not ext_local:
+        if not p.ext_local:
             out.rule(ext_chain, _TO_MARK, comment="masquerade traffic from outside")
         else:
             if config.cluster_cidr:
@@ -264,33 +240,79 @@ def _port_rules(
             local_src = Cmp(Field.FIB_SADDR_TYPE, "local")
             out.rule(ext_chain, local_src, _TO_MARK, comment="masquerade local traffic")
             out.rule(ext_chain, local_src, _goto(svc_chain), comment="short-circuit local traffic")
-        if has_external:
-            out.rule(ext_chain, _goto(external_policy_chain))
-    if uses_fw:
+        if p.has_external:
+            out.rule(ext_chain, _goto(local_chain if p.ext_local else svc_chain))
+    if p.uses_fw:
         sources = list(svc.lb_source_ranges)
         if holds_node_ip(svc.lb_source_ranges, config.node_ips):
             sources.extend(svc.lb_ips)  # the node's own requests to a local LB IP (allowFromNode)
         for src in sources:
             out.rule(fw_chain, Cmp(Field.IP_SADDR, src), _goto(ext_chain))
         out.rule(fw_chain, _DROP, comment="source not in loadBalancerSourceRanges")
+    _endpoint_chains(svc, port, p, svc_chain, local_chain, out)
 
+
+def _port_elements(
+    svc: Service,
+    port: ServicePort,
+    p: PortPolicy,
+    internal_chain: str,
+    ext_chain: str,
+    fw_chain: str,
+    out: _Out,
+) -> None:
+    """The port's addresses in the shard's verdict maps, and in the shared table's sets of
+    what is refused: rejected without endpoints, dropped without local ones."""
+    proto = port.protocol.lower()
+    has_any = p.has_any
+    int_flag = NO_ENDPOINT_SERVICES if not has_any else NO_LOCAL_SERVICES
+    ext_flag = NO_ENDPOINT_SERVICES if not has_any else NO_LOCAL_EXTERNAL
+    np_flag = NO_ENDPOINT_NODEPORTS if not has_any else NO_LOCAL_NODEPORTS
+    vip_key: ElementKey = (svc.cluster_ip, proto, port.port)
+    if p.has_internal:
+        out.element(SERVICE_IPS, vip_key, internal_chain)
+    else:
+        out.flag(int_flag, vip_key)
+    # an address both externalIP and LB IP takes the externalIP's way, as in iptables mode
+    dests = [(ip, ext_chain) for ip in svc.external_ips]
+    dests += [(ip, fw_chain if p.uses_fw else ext_chain) for ip in svc.lb_ips]
+    for ip, chain in dests:
+        key: ElementKey = (ip, proto, port.port)
+        if has_any:
+            out.element(SERVICE_IPS, key, chain)
+        if not p.has_external:
+            out.flag(ext_flag, key)
+    if port.node_port:
+        np_key: ElementKey = (proto, port.node_port)
+        if has_any:
+            out.element(SERVICE_NODEPORTS, np_key, ext_chain)
+        if not p.has_external:
+            out.flag(np_flag, np_key)
+
+
+def _endpoint_chains(
+    svc: Service, port: ServicePort, p: PortPolicy, svc_chain: str, local_chain: str, out: _Out
+) -> None:
+    """The balancing service (cluster) and local chains, and a chain per reachable endpoint
+    (masquerade hairpin traffic, affinity set update, DNAT)."""
     timeout = svc.affinity_timeout
     names: dict[str, tuple[str, str | None]] = {}
-    for e in reachable:
+    for e in p.reachable:
         aff = affinity_set(svc, port, e, timeout) if timeout is not None else None
         names[e.address] = (endpoint_chain(svc, port, e), aff)
         if aff is not None:
             out.sets[aff] = ir.SetDef(aff, (Field.IP_SADDR,), timeout=timeout)
-    if cluster:
-        _endpoint_rules(out, svc_chain, cluster, names)
-    if uses_local_chain:
-        _endpoint_rules(out, local_chain, local, names)
-    for e in reachable:
+    if p.cluster:
+        _endpoint_rules(out, svc_chain, p.cluster, names)
+    if p.uses_local_chain:
+        _endpoint_rules(out, local_chain, p.local, names)
+    proto = _proto(port.protocol.lower())
+    for e in p.reachable:
         chain, aff = names[e.address]
         out.rule(chain, Cmp(Field.IP_SADDR, e.ip), _TO_MARK)
         if aff is not None:
             out.rule(chain, ir.SetUpdate(aff))
-        out.rule(chain, _proto(proto), ir.Dnat(e.ip, e.port))
+        out.rule(chain, proto, ir.Dnat(e.ip, e.port))
 
 
 @lru_cache(maxsize=16)
