@@ -12,7 +12,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -93,6 +93,8 @@ class Phase(StrEnum):
 @dataclass
 class _Worker:
     pod: Json
+    """The newest object as received: the base status patches merge over; kept for the
+    consumers that do not read the typed model yet (env, volumes, hooks, criconfig)."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     phase: Phase = Phase.SYNCING
     task: asyncio.Task[None] | None = None
@@ -119,6 +121,20 @@ class _Worker:
     """Container IDs whose OOM kill was already reported with an event."""
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     """A halted pod has nothing running any more and its Failed status is written."""
+
+    _decoded: tuple[Json, Pod | PodSpecError] | None = None
+
+    def spec(self) -> Pod:
+        """The newest object decoded, once per object received; raises PodSpecError."""
+        if self._decoded is None or self._decoded[0] is not self.pod:
+            try:
+                self._decoded = (self.pod, pod_from_api(self.pod))
+            except PodSpecError as e:
+                self._decoded = (self.pod, e)
+        result = self._decoded[1]
+        if isinstance(result, PodSpecError):
+            raise result
+        return result
 
     def wake_in(self, delay: float) -> None:
         if self.timer is not None:
@@ -348,12 +364,12 @@ class PodWorkers:
         """One round; True when the pod is fully torn down and its worker may end."""
         pod_json = w.pod
         try:
-            pod = pod_from_api(pod_json)
+            pod = w.spec()
         except PodSpecError as e:
             log.warning("pod %s: %s", _ref(pod_json), e)
             return False
         if w.removed and pod.deletion_timestamp is None:
-            pod = _as_deleted(pod_json)
+            pod = _as_deleted(pod)
         if pod.is_deleted:
             self._transition(w, Phase.TERMINATING)
         runtime = await self._cache.refresh(uid)
@@ -509,11 +525,6 @@ class PodWorkers:
         return True
 
 
-def _as_deleted(pod_json: Json) -> Pod:
+def _as_deleted(pod: Pod) -> Pod:
     """The pod as if deleted now with no grace: its object vanished (a force delete)."""
-    meta = {
-        **pod_json["metadata"],
-        "deletionTimestamp": _iso_now(),
-        "deletionGracePeriodSeconds": 0,
-    }
-    return pod_from_api({**pod_json, "metadata": meta})
+    return replace(pod, deletion_timestamp=_iso_now(), deletion_grace_period_seconds=0)

@@ -19,9 +19,9 @@ from cri.fake import FakeRuntime, FakeRuntimeServer
 from kube.apiserver import Preconditions
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.executor import PodExecutor
-from kubelet.pods.model import PodUID
+from kubelet.pods.model import PodSpecError, PodUID
 from kubelet.pods.status_manager import StatusManager
-from kubelet.pods.workers import PodWorkers
+from kubelet.pods.workers import PodWorkers, _Worker
 from kubelet.runtime.state import RuntimeCache
 from tests.unit.kubelet.pods.fakes import Recorder, Volumes
 
@@ -216,3 +216,22 @@ async def test_the_newest_spec_wins(node: Node) -> None:
     newest = max(node.fake.containers.values(), key=lambda c: c.status.created_at)
     assert list(newest.config.command) == ["sleep", "1000"]
     assert "Killing" in node.recorder.reasons()
+
+
+def test_a_pod_is_decoded_once_per_object_received() -> None:
+    w = _Worker(_pod())
+    first = w.spec()
+    assert w.spec() is first
+    w.pod = _pod(labels={"v": "2"})
+    assert w.spec() is not first and w.spec().labels == {"v": "2"}
+    w.pod = _pod(name=5)
+    with pytest.raises(PodSpecError, match=r"metadata\.name"):
+        w.spec()
+
+
+async def test_an_undecodable_pod_never_runs(node: Node) -> None:
+    bad = _pod()
+    bad["spec"]["containers"][0]["image"] = ""
+    node.workers.update(bad)
+    await asyncio.sleep(0.3)
+    assert node.fake.sandboxes == {} and node.status.get(UID) is None
