@@ -19,7 +19,7 @@ from kube import facts, systemd
 from kube.apiserver import NODES, SYNC, ApiClient, InformerEvent, KubeconfigError, watch_forever
 from kube.apiserver.requests import ENDPOINTSLICES, SERVICES, Resource
 from kube.supervise import spawn
-from net.proxy import cleanup, conntrack, http, model, modes
+from net.proxy import conntrack, http, model, modes
 from net.proxy.backend import ProxyBackend, Unsupported
 from net.proxy.debug import DebugViews
 from net.proxy.history import History
@@ -236,6 +236,8 @@ async def _main(settings: ProxySettings, backend: ProxyBackend) -> int:
 def main(settings: ProxySettings) -> int:
     """Run until SIGTERM/SIGINT (or clean up, with --cleanup); returns the exit status."""
     if settings.cleanup:
+        from net.proxy import cleanup
+
         return cleanup.main()
     try:
         backend = modes.open_backend(settings.mode)
