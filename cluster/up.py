@@ -353,6 +353,8 @@ def agent_config(
         "failCgroupV1: false",
         # no registry here: an image collected by the periodic GC could never come back
         "imageGCHighThresholdPercent: 100",
+        # 127.0.0.1:10248 may belong to another cluster on this machine (or a real kubelet)
+        "healthzPort: 0",
         *dns.agent_config_lines(spec.service_cidr),
         f"port: {spec.ports.kubelet}",
         f"podLogsDir: {json.dumps(str(logs))}",

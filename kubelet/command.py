@@ -26,6 +26,7 @@ def build_parser(prog: str = "kubelet") -> argparse.ArgumentParser:
     """The kubelet's flags (all of upstream's; see `kubelet --help`), -h and --version."""
     parser = argparse.ArgumentParser(
         prog=prog,
+        usage="%(prog)s [flags]",
         allow_abbrev=False,
         description="pykubelet, started as the upstream kubelet is: the node agent that "
         "registers this node and runs its pods through CRI. Flags override --config and the "
@@ -95,8 +96,13 @@ def start(config: RunConfig) -> None:
 
 def run(args: argparse.Namespace, *, prog: str, config_exit: int = EXIT_FAILED) -> int:
     """Load the configuration from parsed flags and run the node agent; a bad setting or a node
-    that does not fit it is one line on stderr and a non-zero exit."""
+    that does not fit it is one line on stderr and a non-zero exit. --version prints the
+    release instead."""
     try:
+        asked = version_request(getattr(args, "version", None))
+        if asked is not None:
+            print(version_text(asked))
+            return 0
         config = load(args)
     except ConfigError as e:
         print(f"{prog}: {e}", file=sys.stderr)
@@ -113,15 +119,8 @@ def run(args: argparse.Namespace, *, prog: str, config_exit: int = EXIT_FAILED) 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `kubelet` console script."""
     args = build_parser().parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
-    try:
-        asked = version_request(args.version)
-    except ConfigError as e:
-        print(f"kubelet: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    if asked is not None:
-        print(version_text(asked))
-        return 0
-    configure_logging(getattr(args, "verbosity", 0))
+    if not args.version:
+        configure_logging(getattr(args, "verbosity", 0))
     return run(args, prog="kubelet")
 
 

@@ -258,6 +258,7 @@ def kube_proxy_main(argv: Sequence[str] | None = None) -> int:
     """The `kube-proxy` console script."""
     parser = argparse.ArgumentParser(
         prog="kube-proxy",
+        usage="%(prog)s [flags]",
         allow_abbrev=False,
         description="pykubelet's Service proxy, started as the upstream kube-proxy is.",
     )
