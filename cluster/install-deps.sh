@@ -32,4 +32,4 @@ if [ ! -e "$stamp" ]; then
 fi
 
 [ "$only" = venv ] && exit 0
-bash "$here/gobuild/build.sh" server etcd crictl coredns
+bash "$here/gobuild/build.sh" server etcd crictl coredns kubeadm
