@@ -101,14 +101,14 @@ def check_kubelet_label(key: str) -> None:
 
 
 def parse_labels(text: str) -> dict[str, str]:
-    """Parse "k=v,k2=v2" (the --node-labels form) into a dict, checking every key and value."""
+    """Parse "k=v,k2=v2" (the --node-labels form, upstream's ConfigurationMap: a key alone has
+    an empty value) into a dict, checking every key and value."""
     labels: dict[str, str] = {}
     for item in text.split(","):
-        if not item.strip():
+        if not item:
             continue
-        key, eq, value = item.strip().partition("=")
-        if not eq:
-            raise ValueError(f'invalid label "{item}": want key=value')
+        key, _, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         check_label_key(key)
         check_label_value(value)
         check_kubelet_label(key)

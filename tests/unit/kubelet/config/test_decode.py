@@ -532,12 +532,13 @@ def test_parse_labels() -> None:
         "node.kubernetes.io/role": "x",
         "topology.kubernetes.io/zone": "z",
     }
+    assert parse_labels(" spaced = v ,alone") == {"spaced": "v", "alone": ""}  # as upstream
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a", 'invalid label "a": want key=value'),
+        ("=b", 'invalid label key ""'),
         ("-a=b", 'invalid label key "-a"'),
         ("a_=b", 'invalid label key "a_"'),
         ("x" * 64 + "=b", "invalid label key"),
