@@ -19,7 +19,7 @@ class SyncRecord:
     time: float
     """Wall-clock start (seconds since the epoch)."""
     duration: float
-    """Seconds from start to the end of the restore."""
+    """Seconds from start to the end of the kernel work (restore, batch or ops)."""
     full: bool
     services: int
     """Services in the state it applied."""
@@ -28,14 +28,14 @@ class SyncRecord:
     removed: tuple[str, ...] = ()
     """Chains deleted by this sync."""
     lines: int = 0
-    """Lines of the iptables-restore input."""
+    """Size of what was sent: lines of the iptables-restore input, or ops of a batch."""
     error: str = ""
     """Why it failed ("" when applied)."""
     reasons: tuple[str, ...] = ()
     """What triggered it: changed objects (`Service ns/name`...), `periodic`, `startup`."""
     conntrack_flushed: int = 0
     text: str = field(default="", repr=False)
-    """The restore input itself (kept only for the newest records)."""
+    """What was sent, as text (kept only for the newest records)."""
 
     def to_json(self, *, with_text: bool = False) -> dict[str, Any]:
         data = asdict(self)

@@ -94,7 +94,7 @@ class Pending:
     reasons: set[str] = field(default_factory=set)
     endpoint_changes: int = 0
     full: bool = True
-    """A full sync is owed (start-up, node facts changed, a failed restore)."""
+    """A full sync is owed (start-up, node facts changed, a failed sync)."""
     since: float = 0.0
     """Wall time of the oldest change waiting; 0 when none."""
 
