@@ -72,7 +72,10 @@ class SyncError(Exception):
 
 
 class ProxyBackend(Protocol):
-    """One proxy mode, made once at start-up (net.proxy.modes) and used by one sync at a time."""
+    """One proxy mode, made once at start-up (net.proxy.modes) and used by one sync at a time.
+    Cleaning up is each mode package's cleanup module, not a method: `--cleanup` removes what
+    any mode left, whichever mode is configured (net.proxy.cleanup; upstream's CleanupLeftovers
+    is likewise a function per mode)."""
 
     @property
     def traits(self) -> Traits: ...
