@@ -1,5 +1,6 @@
 """Node-side pod admission (spec.os, sysctls, resource fit), the runAsNonRoot image-user check,
-and the RuntimeClass -> CRI handler lookup, with upstream's reasons and messages.
+and the RuntimeClass -> CRI handler lookup, with upstream's reasons and messages. Reads the
+typed Pod; only the resource fit still takes pod dicts (the active pods' requests).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from kube.apiserver import ApiClient, ApiError, NotFound
 from kube.apiserver.requests import RUNTIMECLASSES
 from kubelet.cgroups.planner import pod_requests
-from kubelet.runtime.criconfig import effective_security_context
+from kubelet.pods.model import Container, Pod
 
 Json = Mapping[str, Any]
 
@@ -75,34 +76,31 @@ def _allowed(name: str, unsafe: Sequence[str]) -> bool:
     return False
 
 
-def _sysctl_error(name: str, spec: Json, unsafe: Sequence[str]) -> str | None:
+def _sysctl_error(name: str, pod: Pod, unsafe: Sequence[str]) -> str | None:
     if not _allowed(name, unsafe):
         return f'"{name}" not allowlisted'
     ns = _sysctl_namespace(name)
-    if ns == "ipc" and spec.get("hostIPC"):
+    if ns == "ipc" and pod.host_ipc:
         return f'"{name}" not allowed with host ipc enabled'
-    if ns == "net" and spec.get("hostNetwork"):
+    if ns == "net" and pod.host_network:
         return f'"{name}" not allowed with host net enabled'
     return None
 
 
-def check_sysctls(pod: Json, allowed_unsafe_sysctls: Sequence[str] = ()) -> Rejection | None:
+def check_sysctls(pod: Pod, allowed_unsafe_sysctls: Sequence[str] = ()) -> Rejection | None:
     """Upstream's sysctl allowlist admission: the safe set plus allowedUnsafeSysctls (exact
     names or prefixes ending in '*'); net.* and IPC sysctls are refused with hostNetwork and
     hostIPC respectively, since they would change the node's own settings."""
-    spec = pod.get("spec") or {}
-    sysctls = (spec.get("securityContext") or {}).get("sysctls") or []
-    for s in sysctls:
-        name = _normalize_sysctl(str(s.get("name") or "")) if isinstance(s, Mapping) else ""
-        error = _sysctl_error(name, spec, allowed_unsafe_sysctls)
+    for s in pod.sysctls:
+        error = _sysctl_error(_normalize_sysctl(s.name), pod, allowed_unsafe_sysctls)
         if error is not None:
             return Rejection(SYSCTL_FORBIDDEN, f"forbidden sysctl: {error}")
     return None
 
 
-def check_os(pod: Json, node_os: str = NODE_OS) -> Rejection | None:
+def check_os(pod: Pod, node_os: str = NODE_OS) -> Rejection | None:
     """spec.os.name, when set, must be the node's OS (rejectPodAdmissionBasedOnOSField)."""
-    os_name = ((pod.get("spec") or {}).get("os") or {}).get("name")
+    os_name = pod.os_name
     if os_name and os_name != node_os:
         return Rejection(
             POD_OS_NOT_SUPPORTED, "Failed to admit pod as the OS field doesn't match node OS"
@@ -144,7 +142,7 @@ def check_resources(pod: Json, others: Sequence[Json], node: NodeResources) -> R
     return None
 
 
-def admit(pod: Json, *, allowed_unsafe_sysctls: Sequence[str] = ()) -> Rejection | None:
+def admit(pod: Pod, *, allowed_unsafe_sysctls: Sequence[str] = ()) -> Rejection | None:
     """None when the node accepts the pod, else the first rejection (OS first, as upstream)."""
     return check_os(pod) or check_sysctls(pod, allowed_unsafe_sysctls)
 
@@ -159,30 +157,29 @@ def rejected_status(rejection: Rejection, qos_class: str) -> dict[str, Any]:
     }
 
 
-def format_pod(pod: Json) -> str:
+def format_pod(pod: Pod) -> str:
     """Upstream's format.Pod: name_namespace(uid)."""
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('name', '')}_{meta.get('namespace') or 'default'}({meta.get('uid', '')})"
+    return f"{pod.name}_{pod.namespace}({pod.uid})"
 
 
-def needs_image_user(pod: Json, container: Json) -> bool:
+def needs_image_user(pod: Pod, container: Container) -> bool:
     """True when runAsNonRoot must be checked against the image's user (no runAsUser set)."""
-    sc = effective_security_context(pod, container)
-    return sc.get("runAsNonRoot") is True and sc.get("runAsUser") is None
+    sc = container.security_context.over(pod.security_context)
+    return sc.run_as_non_root is True and sc.run_as_user is None
 
 
 def verify_run_as_non_root(
-    pod: Json, container: Json, uid: int | None, username: str
+    pod: Pod, container: Container, uid: int | None, username: str
 ) -> str | None:
     """Upstream's verifyRunAsNonRoot: the error message, or None when the container may run.
 
     uid/username are the image's user as CRI ImageStatus reports it; an image with neither
     runs as root (uid 0), as upstream's getImageUser treats it."""
-    sc = effective_security_context(pod, container)
-    if sc.get("runAsNonRoot") is not True:
+    sc = container.security_context.over(pod.security_context)
+    if sc.run_as_non_root is not True:
         return None
-    where = f'(pod: "{format_pod(pod)}", container: {container.get("name", "")})'
-    run_as_user = sc.get("runAsUser")
+    where = f'(pod: "{format_pod(pod)}", container: {container.name})'
+    run_as_user = sc.run_as_user
     if run_as_user is not None:
         if run_as_user == 0:
             return f"container's runAsUser breaks non-root policy {where}"

@@ -14,6 +14,7 @@ from kube.quantity import parse_quantity
 from kubelet.pods.model import (
     DEFAULT_GRACE_PERIOD_SECONDS,
     DEFAULT_TERMINATION_MESSAGE_PATH,
+    NO_SECURITY_CONTEXT,
     Container,
     ContainerPort,
     DNSOption,
@@ -24,6 +25,8 @@ from kubelet.pods.model import (
     PodUID,
     PullPolicy,
     RestartPolicy,
+    SecurityContext,
+    Sysctl,
 )
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -150,6 +153,55 @@ def _probe(r: _Reader, c: Mapping[str, Any], key: str, path: str) -> Mapping[str
     return r.obj(c, key, path) if c.get(key) is not None else None
 
 
+def _security_context(r: _Reader, d: Mapping[str, Any], path: str) -> SecurityContext:
+    sc = r.obj(d, "securityContext", path)
+    if not sc:
+        return NO_SECURITY_CONTEXT
+    sc_path = f"{path}.securityContext" if path else "securityContext"
+    non_root = sc.get("runAsNonRoot")
+    if non_root is not None and not isinstance(non_root, bool):
+        raise r.fail(f"{sc_path}.runAsNonRoot", "must be true or false")
+    return SecurityContext(
+        run_as_user=r.opt_int(sc, "runAsUser", sc_path),
+        run_as_group=r.opt_int(sc, "runAsGroup", sc_path),
+        run_as_non_root=non_root,
+    )
+
+
+def _sysctls(r: _Reader, spec: Mapping[str, Any]) -> tuple[Sysctl, ...]:
+    sc = r.obj(spec, "securityContext", "spec")
+    out = []
+    for i, item in enumerate(r.items(sc, "sysctls", "spec.securityContext")):
+        path = f"spec.securityContext.sysctls[{i}]"
+        if not isinstance(item, dict):
+            raise r.fail(path, "must be an object")
+        out.append(Sysctl(r.text(item, "name", path), r.text(item, "value", path, "")))
+    return tuple(out)
+
+
+def _node_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What node admission and the sandbox's identity read: OS, host IPC, security context."""
+    return {
+        "os_name": r.text(r.obj(spec, "os", "spec"), "name", "spec.os", ""),
+        "host_ipc": spec.get("hostIPC") is True,
+        "security_context": _security_context(r, spec, "spec"),
+        "sysctls": _sysctls(r, spec),
+    }
+
+
+def _dns_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What pods/dns.py reads: the policy, dnsConfig and the hostname fields."""
+    override = spec.get("hostnameOverride")
+    return {
+        "dns_policy": r.text(spec, "dnsPolicy", "spec", "") or "ClusterFirst",
+        "dns_config": _dns_config(r, spec),
+        "hostname": r.text(spec, "hostname", "spec", ""),
+        "subdomain": r.text(spec, "subdomain", "spec", ""),
+        "set_hostname_as_fqdn": spec.get("setHostnameAsFQDN") is True,
+        "hostname_override": None if override is None else r.text(spec, "hostnameOverride", "spec"),
+    }
+
+
 def _container(r: _Reader, c: object, path: str, *, init: bool) -> Container:
     if not isinstance(c, dict):
         raise r.fail(path, "must be an object")
@@ -185,6 +237,7 @@ def _container(r: _Reader, c: object, path: str, *, init: bool) -> Container:
         liveness_probe=_probe(r, c, "livenessProbe", path),
         readiness_probe=_probe(r, c, "readinessProbe", path),
         startup_probe=_probe(r, c, "startupProbe", path),
+        security_context=_security_context(r, c, path),
     )
 
 
@@ -299,16 +352,8 @@ class PodSpecView:
             ),
             ephemeral_containers=ephemeral,
             resources=_resources(r, spec, "spec"),
-            dns_policy=r.text(spec, "dnsPolicy", "spec", "") or "ClusterFirst",
-            dns_config=_dns_config(r, spec),
-            hostname=r.text(spec, "hostname", "spec", ""),
-            subdomain=r.text(spec, "subdomain", "spec", ""),
-            set_hostname_as_fqdn=spec.get("setHostnameAsFQDN") is True,
-            hostname_override=(
-                r.text(spec, "hostnameOverride", "spec")
-                if spec.get("hostnameOverride") is not None
-                else None
-            ),
+            **_dns_fields(r, spec),
+            **_node_fields(r, spec),
         )
 
 

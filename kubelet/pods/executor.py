@@ -305,10 +305,10 @@ class PodExecutor:
         return await self.runtime_classes(name)
 
     async def _check_non_root(
-        self, pod_json: Mapping[str, Any], pod: Pod, spec: Mapping[str, Any], image: str, fpath: str
+        self, pod: Pod, container: Container, image: str, fpath: str
     ) -> Waiting | None:
         """runAsNonRoot without runAsUser: refuse the container when the image runs as root."""
-        if not needs_image_user(pod_json, spec):
+        if not needs_image_user(pod, container):
             return None
         try:
             status = await self.rt.image_status(image)
@@ -316,7 +316,7 @@ class PodExecutor:
             return Waiting(CREATE_CONFIG_ERROR, e.message)
         img = status.image
         uid = img.uid.value if img.HasField("uid") else None
-        error = verify_run_as_non_root(pod_json, spec, uid, img.username)
+        error = verify_run_as_non_root(pod, container, uid, img.username)
         if error is None:
             return None
         self._event(pod, ev.WARNING, ev.FAILED, f"Error: {error}", fpath)
@@ -341,7 +341,7 @@ class PodExecutor:
         )
         if isinstance(pulled, Waiting):
             return pulled
-        refused = await self._check_non_root(pod_json, pod, spec, pulled, fpath)
+        refused = await self._check_non_root(pod, model, pulled, fpath)
         if refused is not None:
             return refused
         prev = runtime.latest(name)

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NewType
+from typing import Any, NewType, TypeVar
 
 PodUID = NewType("PodUID", str)
 ContainerID = NewType("ContainerID", str)
@@ -77,6 +77,41 @@ class EnvVar:
 
 
 @dataclass(frozen=True)
+class SecurityContext:
+    """The identity fields of a pod's or a container's securityContext (what admission reads;
+    criconfig still reads the rest from the object)."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+
+    def over(self, pod_level: SecurityContext) -> SecurityContext:
+        """This container's values where set, else the pod's (DetermineEffectiveSecurityContext)."""
+        own, inherited = self, pod_level
+        return SecurityContext(
+            run_as_user=_first(own.run_as_user, inherited.run_as_user),
+            run_as_group=_first(own.run_as_group, inherited.run_as_group),
+            run_as_non_root=_first(own.run_as_non_root, inherited.run_as_non_root),
+        )
+
+
+_T = TypeVar("_T")
+
+
+def _first(own: _T | None, inherited: _T | None) -> _T | None:
+    return own if own is not None else inherited
+
+
+NO_SECURITY_CONTEXT = SecurityContext()
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
 class DNSOption:
     name: str
     value: str | None = None
@@ -113,6 +148,7 @@ class Container:
     startup_probe: Mapping[str, Any] | None = None
     target_container_name: str = ""
     """Only for ephemeral containers: the container whose PID namespace it joins."""
+    security_context: SecurityContext = NO_SECURITY_CONTEXT
     hash: str = ""
     """Spec hash compared with the runtime's; computed from the fields above when left empty."""
 
@@ -177,6 +213,13 @@ class Pod:
     set_hostname_as_fqdn: bool = False
     hostname_override: str | None = None
     """spec.hostnameOverride: wins over hostname and subdomain when set."""
+    os_name: str = ""
+    """spec.os.name ("": unset)."""
+    host_ipc: bool = False
+    security_context: SecurityContext = NO_SECURITY_CONTEXT
+    """spec.securityContext's identity fields, the defaults of every container's."""
+    sysctls: tuple[Sysctl, ...] = ()
+    """spec.securityContext.sysctls."""
 
     @property
     def ref(self) -> str:

@@ -430,7 +430,7 @@ class PodWorkers:
         """Admission of a pod that never ran here (nothing in the runtime, not deleted)."""
         if pod.is_deleted or runtime.sandboxes or runtime.containers:
             return None
-        rejection = admit(pod_json, allowed_unsafe_sysctls=self._unsafe_sysctls)
+        rejection = admit(pod, allowed_unsafe_sysctls=self._unsafe_sysctls)
         if rejection is None and self._admission is not None:
             rejection = self._admission(pod_json, self.active_pods())
         return rejection

@@ -20,9 +20,7 @@ from kubelet.pods.admission import (
     SYSCTL_FORBIDDEN,
     Rejection,
     RuntimeClasses,
-    admit,
     rejected_status,
-    verify_run_as_non_root,
 )
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.decode import pod_from_api
@@ -44,6 +42,10 @@ def make(spec: dict[str, Any] | None = None, sc: dict[str, Any] | None = None) -
     if sc is not None:
         pod["spec"]["containers"][0]["securityContext"] = sc
     return pod
+
+
+def admit(pod_json: dict[str, Any], **kw: Any) -> Rejection | None:
+    return admission.admit(pod_from_api(pod_json), **kw)
 
 
 def sysctls(*names: str, **spec: Any) -> dict[str, Any]:
@@ -120,7 +122,8 @@ WHERE = '(pod: "web_ns1(u-1)", container: app)'
 
 
 def check(pod: dict[str, Any], uid: int | None, username: str = "") -> str | None:
-    return verify_run_as_non_root(pod, pod["spec"]["containers"][0], uid, username)
+    typed = pod_from_api(pod)
+    return admission.verify_run_as_non_root(typed, typed.containers[0], uid, username)
 
 
 def test_no_run_as_non_root_never_refuses() -> None:
@@ -155,10 +158,10 @@ def test_run_as_user_zero_breaks_policy() -> None:
 
 
 def test_needs_image_user_only_without_run_as_user() -> None:
-    c = make(sc={"runAsNonRoot": True})
-    assert admission.needs_image_user(c, c["spec"]["containers"][0])
-    c = make(sc={"runAsNonRoot": True, "runAsUser": 5})
-    assert not admission.needs_image_user(c, c["spec"]["containers"][0])
+    c = pod_from_api(make(sc={"runAsNonRoot": True}))
+    assert admission.needs_image_user(c, c.containers[0])
+    c = pod_from_api(make(sc={"runAsNonRoot": True, "runAsUser": 5}))
+    assert not admission.needs_image_user(c, c.containers[0])
 
 
 # ---- RuntimeClass lookup ------------------------------------------------------------------
@@ -238,7 +241,7 @@ async def test_executor_refuses_root_image_with_event(tmp_path: Path) -> None:
     ex, rec = executor(tmp_path, _Runtime())
     pod_json = make(sc={"runAsNonRoot": True})
     pod = pod_from_api(pod_json)
-    w = await ex._check_non_root(pod_json, pod, pod_json["spec"]["containers"][0], "x", "f")
+    w = await ex._check_non_root(pod, pod.containers[0], "x", "f")
     assert w is not None and w.reason == CREATE_CONFIG_ERROR
     assert w.message == f"container has runAsNonRoot and image will run as root {WHERE}"
     assert [(e.reason, e.message) for e in rec.events] == [("Failed", f"Error: {w.message}")]
@@ -248,8 +251,8 @@ async def test_executor_admits_numeric_non_root_image(tmp_path: Path) -> None:
     image = api.Image(id="sha256:abc", uid=api.Int64Value(value=1000))
     ex, _ = executor(tmp_path, _Runtime(image))
     pod_json = make(sc={"runAsNonRoot": True})
-    c = pod_json["spec"]["containers"][0]
-    assert await ex._check_non_root(pod_json, pod_from_api(pod_json), c, "x", "f") is None
+    pod = pod_from_api(pod_json)
+    assert await ex._check_non_root(pod, pod.containers[0], "x", "f") is None
 
 
 async def test_image_status_failure_waits(tmp_path: Path) -> None:
@@ -259,8 +262,8 @@ async def test_image_status_failure_waits(tmp_path: Path) -> None:
 
     ex, _ = executor(tmp_path, Failing())
     pod_json = make(sc={"runAsNonRoot": True})
-    c = pod_json["spec"]["containers"][0]
-    w = await ex._check_non_root(pod_json, pod_from_api(pod_json), c, "x", "f")
+    pod = pod_from_api(pod_json)
+    w = await ex._check_non_root(pod, pod.containers[0], "x", "f")
     assert w is not None and w.reason == CREATE_CONFIG_ERROR
 
 

@@ -21,6 +21,8 @@ from kubelet.pods.model import (
     RuntimeSandbox,
     SandboxID,
     SandboxState,
+    SecurityContext,
+    Sysctl,
 )
 from tests.unit.kubelet.pods.fixtures import UID, ctr, exited
 
@@ -245,6 +247,49 @@ def test_dns_and_hostname_fields() -> None:
     ],
 )
 def test_bad_dns_fields_name_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(PodSpecError) as e:
+        pod_from_api(api_pod(**spec))
+    assert e.value.field == field
+
+
+def test_node_admission_fields() -> None:
+    p = pod_from_api(api_pod())
+    assert (p.os_name, p.host_ipc, p.sysctls) == ("", False, ())
+    assert p.security_context == SecurityContext() == p.containers[0].security_context
+    q = pod_from_api(
+        api_pod(
+            os={"name": "linux"},
+            hostIPC=True,
+            securityContext={
+                "runAsUser": 1000,
+                "runAsNonRoot": True,
+                "sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"}],
+            },
+            containers=[{"name": "a", "image": "nginx:1.25", "securityContext": {"runAsGroup": 5}}],
+        )
+    )
+    assert (q.os_name, q.host_ipc) == ("linux", True)
+    assert q.sysctls == (Sysctl("kernel.shm_rmid_forced", "1"),)
+    assert q.security_context == SecurityContext(1000, None, True)
+    own = q.containers[0].security_context
+    assert own == SecurityContext(run_as_group=5)
+    assert own.over(q.security_context) == SecurityContext(1000, 5, True)
+    assert SecurityContext(run_as_user=0).over(q.security_context).run_as_user == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"securityContext": {"runAsNonRoot": "yes"}}, "spec.securityContext.runAsNonRoot"),
+        ({"securityContext": {"runAsUser": "0"}}, "spec.securityContext.runAsUser"),
+        (
+            {"securityContext": {"sysctls": [{"value": "1"}]}},
+            "spec.securityContext.sysctls[0].name",
+        ),
+        ({"os": {"name": 1}}, "spec.os.name"),
+    ],
+)
+def test_bad_security_fields_name_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(PodSpecError) as e:
         pod_from_api(api_pod(**spec))
     assert e.value.field == field
