@@ -257,9 +257,10 @@ def _get_config_map_role(ns: str, name: str, config_map: str, subjects: list[Jso
 
 def rbac_objects() -> list[Json]:
     """kubeadm's RBAC for joining nodes (phases bootstraptoken/node, uploadconfig, kubelet and
-    bootstraptoken/clusterinfo): bootstrappers may post CSRs, get nodes and read the two config
-    ConfigMaps; their CSRs and nodes' renewals are auto-approved; anonymous may get only
-    cluster-info (which matters only while anonymous requests are allowed at all)."""
+    bootstraptoken/clusterinfo, addons/proxy): bootstrappers may post CSRs, get nodes and read the
+    kubeadm-config, kubelet-config and kube-proxy ConfigMaps; their CSRs and nodes' renewals are
+    auto-approved; anonymous may get only cluster-info (which matters only while anonymous
+    requests are allowed at all)."""
     bootstrappers, nodes = _subject("Group", TOKEN_GROUP), _subject("Group", NODES_GROUP)
     get_nodes = {
         "apiVersion": f"{RBAC}/v1",
@@ -286,6 +287,7 @@ def rbac_objects() -> list[Json]:
         *_get_config_map_role(
             "kube-system", "kubeadm:kubelet-config", "kubelet-config", [bootstrappers, nodes]
         ),
+        *_get_config_map_role("kube-system", "kube-proxy", "kube-proxy", [bootstrappers]),
         *_get_config_map_role(
             "kube-public",
             "kubeadm:bootstrap-signer-clusterinfo",

@@ -140,6 +140,7 @@ def test_rbac_is_kubeadms() -> None:
     for ns, name, cm, subjects in (
         ("kube-system", "kubeadm:nodes-kubeadm-config", "kubeadm-config", 2),
         ("kube-system", "kubeadm:kubelet-config", "kubelet-config", 2),
+        ("kube-system", "kube-proxy", "kube-proxy", 1),
         ("kube-public", "kubeadm:bootstrap-signer-clusterinfo", "cluster-info", 1),
     ):
         role, binding = objs[("Role", name)], objs[("RoleBinding", name)]
