@@ -156,7 +156,9 @@ class Connection:
     def _on_readable(self) -> None:
         try:
             data, ancdata, _, _ = self._sock.recvmsg(
-                65536, socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
+                65536,
+                socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize),
+                socket.MSG_CMSG_CLOEXEC,  # an inhibitor fd must not leak into child processes
             )
         except (BlockingIOError, InterruptedError):
             return

@@ -6,6 +6,7 @@ descriptor, PrepareForShutdown, the InhibitDelayMaxSec drop-in and reload, error
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -108,3 +109,14 @@ async def test_losing_the_bus_ends_the_watch(tmp_path: Path) -> None:
     assert await asyncio.wait_for(glue.next_event(), 5) is None
     with pytest.raises(DBusError, match="Disconnected"):
         await glue.inhibit_delay()
+
+
+async def test_the_lock_descriptor_is_close_on_exec(
+    conn: Connection, logind: StandInLogind
+) -> None:
+    lock = await Logind(conn).inhibit()
+    try:
+        assert fcntl.fcntl(lock.fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    finally:
+        lock.release()
+    del logind
