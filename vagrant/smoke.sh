@@ -112,16 +112,16 @@ export PYK_WHEEL
 # ---- up -------------------------------------------------------------------------------------
 stamp() { while IFS= read -r l; do printf '%5d %s\n' "$((SECONDS - UP0))" "$l"; done; }
 up() { vagrant up --provider=libvirt 2>&1 | stamp; return "${PIPESTATUS[0]}"; }
-since() {  # since NODE FROM TO: seconds between the first log lines matching FROM and TO
-  awk -v n="$1: " -v a="$2" -v b="$3" 'index($0, n) && index($0, a) && !ta {ta=$1}
-    index($0, n) && index($0, b) && !tb {tb=$1} END {if (ta != "" && tb != "") print tb - ta}' \
+since() {  # since NODE FROM TO: seconds between the first log lines (of NODE, "" any) matching FROM and TO
+  awk -v n="${1:+$1: }" -v a="$2" -v b="$3" '(n == "" || index($0, n)) && index($0, a) && !ta {ta=$1}
+    (n == "" || index($0, n)) && index($0, b) && !tb {tb=$1} END {if (ta != "" && tb != "") print tb - ta}' \
     "$LOGDIR/vagrant-up.log"
 }
 UP0=$SECONDS
 up_done=1
 step vagrant-up up
 BOOT_TO_SSH=""; for n in "${NODES[@]}"; do BOOT_TO_SSH+="$(since "$n" "Starting domain" "Machine booted and ready") "; done
-BOX_UPLOAD=$(since "${NODES[0]}" "Uploading base box image" "Creating image (snapshot")
+BOX_UPLOAD=$(since "" "Uploading base box image" "Creating image (snapshot")
 
 # ---- checks ---------------------------------------------------------------------------------
 W1=${NODES[0]}

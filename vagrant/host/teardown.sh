@@ -22,8 +22,16 @@ log() { printf 'teardown: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { log "error: run as root"; exit 1; }
 VIRSH=(virsh -q -c qemu:///system)
 have_libvirt=0
+mkdir -p "$STATE_DIR"
+if command -v libvirtd >/dev/null && ! pgrep -x libvirtd >/dev/null && {
+     [ -e "/etc/libvirt/qemu/networks/$NET_NAME.xml" ] || [ -e "/etc/libvirt/storage/$POOL_NAME.xml" ] ||
+     compgen -G "/etc/libvirt/qemu/pykubelet-*.xml" >/dev/null; }; then
+  # our definitions outlived libvirtd: start it (it is stopped again below) to remove them
+  libvirtd -d && sleep 1 && pgrep -x libvirtd | head -1 > "$STATE_DIR/libvirtd.started"
+  log "started libvirtd to remove what is still defined"
+fi
 if command -v virsh >/dev/null && pgrep -x libvirtd >/dev/null; then
-  "${VIRSH[@]}" version >/dev/null 2>&1 && have_libvirt=1
+  for _ in $(seq 50); do "${VIRSH[@]}" version >/dev/null 2>&1 && { have_libvirt=1; break; }; sleep 0.2; done
 fi
 
 if [ "$have_libvirt" = 1 ]; then
@@ -76,7 +84,7 @@ if [ -f "$STATE_DIR/libvirtd.started" ]; then
     kill "$pid"
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    say "libvirtd (pid $pid, started by setup.sh)"
+    say "libvirtd (pid $pid, started by setup.sh or teardown.sh)"
   fi
   rm -f "$STATE_DIR/libvirtd.started"
 elif pgrep -x libvirtd >/dev/null; then
@@ -95,7 +103,7 @@ done
 if [ "$KEEP_BOX" != 1 ] && [ -d "$POOL_DIR" ]; then
   rm -rf "$POOL_DIR" && say "directory $POOL_DIR"
 fi
-rmdir "$STATE_DIR" 2>/dev/null || true
+rm -rf "$STATE_DIR"
 
 # Anything that still looks like ours is reported (not removed: it may not be ours).
 left=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^(vnet[0-9]+|$BRIDGE)$" || true)
