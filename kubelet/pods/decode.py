@@ -18,12 +18,17 @@ from kubelet.pods.model import (
     Container,
     ContainerPort,
     DNSOption,
+    EnvFromSource,
+    EnvSource,
     EnvVar,
+    FieldRef,
+    KeyRef,
     Pod,
     PodDNSConfig,
     PodSpecError,
     PodUID,
     PullPolicy,
+    ResourceFieldRef,
     RestartPolicy,
     SecurityContext,
     Sysctl,
@@ -123,6 +128,30 @@ def _ports(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[ContainerPort, 
     return tuple(out)
 
 
+def _env_source(r: _Reader, vf: Mapping[str, Any], path: str) -> EnvSource | None:
+    """The first of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef that is set."""
+    if vf.get("fieldRef"):
+        return FieldRef(r.text(r.obj(vf, "fieldRef", path), "fieldPath", f"{path}.fieldRef", ""))
+    if vf.get("resourceFieldRef"):
+        ref, rp = r.obj(vf, "resourceFieldRef", path), f"{path}.resourceFieldRef"
+        divisor = ref.get("divisor")
+        return ResourceFieldRef(
+            resource=r.text(ref, "resource", rp, ""),
+            container_name=r.text(ref, "containerName", rp, ""),
+            divisor="" if divisor is None else str(divisor),
+        )
+    for key, kind in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
+        if vf.get(key):
+            ref, rp = r.obj(vf, key, path), f"{path}.{key}"
+            return KeyRef(
+                kind,
+                r.text(ref, "name", rp, ""),
+                r.text(ref, "key", rp, ""),
+                bool(ref.get("optional")),
+            )
+    return None
+
+
 def _env(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvVar, ...]:
     out = []
     for i, e in enumerate(r.items(c, "env", path)):
@@ -133,8 +162,30 @@ def _env(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvVar, ...]:
         if vf is not None and not isinstance(vf, dict):
             raise r.fail(f"{ep}.valueFrom", "must be an object")
         out.append(
-            EnvVar(name=r.text(e, "name", ep), value=r.text(e, "value", ep, ""), value_from=vf)
+            EnvVar(
+                name=r.text(e, "name", ep),
+                value=r.text(e, "value", ep, ""),
+                value_from=vf,
+                source=_env_source(r, vf, f"{ep}.valueFrom") if vf else None,
+            )
         )
+    return tuple(out)
+
+
+def _env_from(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvFromSource, ...]:
+    out = []
+    for i, src in enumerate(r.items(c, "envFrom", path)):
+        sp = f"{path}.envFrom[{i}]"
+        if not isinstance(src, dict):
+            raise r.fail(sp, "must be an object")
+        key = "configMapRef" if src.get("configMapRef") else "secretRef"
+        if not src.get(key):
+            continue
+        ref = r.obj(src, key, sp)
+        kind = "configmaps" if key == "configMapRef" else "secrets"
+        name = r.text(ref, "name", f"{sp}.{key}", "")
+        prefix = r.text(src, "prefix", sp, "")
+        out.append(EnvFromSource(kind, name, prefix, bool(ref.get("optional"))))
     return tuple(out)
 
 
@@ -189,6 +240,26 @@ def _node_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _status_pod_ips(r: _Reader, pod: Mapping[str, Any]) -> tuple[str, ...]:
+    status = pod.get("status")
+    if not isinstance(status, dict):
+        return ()
+    ips = [str(p["ip"]) for p in status.get("podIPs") or [] if isinstance(p, dict) and p.get("ip")]
+    if not ips and status.get("podIP"):
+        ips = [str(status["podIP"])]
+    return tuple(ips)
+
+
+def _env_fields(r: _Reader, pod: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What pods/env.py reads beyond the containers: the service account, service links and
+    the pod IPs the status already has."""
+    return {
+        "service_account_name": r.text(spec, "serviceAccountName", "spec", ""),
+        "enable_service_links": spec.get("enableServiceLinks") is not False,
+        "status_pod_ips": _status_pod_ips(r, pod),
+    }
+
+
 def _dns_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
     """What pods/dns.py reads: the policy, dnsConfig and the hostname fields."""
     override = spec.get("hostnameOverride")
@@ -226,6 +297,7 @@ def _container(r: _Reader, c: object, path: str, *, init: bool) -> Container:
         command=r.strings(c, "command", path),
         args=r.strings(c, "args", path),
         env=_env(r, c, path),
+        env_from=_env_from(r, c, path),
         working_dir=r.text(c, "workingDir", path, ""),
         ports=_ports(r, c, path),
         termination_message_path=r.text(
@@ -354,6 +426,7 @@ class PodSpecView:
             resources=_resources(r, spec, "spec"),
             **_dns_fields(r, spec),
             **_node_fields(r, spec),
+            **_env_fields(r, pod, spec),
         )
 
 

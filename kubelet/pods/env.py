@@ -1,5 +1,6 @@
 """Container environments as upstream builds them: env and envFrom from values, configMaps,
-secrets, the downward API and Service links, then $(VAR) expansion. Must not write anywhere.
+secrets, the downward API and Service links, then $(VAR) expansion. Reads the typed Pod and
+Container; must not write anywhere.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from cri.errors import CRIError
 from kube.apiserver import CONFIGMAPS, SECRETS, ApiError, NotFound, Resource
 from kube.units import parse_quantity
 from kubelet import events as ev
+from kubelet.pods.model import (
+    Container,
+    EnvFromSource,
+    EnvSource,
+    FieldRef,
+    KeyRef,
+    Pod,
+    ResourceFieldRef,
+)
 from kubelet.pods.seams import ContainerConfigError, ResolvedContainer
 from kubelet.runtime import labels
 
@@ -75,14 +85,15 @@ def expand(text: str, mapping: Callable[[str], str]) -> str:
     return "".join(out) + text[checkpoint:]
 
 
-def expand_command(container: Json, env: Sequence[tuple[str, str]]) -> Json:
-    """The container with $(VAR) in command and args expanded against its final environment."""
+def expand_command(
+    container: Container, env: Sequence[tuple[str, str]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The container's command and args with $(VAR) expanded against its final environment."""
     lookup = mapping_for(dict(env))
-    out = dict(container)
-    for key in ("command", "args"):
-        if container.get(key):
-            out[key] = [expand(str(part), lookup) for part in container[key]]
-    return out
+    return (
+        tuple(expand(part, lookup) for part in container.command),
+        tuple(expand(part, lookup) for part in container.args),
+    )
 
 
 # ---- downward API: fieldRef ------------------------------------------------------------------
@@ -118,8 +129,8 @@ def _subscript(path: str) -> tuple[str, str] | None:
     return (head, key) if sep and head else None
 
 
-def _metadata_value(pod: Json, path: str) -> str:
-    meta = pod.get("metadata", {})
+def _metadata_value(pod: Pod, path: str) -> str:
+    maps = {"metadata.labels": pod.labels, "metadata.annotations": pod.annotations}
     sub = _subscript(path)
     if sub is not None:
         head, key = sub
@@ -128,24 +139,23 @@ def _metadata_value(pod: Json, path: str) -> str:
         probe = key.lower() if head == "metadata.annotations" else key
         if not _QUALIFIED_NAME.match(probe) or len(probe.rpartition("/")[2]) > 63:
             raise ContainerConfigError(f"invalid key subscript in {path}")
-        return str((meta.get(head.split(".")[1]) or {}).get(key, ""))
-    simple = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
+        return maps[head].get(key, "")
+    simple = {"metadata.name": pod.name, "metadata.namespace": pod.namespace}
     if path in simple:
-        return str(meta.get(simple[path], ""))
-    if path in ("metadata.labels", "metadata.annotations"):
-        return format_map(meta.get(path.split(".")[1]) or {})
+        return simple[path]
+    if path == "metadata.uid":
+        return pod.uid
+    if path in maps:
+        return format_map(maps[path])
     raise ContainerConfigError(f"unsupported fieldPath: {path}")
 
 
-def field_ref_value(
-    pod: Json, path: str, *, pod_ips: Sequence[str], host_ips: Sequence[str]
-) -> str:
+def field_ref_value(pod: Pod, path: str, *, pod_ips: Sequence[str], host_ips: Sequence[str]) -> str:
     """One fieldRef's value (upstream podFieldSelectorRuntimeValue)."""
-    spec = pod.get("spec", {})
     if path == "spec.nodeName":
-        return str(spec.get("nodeName", ""))
+        return pod.node_name
     if path == "spec.serviceAccountName":
-        return str(spec.get("serviceAccountName", ""))
+        return pod.service_account_name
     if path in ("status.hostIP", "status.hostIPs"):
         if not host_ips:
             raise ContainerConfigError("the node has no IP address to report as hostIP")
@@ -157,22 +167,11 @@ def field_ref_value(
     return _metadata_value(pod, path)
 
 
-def status_pod_ips(pod: Json) -> list[str]:
-    """The pod IPs the node already wrote into the pod's status ([] before the first write)."""
-    status = pod.get("status") or {}
-    ips = [str(p["ip"]) for p in status.get("podIPs") or [] if p.get("ip")]
-    if not ips and status.get("podIP"):
-        ips = [str(status["podIP"])]
-    return ips
-
-
 # ---- downward API: resourceFieldRef ----------------------------------------------------------
-def _find_container(pod: Json, name: str) -> Json:
-    spec = pod.get("spec", {})
-    for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
-        if c.get("name") == name:
-            result: Json = c
-            return result
+def _find_container(pod: Pod, name: str) -> Container:
+    for c in (*pod.containers, *pod.init_containers):
+        if c.name == name:
+            return c
     raise ContainerConfigError(f"container {name} not found")
 
 
@@ -184,25 +183,29 @@ def _quantity(text: object, what: str) -> Decimal:
 
 
 def resource_value(
-    container: Json, ref: Json, allocatable: Mapping[str, str], *, pod: Json | None = None
+    container: Container,
+    ref: ResourceFieldRef,
+    allocatable: Mapping[str, str],
+    *,
+    pod: Pod | None = None,
 ) -> str:
     """One resourceFieldRef's value: ceil(quantity / divisor); cpu is compared in millicores.
     A limit the container does not set is the node's allocatable (cpu, memory, storage)."""
-    if ref.get("containerName") and pod is not None:
-        container = _find_container(pod, str(ref["containerName"]))
-    resource = str(ref.get("resource", ""))
+    if ref.container_name and pod is not None:
+        container = _find_container(pod, ref.container_name)
+    resource = ref.resource
     kind, _, name = resource.partition(".")
     if kind not in ("limits", "requests") or not (
         name in LIMIT_DEFAULTS or name.startswith("hugepages-")
     ):
         raise ContainerConfigError(f"unsupported container resource : {resource}")
-    values = (container.get("resources") or {}).get(kind) or {}
+    values = container.resources.get(kind) or {}
     raw = values.get(name)
     if raw is None and kind == "limits" and name in LIMIT_DEFAULTS:
         raw = allocatable.get(name)
     qty = _quantity(raw if raw is not None else "0", resource)
-    div_text = ref.get("divisor")
-    divisor = _quantity(div_text, "divisor") if div_text not in (None, "", "0") else Decimal(1)
+    div_text = ref.divisor
+    divisor = _quantity(div_text, "divisor") if div_text not in ("", "0") else Decimal(1)
     if name == "cpu":
         num, den = math.ceil(qty * 1000), math.ceil(divisor * 1000)
     else:
@@ -324,9 +327,9 @@ def _data(resource: Resource, obj: Json) -> dict[str, str]:
 class _Context:
     """One resolve call: the pod, its objects fetched once, pod IPs looked up once."""
 
-    def __init__(self, pod: Json, pod_ips: Sequence[str] | None) -> None:
+    def __init__(self, pod: Pod, pod_ips: Sequence[str] | None) -> None:
         self.pod = pod
-        self.namespace = str(pod.get("metadata", {}).get("namespace", ""))
+        self.namespace = pod.namespace
         self.objects: dict[tuple[str, str], Json | None] = {}
         self.pod_ips = list(pod_ips) if pod_ips is not None else None
 
@@ -354,40 +357,38 @@ class EnvironmentManager:
         self._services_wait = services_wait
 
     async def resolve(
-        self, pod: Json, container: Json, *, pod_ips: Sequence[str] | None = None
+        self, pod: Pod, container: Container, *, pod_ips: Sequence[str] | None = None
     ) -> ResolvedContainer:
         """Upstream makeEnvironmentVariables then ExpandContainerCommandAndArgs. `pod_ips` is the
         sandbox's IPs when the caller knows them; else the pod status, else the runtime."""
         ctx = _Context(pod, pod_ips)
         service_vars = await self._service_vars(pod, ctx.namespace)
         env: dict[str, str] = {}
-        for source in container.get("envFrom") or []:
+        for source in container.env_from:
             env.update(await self._env_from(ctx, source))
         lookup = mapping_for(env, service_vars)
-        for item in container.get("env") or []:
-            name = str(item.get("name", ""))
-            value = item.get("value")
-            if value:
-                env[name] = expand(str(value), lookup)
-            elif item.get("valueFrom"):
-                resolved = await self._value_from(ctx, container, item["valueFrom"])
+        for item in container.env:
+            if item.value:
+                env[item.name] = expand(item.value, lookup)
+            elif item.source is not None:
+                resolved = await self._value_from(ctx, container, item.source)
                 if resolved is None:
                     continue
-                env[name] = resolved
+                env[item.name] = resolved
             else:
-                env[name] = ""
+                env[item.name] = ""
         final = list(env.items()) + [(k, v) for k, v in service_vars.items() if k not in env]
-        return ResolvedContainer(env=final, container=expand_command(container, final))
+        command, args = expand_command(container, final)
+        return ResolvedContainer(env=final, command=command, args=args)
 
-    async def _service_vars(self, pod: Json, namespace: str) -> dict[str, str]:
+    async def _service_vars(self, pod: Pod, namespace: str) -> dict[str, str]:
         if self._services is None:
             return {}
         if not await self._services.wait_synced(self._services_wait):
             raise ContainerConfigError(
                 "services have not yet been read at least once, cannot construct envvars"
             )
-        links = pod.get("spec", {}).get("enableServiceLinks")
-        return self._services.env(namespace, links=links is not False)
+        return self._services.env(namespace, links=pod.enable_service_links)
 
     async def _object(self, ctx: _Context, resource: Resource, name: str) -> Json | None:
         key = (resource.plural, name)
@@ -395,56 +396,46 @@ class EnvironmentManager:
             ctx.objects[key] = await self._objects.get(resource, ctx.namespace, name)
         return ctx.objects[key]
 
-    async def _env_from(self, ctx: _Context, source: Json) -> list[tuple[str, str]]:
-        ref = source.get("configMapRef") or source.get("secretRef")
-        if not ref:
-            return []
-        resource = CONFIGMAPS if source.get("configMapRef") else SECRETS
+    async def _env_from(self, ctx: _Context, source: EnvFromSource) -> list[tuple[str, str]]:
+        resource = CONFIGMAPS if source.kind == CONFIGMAPS.plural else SECRETS
         kind = _KINDS[resource.plural]
-        name = str(ref.get("name", ""))
+        name = source.name
         obj = await self._object(ctx, resource, name)
         if obj is None:
-            if ref.get("optional"):
+            if source.optional:
                 return []
             raise ContainerConfigError(f'{kind} "{name}" not found')
-        good, bad = env_from_items(_data(resource, obj), str(source.get("prefix") or ""))
+        good, bad = env_from_items(_data(resource, obj), source.prefix)
         if bad:
             self._invalid_names(ctx, invalid_names_message(bad, kind, ctx.namespace, name))
         return good
 
     def _invalid_names(self, ctx: _Context, message: str) -> None:
-        log.warning("pod %s/%s: %s", ctx.namespace, ctx.pod["metadata"].get("name"), message)
+        pod = ctx.pod
+        log.warning("pod %s: %s", pod.ref, message)
         if self._record is not None:
-            meta = ctx.pod.get("metadata", {})
             self._record(
                 ev.PodEvent(
-                    ctx.namespace,
-                    str(meta.get("name", "")),
-                    str(meta.get("uid", "")),
-                    ev.WARNING,
-                    INVALID_ENV_NAMES,
-                    message,
+                    pod.namespace, pod.name, pod.uid, ev.WARNING, INVALID_ENV_NAMES, message
                 )
             )
 
-    async def _value_from(self, ctx: _Context, container: Json, source: Json) -> str | None:
+    async def _value_from(
+        self, ctx: _Context, container: Container, source: EnvSource
+    ) -> str | None:
         """One valueFrom's value; None when an optional source is missing (the var is skipped)."""
-        if source.get("fieldRef"):
-            path = str(source["fieldRef"].get("fieldPath", ""))
+        if isinstance(source, FieldRef):
+            path = source.field_path
             ips = await self._ips(ctx) if path.startswith("status.podIP") else []
             return field_ref_value(ctx.pod, path, pod_ips=ips, host_ips=self._host_ips())
-        if source.get("resourceFieldRef"):
-            ref = source["resourceFieldRef"]
-            return resource_value(container, ref, self._allocatable(), pod=ctx.pod)
-        for field, resource in (("configMapKeyRef", CONFIGMAPS), ("secretKeyRef", SECRETS)):
-            if source.get(field):
-                return await self._key_ref(ctx, resource, source[field])
-        return ""
+        if isinstance(source, ResourceFieldRef):
+            return resource_value(container, source, self._allocatable(), pod=ctx.pod)
+        return await self._key_ref(ctx, source)
 
-    async def _key_ref(self, ctx: _Context, resource: Resource, ref: Json) -> str | None:
+    async def _key_ref(self, ctx: _Context, ref: KeyRef) -> str | None:
+        resource = CONFIGMAPS if ref.kind == CONFIGMAPS.plural else SECRETS
         kind = _KINDS[resource.plural]
-        name, key = str(ref.get("name", "")), str(ref.get("key", ""))
-        optional = bool(ref.get("optional"))
+        name, key, optional = ref.name, ref.key, ref.optional
         obj = await self._object(ctx, resource, name)
         if obj is None:
             if optional:
@@ -462,9 +453,9 @@ class EnvironmentManager:
         if ctx.pod_ips is None:
             ips: list[str] = []
             if self._pod_ips is not None:  # the sandbox's own IPs: a status may be stale
-                ips = await self._pod_ips(str(ctx.pod.get("metadata", {}).get("uid", "")))
-            ips = ips or status_pod_ips(ctx.pod)
-            if not ips and ctx.pod.get("spec", {}).get("hostNetwork"):
+                ips = await self._pod_ips(ctx.pod.uid)
+            ips = ips or list(ctx.pod.status_pod_ips)
+            if not ips and ctx.pod.host_network:
                 ips = list(self._host_ips())
             ctx.pod_ips = ips
         return ctx.pod_ips

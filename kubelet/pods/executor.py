@@ -391,7 +391,7 @@ class PodExecutor:
     ) -> api.ContainerConfig | Waiting:
         """The CreateContainer config with env, mounts, the termination-log file and /etc/hosts."""
         try:
-            resolved = await self.env.resolve(pod_json, spec)
+            resolved = await self.env.resolve(pod, model)
             mounts = self.volumes.mounts(pod_json, spec)
             mounts += self._termination_log(pod, model, restart_count)
             if self.etc_hosts is not None and self.dns is not None:
@@ -399,10 +399,12 @@ class PodExecutor:
                 mounts += await self.etc_hosts.mount(pod_json, spec, sandbox_id, host)
             return container_config(
                 pod_json,
-                resolved.container,
+                spec,
                 attempt=restart_count,
                 restart_count=restart_count,
                 env=resolved.env,
+                command=resolved.command,
+                args=resolved.args,
                 spec_hash=model.hash,
                 mounts=mounts,
                 memory_capacity=self.memory_capacity,

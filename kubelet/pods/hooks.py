@@ -18,7 +18,6 @@ from cri import api
 from cri.errors import CRIError
 from kube import KUBERNETES_VERSION
 from kubelet import events as ev
-from kubelet.pods.env import status_pod_ips
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +26,16 @@ FAILED_PRE_STOP = "FailedPreStopHook"
 HTTP_FALLBACK = "LifecycleHTTPFallback"
 MAX_REDIRECTS = 10
 HTTP_TIMEOUT = 10.0
+
+
+def _status_pod_ips(pod: Json) -> list[str]:
+    """The pod IPs the node already wrote into the pod's status (hooks still read the pod
+    object; the typed model has them as Pod.status_pod_ips)."""
+    status = pod.get("status") or {}
+    ips = [str(p["ip"]) for p in status.get("podIPs") or [] if p.get("ip")]
+    if not ips and status.get("podIP"):
+        ips = [str(status["podIP"])]
+    return ips
 
 
 class HookError(Exception):
@@ -232,7 +241,7 @@ class HooksManager:
         ips = list(pod_ips or [])
         if not ips and self._pod_ips is not None:
             ips = await self._pod_ips(str(target.pod.get("metadata", {}).get("uid", "")))
-        ips = ips or status_pod_ips(target.pod)
+        ips = ips or _status_pod_ips(target.pod)
         if not ips:
             raise HookError("failed to find networking container: the pod has no IP")
         return ips[0]

@@ -69,11 +69,55 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class FieldRef:
+    """valueFrom.fieldRef: a downward API field (checked where it is resolved, pods/env.py)."""
+
+    field_path: str
+
+
+@dataclass(frozen=True)
+class ResourceFieldRef:
+    """valueFrom.resourceFieldRef: a container's request or limit, in units of divisor."""
+
+    resource: str
+    container_name: str = ""
+    divisor: str = ""
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """valueFrom.configMapKeyRef / secretKeyRef: one key of a ConfigMap or Secret."""
+
+    kind: str
+    """configmaps or secrets (the resource's plural)."""
+    name: str
+    key: str
+    optional: bool = False
+
+
+EnvSource = FieldRef | ResourceFieldRef | KeyRef
+
+
+@dataclass(frozen=True)
 class EnvVar:
     name: str
     value: str = ""
     value_from: Mapping[str, Any] | None = None
-    """Passed through untouched (configMapKeyRef, secretKeyRef, fieldRef...); resolved elsewhere."""
+    """valueFrom as written: only for the spec hash (the hash of a running container must not
+    change with how the agent models it); `source` is what is read."""
+    source: EnvSource | None = None
+    """valueFrom decoded; None without one, or with a kind this agent does not know ("")."""
+
+
+@dataclass(frozen=True)
+class EnvFromSource:
+    """envFrom: every key of a ConfigMap or Secret, prefixed."""
+
+    kind: str
+    """configmaps or secrets."""
+    name: str
+    prefix: str = ""
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +180,7 @@ class Container:
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
+    env_from: tuple[EnvFromSource, ...] = ()
     working_dir: str = ""
     ports: tuple[ContainerPort, ...] = ()
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
@@ -220,6 +265,10 @@ class Pod:
     """spec.securityContext's identity fields, the defaults of every container's."""
     sysctls: tuple[Sysctl, ...] = ()
     """spec.securityContext.sysctls."""
+    service_account_name: str = ""
+    enable_service_links: bool = True
+    status_pod_ips: tuple[str, ...] = ()
+    """status.podIPs (else podIP) as last written: the env's fallback before the sandbox's."""
 
     @property
     def ref(self) -> str:

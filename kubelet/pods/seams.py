@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cri import api
-from kubelet.pods.model import NO_PROBES, ContainerID, Pod, ProbeResults, RuntimePod
+from kubelet.pods.model import NO_PROBES, Container, ContainerID, Pod, ProbeResults, RuntimePod
 
 Json = Mapping[str, Any]
 
@@ -28,8 +28,10 @@ class ResolvedContainer:
     """What the environment manager hands the executor for one container."""
 
     env: list[tuple[str, str]]
-    container: Json
-    """The container spec with $(VAR) references in command and args expanded."""
+    command: tuple[str, ...] = ()
+    """The container's command with $(VAR) references expanded."""
+    args: tuple[str, ...] = ()
+    """The container's args with $(VAR) references expanded."""
 
 
 class Volumes(Protocol):
@@ -44,7 +46,7 @@ class Volumes(Protocol):
 
 
 class Environment(Protocol):
-    async def resolve(self, pod: Json, container: Json) -> ResolvedContainer:
+    async def resolve(self, pod: Pod, container: Container) -> ResolvedContainer:
         """Env vars and expanded command/args; raise ContainerConfigError."""
 
 
@@ -82,13 +84,9 @@ class NoVolumes:
 class PlainEnvironment:
     """Only literal `value` env vars; no $(VAR) expansion."""
 
-    async def resolve(self, pod: Json, container: Json) -> ResolvedContainer:
-        env = [
-            (str(e["name"]), str(e.get("value", "")))
-            for e in container.get("env") or []
-            if "valueFrom" not in e
-        ]
-        return ResolvedContainer(env=env, container=container)
+    async def resolve(self, pod: Pod, container: Container) -> ResolvedContainer:
+        env = [(e.name, e.value) for e in container.env if e.value_from is None]
+        return ResolvedContainer(env=env, command=container.command, args=container.args)
 
 
 class NoHooks:

@@ -573,11 +573,13 @@ def container_config(
     image_ref: str | None = None,
     spec_hash: str | None = None,
     memory_capacity: int | None = None,
+    command: Sequence[str] | None = None,
+    args: Sequence[str] | None = None,
 ) -> api.ContainerConfig:
     """The CreateContainer config for one container of `pod`.
 
-    command and args are passed as written: expanding $(VAR) references needs the resolved
-    environment, so the env module expands them and hands them in via the container dict.
+    command and args are the spec's unless given: expanding $(VAR) references needs the
+    resolved environment, so the env module expands them and the executor hands them in.
     env=None sends the spec's literal values only. image_ref (the pulled image's ID) goes in
     ImageSpec.image with the spec's name as user_specified_image, as upstream does; without it
     the spec's name is sent. spec_hash overrides labels.container_hash for the hash annotation.
@@ -595,8 +597,8 @@ def container_config(
     return api.ContainerConfig(
         metadata=api.ContainerMetadata(name=name, attempt=attempt),
         image=api.ImageSpec(image=image_ref or image, user_specified_image=image),
-        command=r.strings(container, "command", ""),
-        args=r.strings(container, "args", ""),
+        command=list(command) if command is not None else r.strings(container, "command", ""),
+        args=list(args) if args is not None else r.strings(container, "args", ""),
         working_dir=str(container.get("workingDir") or ""),
         envs=[api.KeyValue(key=k, value=v.encode()) for k, v in envs],
         mounts=list(mounts or ()),

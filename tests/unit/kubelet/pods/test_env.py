@@ -11,6 +11,7 @@ import pytest
 
 from kube.apiserver import NotFound, Resource
 from kubelet import events as ev
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.env import (
     INVALID_ENV_NAMES,
     EnvironmentManager,
@@ -22,7 +23,8 @@ from kubelet.pods.env import (
     mapping_for,
     resource_value,
 )
-from kubelet.pods.seams import ContainerConfigError
+from kubelet.pods.model import Container, Pod, ResourceFieldRef
+from kubelet.pods.seams import ContainerConfigError, ResolvedContainer
 from kubelet.services import select_services, service_env
 
 Json = dict[str, Any]
@@ -140,6 +142,31 @@ POD: Json = {
 }
 
 
+def typed(pod: Json, container: Json | None = None) -> tuple[Pod, Container]:
+    """The pod decoded with `container` (named c, given an image) first in spec.containers."""
+    c = {"name": "c", "image": "img:1", **(container or {})}
+    spec = pod.get("spec") or {}
+    others = [{"image": "img:1", **o} for o in spec.get("containers") or []]
+    meta = pod.get("metadata") or {"name": "p", "namespace": "ns", "uid": "u-x"}
+    decoded = pod_from_api({**pod, "metadata": meta, "spec": {**spec, "containers": [c, *others]}})
+    return decoded, decoded.containers[0]
+
+
+def field_ref(ref: Json) -> ResourceFieldRef:
+    """A resourceFieldRef as the decoder reads it."""
+    _, c = typed({}, {"env": [{"name": "X", "valueFrom": {"resourceFieldRef": ref}}]})
+    source = c.env[0].source
+    assert isinstance(source, ResourceFieldRef)
+    return source
+
+
+async def resolve(
+    m: EnvironmentManager, pod: Json, container: Json, **kw: Any
+) -> ResolvedContainer:
+    p, c = typed(pod, container)
+    return await m.resolve(p, c, **kw)
+
+
 @pytest.mark.parametrize(
     ("path", "want"),
     [
@@ -161,7 +188,7 @@ POD: Json = {
 )
 def test_field_ref(path: str, want: str) -> None:
     got = field_ref_value(
-        POD, path, pod_ips=["10.1.0.5", "fd00::5"], host_ips=["192.168.1.2", "fd01::2"]
+        typed(POD)[0], path, pod_ips=["10.1.0.5", "fd00::5"], host_ips=["192.168.1.2", "fd01::2"]
     )
     assert got == want
 
@@ -171,7 +198,7 @@ def test_field_ref(path: str, want: str) -> None:
 )
 def test_field_ref_unsupported(path: str) -> None:
     with pytest.raises(ContainerConfigError):
-        field_ref_value(POD, path, pod_ips=[], host_ips=["1.2.3.4"])
+        field_ref_value(typed(POD)[0], path, pod_ips=[], host_ips=["1.2.3.4"])
 
 
 def test_format_map_quotes_like_go() -> None:
@@ -204,17 +231,19 @@ def test_resource_field_ref(resources: Json, resource: str, divisor: str | None,
     ref: Json = {"resource": resource}
     if divisor:
         ref["divisor"] = divisor
-    assert resource_value({"name": "c", "resources": resources}, ref, ALLOC) == want
+    _, c = typed({}, {"resources": resources})
+    assert resource_value(c, field_ref(ref), ALLOC) == want
 
 
 def test_resource_field_ref_other_container_and_errors() -> None:
     pod: Json = {"spec": {"containers": [{"name": "side", "resources": {"limits": {"cpu": "2"}}}]}}
     ref = {"resource": "limits.cpu", "containerName": "side", "divisor": "1m"}
-    assert resource_value({"name": "c"}, ref, ALLOC, pod=pod) == "2000"
+    p, c = typed(pod)
+    assert resource_value(c, field_ref(ref), ALLOC, pod=p) == "2000"
     with pytest.raises(ContainerConfigError, match="container gone not found"):
-        resource_value({}, {**ref, "containerName": "gone"}, ALLOC, pod=pod)
+        resource_value(c, field_ref({**ref, "containerName": "gone"}), ALLOC, pod=p)
     with pytest.raises(ContainerConfigError, match="unsupported container resource"):
-        resource_value({}, {"resource": "limits.pods"}, ALLOC)
+        resource_value(c, field_ref({"resource": "limits.pods"}), ALLOC)
 
 
 def test_env_from_prefix_and_invalid_names() -> None:
@@ -297,7 +326,7 @@ async def test_resolve_full_container() -> None:
             {"name": "EMPTY", "value": ""},
         ],
     }
-    out = await m.resolve(POD, container)
+    out = await resolve(m, POD, container)
     env = dict(out.env)
     assert env["COLOR_color"] == "blue" and env["COLOR_size"] == "L"
     assert "COLOR_bad key" not in env
@@ -308,8 +337,8 @@ async def test_resolve_full_container() -> None:
     assert env["IP"] == "10.1.0.5"
     assert env["EMPTY"] == ""
     assert env["WEB_SERVICE_HOST"] == "10.0.0.8"
-    assert out.container["command"] == ["sh", "-c", "echo hi-L $(GREETING) $(NOPE)"]
-    assert out.container["args"] == ["blue"]
+    assert list(out.command) == ["sh", "-c", "echo hi-L $(GREETING) $(NOPE)"]
+    assert list(out.args) == ["blue"]
     assert container["args"] == ["$(COLOR_color)"]  # the spec itself is untouched
     assert [e.reason for e in recorded] == [INVALID_ENV_NAMES]
     assert recorded[0].message == (
@@ -320,14 +349,14 @@ async def test_resolve_full_container() -> None:
 
 async def test_declared_vars_win_over_service_vars() -> None:
     m, _ = manager(services=FakeServices([svc("web", "ns", "10.0.0.8")]))
-    out = await m.resolve(POD, {"env": [{"name": "WEB_SERVICE_HOST", "value": "mine"}]})
+    out = await resolve(m, POD, {"env": [{"name": "WEB_SERVICE_HOST", "value": "mine"}]})
     assert [v for k, v in out.env if k == "WEB_SERVICE_HOST"] == ["mine"]
 
 
 async def test_enable_service_links_false_keeps_master_service() -> None:
     m, _ = manager(services=FakeServices([svc("kubernetes", "default"), svc("web", "ns")]))
     pod = {**POD, "spec": {**POD["spec"], "enableServiceLinks": False}}
-    env = dict((await m.resolve(pod, {"name": "c"})).env)
+    env = dict((await resolve(m, pod, {"name": "c"})).env)
     assert "KUBERNETES_SERVICE_HOST" in env and "WEB_SERVICE_HOST" not in env
 
 
@@ -346,26 +375,26 @@ async def test_enable_service_links_false_keeps_master_service() -> None:
 async def test_missing_refs_are_config_errors(item: Json, message: str) -> None:
     m, _ = manager()
     with pytest.raises(ContainerConfigError) as err:
-        await m.resolve(POD, {"env": [{"name": "X", "valueFrom": item}]})
+        await resolve(m, POD, {"env": [{"name": "X", "valueFrom": item}]})
     assert str(err.value) == message
     field, ref = next(iter(item.items()))
     optional = {field: {**ref, "optional": True}}
-    out = await m.resolve(POD, {"env": [{"name": "X", "valueFrom": optional}]})
+    out = await resolve(m, POD, {"env": [{"name": "X", "valueFrom": optional}]})
     assert "X" not in dict(out.env)
 
 
 async def test_env_from_missing() -> None:
     m, _ = manager()
     with pytest.raises(ContainerConfigError, match='secret "gone" not found'):
-        await m.resolve(POD, {"envFrom": [{"secretRef": {"name": "gone"}}]})
-    out = await m.resolve(POD, {"envFrom": [{"secretRef": {"name": "gone", "optional": True}}]})
+        await resolve(m, POD, {"envFrom": [{"secretRef": {"name": "gone"}}]})
+    out = await resolve(m, POD, {"envFrom": [{"secretRef": {"name": "gone", "optional": True}}]})
     assert dict(out.env) == dict(service_env([svc("kubernetes", "default", "10.0.0.1")]))
 
 
 async def test_services_not_synced_is_a_config_error() -> None:
     m, _ = manager(services=FakeServices([], synced=False))
     with pytest.raises(ContainerConfigError, match="services have not yet been read"):
-        await m.resolve(POD, {"name": "c"})
+        await resolve(m, POD, {"name": "c"})
 
 
 async def test_objects_fetched_once_per_resolve_and_cached() -> None:
@@ -375,8 +404,8 @@ async def test_objects_fetched_once_per_resolve_and_cached() -> None:
         {"name": f"V{i}", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}}}
         for i in range(3)
     ]
-    await m.resolve(POD, {"env": refs})
-    await m.resolve(POD, {"env": refs})
+    await resolve(m, POD, {"env": refs})
+    await resolve(m, POD, {"env": refs})
     assert api.gets == 1
 
 
@@ -392,9 +421,9 @@ async def test_pod_ip_from_sandbox_first_then_status() -> None:
         pod_ips=sandbox,
     )
     c: Json = {"env": [{"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}
-    assert dict((await m.resolve(POD, c)).env)["IP"] == "10.9.9.9"
-    given = await m.resolve(POD, c, pod_ips=["10.7.7.7"])
+    assert dict((await resolve(m, POD, c)).env)["IP"] == "10.9.9.9"
+    given = await resolve(m, POD, c, pod_ips=["10.7.7.7"])
     assert dict(given.env)["IP"] == "10.7.7.7"
     host_net = {"metadata": POD["metadata"], "spec": {"hostNetwork": True}}
     m2, _ = manager(services=FakeServices([]))
-    assert dict((await m2.resolve(host_net, c)).env)["IP"] == "192.168.1.2"
+    assert dict((await resolve(m2, host_net, c)).env)["IP"] == "192.168.1.2"

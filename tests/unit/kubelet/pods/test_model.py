@@ -12,9 +12,13 @@ from kubelet.pods.decode import PodSpecView, default_pull_policy, pod_from_api
 from kubelet.pods.model import (
     ContainerState,
     DNSOption,
+    EnvFromSource,
+    FieldRef,
+    KeyRef,
     PodDNSConfig,
     PodSpecError,
     PullPolicy,
+    ResourceFieldRef,
     RestartPolicy,
     RuntimeContainer,
     RuntimePod,
@@ -293,3 +297,46 @@ def test_bad_security_fields_name_the_field(spec: dict[str, Any], field: str) ->
     with pytest.raises(PodSpecError) as e:
         pod_from_api(api_pod(**spec))
     assert e.value.field == field
+
+
+def test_env_sources_are_decoded_and_the_spec_hash_is_unchanged() -> None:
+    field = {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
+    container: dict[str, Any] = {
+        "name": "a",
+        "image": "nginx:1.25",
+        "env": [
+            {"name": "X", "valueFrom": field},
+            {"name": "Y", "value": "y"},
+            {"name": "R", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ],
+        "envFrom": [
+            {"configMapRef": {"name": "cfg"}, "prefix": "P_"},
+            {"secretRef": {"name": "sec", "optional": True}},
+        ],
+        "securityContext": {"runAsUser": 1},
+    }
+    p = pod_from_api(api_pod(containers=[container], serviceAccountName="sa"))
+    c = p.containers[0]
+    assert [e.source for e in c.env] == [
+        FieldRef("metadata.name"),
+        None,
+        ResourceFieldRef("limits.cpu"),
+        KeyRef("secrets", "s", "k"),
+    ]
+    assert c.env_from == (
+        EnvFromSource("configmaps", "cfg", "P_"),
+        EnvFromSource("secrets", "sec", optional=True),
+    )
+    assert (p.service_account_name, p.enable_service_links) == ("sa", True)
+    # the hash earlier versions recorded on running containers must not change
+    two = {**container, "env": container["env"][:2], "envFrom": [{"configMapRef": {"name": "cfg"}}]}
+    assert pod_from_api(api_pod(containers=[two])).containers[0].hash == "c309520fce454108"
+
+
+def test_status_pod_ips() -> None:
+    both = {"podIP": "10.0.0.5", "podIPs": [{"ip": "10.0.0.5"}, {"ip": "fd00::5"}]}
+    assert pod_from_api({**api_pod(), "status": both}).status_pod_ips == ("10.0.0.5", "fd00::5")
+    only = {"podIP": "10.0.0.6"}
+    assert pod_from_api({**api_pod(), "status": only}).status_pod_ips == ("10.0.0.6",)
+    assert pod_from_api(api_pod()).status_pod_ips == ()
