@@ -84,3 +84,15 @@ bench-cni: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Real VM nodes (root; NOT part of `make test`): a Debian 12 box built offline with debootstrap
+# (cached), vagrant-libvirt VMs under QEMU/TCG on our own bridge, joined to the host's control
+# plane with the real `kubeadm join`, pykubelet as their kubelet under systemd; prints a table and
+# removes everything it made. VAGRANT_TEST_ARGS: e.g. --workers 2 --proxy-mode ipvs, --keep.
+.PHONY: vagrant-box vagrant-test
+vagrant-box:
+	bash vagrant/host/setup.sh
+	bash vagrant/box/build.sh; rc=$$?; bash vagrant/host/teardown.sh; exit $$rc
+
+vagrant-test: install
+	$(PY) -m tests.vagrant $(VAGRANT_TEST_ARGS)

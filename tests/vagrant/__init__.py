@@ -1,0 +1,1 @@
+"""`make vagrant-test`: pykubelet nodes on real Debian VMs, joined with kubeadm (see run.py)."""
