@@ -170,7 +170,8 @@ def cluster_dns(spec: ClusterSpec) -> str:
 def kubelet_configuration(spec: ClusterSpec) -> str:
     """The KubeletConfiguration for joining (Vagrant) nodes: systemd cgroups, client certificate
     rotation, the CA kubeadm writes from cluster-info for x509 callers, webhook authn/authz,
-    image GC off (the nodes have no registry either)."""
+    image GC off (the nodes have no registry either), graceful node shutdown (30 s, the last
+    10 s for critical pods) through logind's inhibitor lock."""
     doc = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -187,6 +188,8 @@ def kubelet_configuration(spec: ClusterSpec) -> str:
         "healthzPort": 10248,
         "imageGCHighThresholdPercent": 100,
         "rotateCertificates": True,
+        "shutdownGracePeriod": "30s",
+        "shutdownGracePeriodCriticalPods": "10s",
         "staticPodPath": "/etc/kubernetes/manifests",
     }
     return yaml.safe_dump(doc, sort_keys=False)
