@@ -22,6 +22,7 @@ from kubelet.pods.model import (
     EnvSource,
     EnvVar,
     FieldRef,
+    HostAlias,
     KeyRef,
     Pod,
     PodDNSConfig,
@@ -32,6 +33,7 @@ from kubelet.pods.model import (
     RestartPolicy,
     SecurityContext,
     Sysctl,
+    VolumeMount,
 )
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -172,6 +174,39 @@ def _env(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvVar, ...]:
     return tuple(out)
 
 
+def _volume_mounts(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[VolumeMount, ...]:
+    out = []
+    for i, vm in enumerate(r.items(c, "volumeMounts", path)):
+        vp = f"{path}.volumeMounts[{i}]"
+        if not isinstance(vm, dict):
+            raise r.fail(vp, "must be an object")
+        out.append(
+            VolumeMount(
+                name=r.text(vm, "name", vp, ""),
+                mount_path=r.text(vm, "mountPath", vp, ""),
+                read_only=vm.get("readOnly") is True,
+                sub_path=r.text(vm, "subPath", vp, ""),
+                sub_path_expr=r.text(vm, "subPathExpr", vp, ""),
+                mount_propagation=r.text(vm, "mountPropagation", vp, ""),
+            )
+        )
+    return tuple(out)
+
+
+def _host_aliases(r: _Reader, spec: Mapping[str, Any]) -> tuple[HostAlias, ...]:
+    out = []
+    for i, alias in enumerate(r.items(spec, "hostAliases", "spec")):
+        if isinstance(alias, dict):
+            ap = f"spec.hostAliases[{i}]"
+            out.append(HostAlias(r.text(alias, "ip", ap, ""), r.strings(alias, "hostnames", ap)))
+    return tuple(out)
+
+
+def _pull_secrets(r: _Reader, spec: Mapping[str, Any]) -> tuple[str, ...]:
+    refs = r.items(spec, "imagePullSecrets", "spec")
+    return tuple(str(ref["name"]) for ref in refs if isinstance(ref, dict) and ref.get("name"))
+
+
 def _env_from(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvFromSource, ...]:
     out = []
     for i, src in enumerate(r.items(c, "envFrom", path)):
@@ -260,6 +295,11 @@ def _env_fields(r: _Reader, pod: Mapping[str, Any], spec: Mapping[str, Any]) -> 
     }
 
 
+def _sandbox_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What the sandbox's files and pulls read: hostAliases for /etc/hosts, pull secrets."""
+    return {"host_aliases": _host_aliases(r, spec), "image_pull_secrets": _pull_secrets(r, spec)}
+
+
 def _dns_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
     """What pods/dns.py reads: the policy, dnsConfig and the hostname fields."""
     override = spec.get("hostnameOverride")
@@ -298,6 +338,7 @@ def _container(r: _Reader, c: object, path: str, *, init: bool) -> Container:
         args=r.strings(c, "args", path),
         env=_env(r, c, path),
         env_from=_env_from(r, c, path),
+        volume_mounts=_volume_mounts(r, c, path),
         working_dir=r.text(c, "workingDir", path, ""),
         ports=_ports(r, c, path),
         termination_message_path=r.text(
@@ -427,6 +468,7 @@ class PodSpecView:
             **_dns_fields(r, spec),
             **_node_fields(r, spec),
             **_env_fields(r, pod, spec),
+            **_sandbox_fields(r, spec),
         )
 
 

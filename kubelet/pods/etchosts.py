@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
 from kubelet.pods.dns import PodHostname
+from kubelet.pods.model import Container, Pod
 from kubelet.pods.seams import ContainerConfigError
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,10 @@ LOCALHOST_ENTRIES = (
 )
 FILE_MODE = 0o644
 
-Json = Mapping[str, Any]
 
-
-def host_aliases(pod: Json) -> list[tuple[str, list[str]]]:
+def host_aliases(pod: Pod) -> list[tuple[str, list[str]]]:
     """spec.hostAliases as (ip, hostnames), in the spec's order."""
-    out: list[tuple[str, list[str]]] = []
-    for alias in (pod.get("spec") or {}).get("hostAliases") or []:
-        if isinstance(alias, Mapping):
-            names = [str(h) for h in alias.get("hostnames") or []]
-            out.append((str(alias.get("ip") or ""), names))
-    return out
+    return [(a.ip, list(a.hostnames)) for a in pod.host_aliases]
 
 
 def host_aliases_entries(aliases: Sequence[tuple[str, Sequence[str]]]) -> str:
@@ -76,29 +69,27 @@ def node_hosts_content(node_hosts: str, aliases: Sequence[tuple[str, Sequence[st
     return MANAGED_HEADER_HOST_NETWORK + node_hosts + host_aliases_entries(aliases)
 
 
-def mounts_etc_hosts(container: Json) -> bool:
+def mounts_etc_hosts(container: Container) -> bool:
     """True when one of the container's volumeMounts is at /etc/hosts (then it keeps its own)."""
-    for vm in container.get("volumeMounts") or []:
-        path = str(vm.get("mountPath") or "") if isinstance(vm, Mapping) else ""
-        if path and posixpath.normpath(path) == ETC_HOSTS:
-            return True
-    return False
+    return any(
+        vm.mount_path and posixpath.normpath(vm.mount_path) == ETC_HOSTS
+        for vm in container.volume_mounts
+    )
 
 
-def should_mount(pod: Json, container: Json, pod_ips: Sequence[str]) -> bool:
+def should_mount(pod: Pod, container: Container, pod_ips: Sequence[str]) -> bool:
     """Upstream's rule: the pod has an IP or is hostNetwork, and the container does not mount
     something at /etc/hosts itself."""
-    host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
-    return (bool(pod_ips) or host_network) and not mounts_etc_hosts(container)
+    return (bool(pod_ips) or pod.host_network) and not mounts_etc_hosts(container)
 
 
 def hosts_content(
-    pod: Json, pod_ips: Sequence[str], host: PodHostname, node_hosts: str | None
+    pod: Pod, pod_ips: Sequence[str], host: PodHostname, node_hosts: str | None
 ) -> str:
     """The file for `pod`: the node's copy for hostNetwork pods (node_hosts is the node's
     /etc/hosts text), the managed content otherwise."""
     aliases = host_aliases(pod)
-    if (pod.get("spec") or {}).get("hostNetwork"):
+    if pod.host_network:
         return node_hosts_content(node_hosts or "", aliases)
     return managed_hosts_content(pod_ips, host.hostname, host.domain, aliases)
 
@@ -137,19 +128,18 @@ class EtcHosts:
         return ips + [a.ip for a in net.additional_ips if a.ip and a.ip not in ips]
 
     async def mount(
-        self, pod: Json, container: Json, sandbox_id: str, host: PodHostname
+        self, pod: Pod, container: Container, sandbox_id: str, host: PodHostname
     ) -> list[api.Mount]:
         """[] or the one /etc/hosts mount for `container`, after (re)writing the pod's file."""
         if mounts_etc_hosts(container):
             return []
-        spec = pod.get("spec") or {}
-        pod_ips = [] if spec.get("hostNetwork") else await self.sandbox_ips(sandbox_id)
+        pod_ips = [] if pod.host_network else await self.sandbox_ips(sandbox_id)
         if not should_mount(pod, container, pod_ips):
             return []
         node_hosts = None
-        if spec.get("hostNetwork"):
+        if pod.host_network:
             node_hosts = self.node_hosts.read_bytes().decode("utf-8", errors="surrogateescape")
-        path = etc_hosts_path(self.pods_dir, str(pod["metadata"]["uid"]))
+        path = etc_hosts_path(self.pods_dir, pod.uid)
         write_hosts_file(path, hosts_content(pod, pod_ips, host, node_hosts))
         return [
             api.Mount(

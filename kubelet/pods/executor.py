@@ -337,7 +337,7 @@ class PodExecutor:
             return Waiting(CREATE_CONFIG_ERROR, f"container {name!r} not in the pod spec")
         fpath = self._field_path(pod, name)
         pulled = await self.ensure_image(
-            pod, model.image, model.image_pull_policy, sb_config, fpath, pod_json=pod_json
+            pod, model.image, model.image_pull_policy, sb_config, fpath
         )
         if isinstance(pulled, Waiting):
             return pulled
@@ -396,7 +396,7 @@ class PodExecutor:
             mounts += self._termination_log(pod, model, restart_count)
             if self.etc_hosts is not None and self.dns is not None:
                 host = self.dns.hostname(pod)
-                mounts += await self.etc_hosts.mount(pod_json, spec, sandbox_id, host)
+                mounts += await self.etc_hosts.mount(pod, model, sandbox_id, host)
             return container_config(
                 pod_json,
                 spec,
@@ -424,12 +424,10 @@ class PodExecutor:
         path.chmod(0o666)
         return [api.Mount(container_path=c.termination_message_path, host_path=str(path))]
 
-    async def _pull_auths(
-        self, pod: Pod, pod_json: Mapping[str, Any], image: str, fpath: str
-    ) -> list[pullsecrets.RegistryAuth]:
+    async def _pull_auths(self, pod: Pod, image: str, fpath: str) -> list[pullsecrets.RegistryAuth]:
         """The credentials of the pod's imagePullSecrets that match `image`; a secret that is
         missing or unreadable is named in a FailedToRetrieveImagePullSecret event and skipped."""
-        names = pullsecrets.secret_names(pod_json)
+        names = pullsecrets.secret_names(pod)
         if not names or self.secrets is None:
             return []
         auths: list[pullsecrets.RegistryAuth] = []
@@ -483,8 +481,6 @@ class PodExecutor:
         policy: PullPolicy,
         sb_config: api.PodSandboxConfig,
         fpath: str,
-        *,
-        pod_json: Mapping[str, Any] | None = None,
     ) -> str | Waiting:
         """The image's reference once present, or why the container must wait for it."""
         if policy != PullPolicy.ALWAYS:
@@ -514,7 +510,7 @@ class PodExecutor:
             self._event(pod, ev.NORMAL, ev.PULLING, f'Pulling image "{image}"', fpath)
             t0 = time.monotonic()
             try:
-                auths = await self._pull_auths(pod, pod_json or {}, image, fpath)
+                auths = await self._pull_auths(pod, image, fpath)
                 ref = await self._pull(image, auths, sb_config)
             except CRIError as e:
                 self.pull_backoff.next(key, now)

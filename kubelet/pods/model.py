@@ -171,6 +171,22 @@ class PodDNSConfig:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    name: str
+    mount_path: str
+    read_only: bool = False
+    sub_path: str = ""
+    sub_path_expr: str = ""
+    mount_propagation: str = ""
+
+
+@dataclass(frozen=True)
+class HostAlias:
+    ip: str
+    hostnames: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Container:
     """One container (regular or init) as the planner and status derivation see it."""
 
@@ -181,6 +197,7 @@ class Container:
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
     env_from: tuple[EnvFromSource, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
     working_dir: str = ""
     ports: tuple[ContainerPort, ...] = ()
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
@@ -269,6 +286,9 @@ class Pod:
     enable_service_links: bool = True
     status_pod_ips: tuple[str, ...] = ()
     """status.podIPs (else podIP) as last written: the env's fallback before the sandbox's."""
+    host_aliases: tuple[HostAlias, ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+    """spec.imagePullSecrets' names, in order, empty ones dropped."""
 
     @property
     def ref(self) -> str:

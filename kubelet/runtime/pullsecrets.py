@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubelet.pods.model import Pod
+
 DOCKER_CONFIG_JSON_KEY = ".dockerconfigjson"
 """kubernetes.io/dockerconfigjson secrets: {"auths": {registry: entry}}."""
 DOCKER_CFG_KEY = ".dockercfg"
@@ -136,7 +138,6 @@ def lookup(image: str, auths: Iterable[RegistryAuth]) -> list[RegistryAuth]:
     return found
 
 
-def secret_names(pod: Mapping[str, Any]) -> Sequence[str]:
-    """spec.imagePullSecrets names, in order, empty names dropped."""
-    refs = (pod.get("spec") or {}).get("imagePullSecrets") or []
-    return [str(r["name"]) for r in refs if isinstance(r, dict) and r.get("name")]
+def secret_names(pod: Pod) -> Sequence[str]:
+    """spec.imagePullSecrets names, in order, empty names dropped (as decoded)."""
+    return list(pod.image_pull_secrets)

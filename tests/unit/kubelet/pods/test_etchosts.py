@@ -29,7 +29,7 @@ from kubelet.pods.etchosts import (
     write_hosts_file,
 )
 from kubelet.pods.executor import PodExecutor
-from kubelet.pods.model import Waiting
+from kubelet.pods.model import Container, Pod, Waiting
 from kubelet.pods.seams import ContainerConfigError
 from tests.unit.cri.helpers import sandbox_config
 
@@ -50,11 +50,20 @@ ALIAS_LINES = (
 )
 
 
-def pod(**spec: Any) -> dict[str, Any]:
+def pod_json(**spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": "web", "namespace": "team", "uid": "u1"},
         "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
     }
+
+
+def pod(**spec: Any) -> Pod:
+    return pod_from_api(pod_json(**spec))
+
+
+def container(c: dict[str, Any]) -> Container:
+    """A container spec as the decoder reads it."""
+    return pod_from_api(pod_json(containers=[c])).containers[0]
 
 
 @pytest.mark.parametrize(
@@ -127,8 +136,8 @@ def test_hosts_content_picks_by_host_network() -> None:
 def test_should_mount(
     spec: dict[str, Any], mounts: list[dict[str, str]], ips: list[str], expected: bool
 ) -> None:
-    container = {"name": "c", "image": "busybox", "volumeMounts": mounts}
-    assert should_mount(pod(**spec), container, ips) is expected
+    c = container({"name": "c", "image": "busybox", "volumeMounts": mounts})
+    assert should_mount(pod(**spec), c, ips) is expected
 
 
 def test_write_hosts_file_in_place(tmp_path: Path) -> None:
@@ -158,7 +167,7 @@ async def test_mount_uses_the_sandbox_ip(runtime: RuntimeClient, tmp_path: Path)
     hosts = EtcHosts(runtime, tmp_path / "pods")
     p = pod(hostAliases=ALIASES, subdomain="grp")
     host = PodHostname("web", "grp.team.svc.cluster.local", "web")
-    mounts = await hosts.mount(p, p["spec"]["containers"][0], sid, host)
+    mounts = await hosts.mount(p, p.containers[0], sid, host)
     path = tmp_path / "pods" / "u1" / "etc-hosts"
     assert mounts == [
         api.Mount(container_path=ETC_HOSTS, host_path=str(path), selinux_relabel=True)
@@ -170,7 +179,7 @@ async def test_mount_uses_the_sandbox_ip(runtime: RuntimeClient, tmp_path: Path)
         + ALIAS_LINES
     )
     own = {"name": "c", "image": "busybox", "volumeMounts": [{"name": "x", "mountPath": ETC_HOSTS}]}
-    assert await hosts.mount(p, own, sid, host) == []
+    assert await hosts.mount(p, container(own), sid, host) == []
 
 
 async def test_mount_for_host_network_copies_the_node_file(
@@ -180,7 +189,7 @@ async def test_mount_for_host_network_copies_the_node_file(
     node.write_text("127.0.0.1 localhost\n10.0.0.1 node1\n")
     hosts = EtcHosts(runtime, tmp_path / "pods", node_hosts=node)
     p = pod(hostNetwork=True, hostAliases=ALIASES[:1])
-    mounts = await hosts.mount(p, p["spec"]["containers"][0], "no-such-sandbox", PodHostname("w"))
+    mounts = await hosts.mount(p, p.containers[0], "no-such-sandbox", PodHostname("w"))
     assert [m.host_path for m in mounts] == [str(tmp_path / "pods" / "u1" / "etc-hosts")]
     assert _read(mounts[0].host_path) == (
         "# Kubernetes-managed hosts file (host network).\n"
@@ -193,7 +202,7 @@ async def test_mount_when_the_runtime_cannot_say(runtime: RuntimeClient, tmp_pat
     hosts = EtcHosts(runtime, tmp_path / "pods")
     p = pod()
     with pytest.raises(ContainerConfigError, match="pod IPs for /etc/hosts"):
-        await hosts.mount(p, p["spec"]["containers"][0], "no-such-sandbox", PodHostname("web"))
+        await hosts.mount(p, p.containers[0], "no-such-sandbox", PodHostname("web"))
 
 
 def _read(path: str) -> str:
@@ -222,7 +231,7 @@ async def test_executor_adds_the_mount(runtime: RuntimeClient, tmp_path: Path) -
         dns=DNSConfigurer(resolv_conf=str(resolv), cluster_domain="cluster.local"),
         etc_hosts=EtcHosts(runtime, tmp_path / "pods"),
     )
-    p = pod(hostname="box", subdomain="grp")
+    p = pod_json(hostname="box", subdomain="grp")
     model = pod_from_api(p)
     sid = await runtime.run_pod_sandbox(executor.sandbox_config(p, model, 0, creating=True))
     spec = p["spec"]["containers"][0]

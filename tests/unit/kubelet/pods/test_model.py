@@ -14,6 +14,7 @@ from kubelet.pods.model import (
     DNSOption,
     EnvFromSource,
     FieldRef,
+    HostAlias,
     KeyRef,
     PodDNSConfig,
     PodSpecError,
@@ -27,6 +28,7 @@ from kubelet.pods.model import (
     SandboxState,
     SecurityContext,
     Sysctl,
+    VolumeMount,
 )
 from tests.unit.kubelet.pods.fixtures import UID, ctr, exited
 
@@ -340,3 +342,17 @@ def test_status_pod_ips() -> None:
     only = {"podIP": "10.0.0.6"}
     assert pod_from_api({**api_pod(), "status": only}).status_pod_ips == ("10.0.0.6",)
     assert pod_from_api(api_pod()).status_pod_ips == ()
+
+
+def test_volume_mounts_host_aliases_and_pull_secrets() -> None:
+    mounts = [{"name": "v", "mountPath": "/data", "readOnly": True, "subPath": "x"}]
+    p = pod_from_api(
+        api_pod(
+            containers=[{"name": "a", "image": "nginx:1.25", "volumeMounts": mounts}],
+            hostAliases=[{"ip": "10.0.0.1", "hostnames": ["a", "b"]}],
+            imagePullSecrets=[{"name": "reg"}, {}],
+        )
+    )
+    assert p.containers[0].volume_mounts == (VolumeMount("v", "/data", True, "x"),)
+    assert p.host_aliases == (HostAlias("10.0.0.1", ("a", "b")),)
+    assert p.image_pull_secrets == ("reg",)

@@ -83,7 +83,7 @@ async def _pull(tmp_path: Path, names: list[str]) -> tuple[str | Waiting, _Image
         },
     }
     got = await executor.ensure_image(
-        pod_from_api(body), IMAGE, PullPolicy.ALWAYS, api.PodSandboxConfig(), "", pod_json=body
+        pod_from_api(body), IMAGE, PullPolicy.ALWAYS, api.PodSandboxConfig(), ""
     )
     return got, images, recorder
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from kubelet.pods.decode import pod_from_api
+from kubelet.pods.model import Pod
 from kubelet.runtime.pullsecrets import (
     PullSecretError,
     RegistryAuth,
@@ -96,6 +98,11 @@ def test_more_specific_keys_first_and_docker_hub_default() -> None:
 
 
 def test_secret_names() -> None:
-    pod = {"spec": {"imagePullSecrets": [{"name": "a"}, {}, {"name": ""}, {"name": "b"}]}}
-    assert secret_names(pod) == ["a", "b"]
-    assert secret_names({"spec": {}}) == []
+    def pod(**spec: Any) -> Pod:
+        containers = [{"name": "c", "image": "busybox"}]
+        meta = {"name": "web", "namespace": "ns", "uid": "u1"}
+        return pod_from_api({"metadata": meta, "spec": {"containers": containers, **spec}})
+
+    refs = [{"name": "a"}, {}, {"name": ""}, {"name": "b"}]
+    assert secret_names(pod(imagePullSecrets=refs)) == ["a", "b"]
+    assert secret_names(pod()) == []
