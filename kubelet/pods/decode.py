@@ -1,7 +1,13 @@
 """The edge where a pod enters as apiserver JSON (watch, static manifest, mirror): decoded once
-into the frozen model (pods/model.py) that everything else reads. Every failure is a
-PodSpecError naming the pod and the field. No I/O here.
+per object received (PodWorkers keeps the result) into the frozen model (pods/model.py). Every
+failure is a PodSpecError naming the pod and the field. No I/O here.
 """
+
+# Where the raw dict still goes, beside the model: the status patch base and mirror pods (they
+# are sent back to the apiserver), and the readers not converted yet: criconfig (CRI sandbox and
+# container configs: security context, ports, labels), volumes (setup, container mounts),
+# lifecycle hooks, the prober's handlers (parsed from Container.*_probe mappings), cgroups and
+# eviction (requests, priorities) and the resource fit at admission.
 
 from __future__ import annotations
 
