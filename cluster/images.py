@@ -287,8 +287,8 @@ def _populate_busybox(binary: Path) -> Callable[[Path, Path], None]:
 
 
 def recipes(*, pause_source: Path = PAUSE_SOURCE, busybox: Path | None = None) -> list[Recipe]:
-    """The images every node gets (busybox: Debian's busybox-static unless a binary is given)."""
-    busybox = busybox or BUSYBOX_BINARY
+    """The images every node gets; busybox built from source unless a binary is given."""
+    busybox = busybox or images_busybox.binary_for_image()
     return [
         Recipe(
             name=PAUSE_IMAGE,

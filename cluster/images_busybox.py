@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -264,3 +265,18 @@ def binary_for_image(cache: Path = DEFAULT_CACHE) -> Path:
             FALLBACK,
         )
         return FALLBACK
+
+
+def main() -> int:
+    """`python -m cluster.images_busybox`: build (or find) the binary, print its path."""
+    logging.basicConfig(level=logging.INFO, format="[busybox] %(message)s")
+    try:
+        print(ensure_binary())
+    except BusyboxBuildError as e:
+        print(f"{e}\n`pykubelet up` will fall back to {FALLBACK}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,3 +33,5 @@ fi
 
 [ "$only" = venv ] && exit 0
 bash "$here/gobuild/build.sh" server etcd crictl coredns kubeadm
+# busybox from source for the busybox image (on failure `up` falls back to busybox-static)
+"$venv/bin/python" -m cluster.images_busybox >/dev/null || true
