@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 from net.proxy.model import (
     ClusterState,
@@ -239,10 +240,10 @@ def _endpoint_jumps(
     return lines
 
 
-@dataclass(frozen=True)
-class _Port:
+class _Port(NamedTuple):
     """One Service port as its rules name it: upstream's chain names, the match of its
-    protocol, and where internal, external and load-balancer traffic goes first."""
+    protocol, and where internal, external and load-balancer traffic goes first. (A tuple:
+    a full build makes one per Service port.)"""
 
     pn: str  # "ns/name:port", what comments say
     proto: str
@@ -291,8 +292,9 @@ def _port_rules(
     """One port's lines in the shared chains (`jumps`) and its own chains (`chains`)."""
     p = port_policy(svc, port, all_eps, config.node_name)
     n = _Port.of(svc, port, p)
-    _address_jumps(svc, port, n, p, jumps)
-    _nodeport_jumps(svc, port, n, p, jumps)
+    refusal = _refusal(n, p)
+    _address_jumps(svc, port, n, p, refusal, jumps)
+    _nodeport_jumps(svc, port, n, p, refusal, jumps)
     _service_chains(svc, port, n, p, config, chains)
     _endpoint_chains(svc, n, p, chains, large)
 
@@ -305,10 +307,17 @@ def _refusal(n: _Port, p: PortPolicy) -> tuple[str, str]:
     return "DROP", f'"{n.pn} has no local endpoints"'
 
 
-def _address_jumps(svc: Service, port: ServicePort, n: _Port, p: PortPolicy, jumps: Jumps) -> None:
+def _address_jumps(
+    svc: Service,
+    port: ServicePort,
+    n: _Port,
+    p: PortPolicy,
+    refusal: tuple[str, str],
+    jumps: Jumps,
+) -> None:
     """KUBE-SERVICES lines of the cluster IP, external IPs and LB IPs, and the filter
-    lines that refuse or firewall them."""
-    target, note = _refusal(n, p)
+    lines that refuse (`refusal`: target, comment) or firewall them."""
+    target, note = refusal
     match, pn = n.match, n.pn
     vip = f"-d {svc.cluster_ip} --dport {port.port}"
     if p.has_internal:
@@ -340,10 +349,17 @@ def _address_jumps(svc: Service, port: ServicePort, n: _Port, p: PortPolicy, jum
             jumps.append((FILTER, EXTERNAL_SERVICES, line))
 
 
-def _nodeport_jumps(svc: Service, port: ServicePort, n: _Port, p: PortPolicy, jumps: Jumps) -> None:
+def _nodeport_jumps(
+    svc: Service,
+    port: ServicePort,
+    n: _Port,
+    p: PortPolicy,
+    refusal: tuple[str, str],
+    jumps: Jumps,
+) -> None:
     """KUBE-NODEPORTS lines of the NodePort and the health check node port, and the filter
-    line that refuses the NodePort."""
-    target, note = _refusal(n, p)
+    line that refuses (`refusal`: target, comment) the NodePort."""
+    target, note = refusal
     if port.node_port:
         if p.has_any:
             line = (
