@@ -5,9 +5,8 @@ Keeps code, reason, message and details for callers to branch on; must not retry
 from __future__ import annotations
 
 import json
-from typing import Any
 
-JsonObject = dict[str, Any]
+from kube.jsontypes import JsonObject as JsonObject
 
 _REASON_TEXT = {
     "NotFound": "not found",

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kubelet.cgroups import host as cghost
 from kubelet.cgroups import planner
 from kubelet.cgroups.planner import Resources
@@ -19,7 +19,6 @@ from kubelet.cgroups.writer import CgroupError, CgroupWriter
 from kubelet.pods.qos import QOSClass, qos_class_of
 
 log = logging.getLogger(__name__)
-Json = Mapping[str, Any]
 HOUSEKEEPING_SECONDS = 2.0
 
 
@@ -54,11 +53,11 @@ class CgroupManager:
             return planner.systemd_name(parts)
         return planner.cgroupfs_name(parts)
 
-    def pod_parts(self, pod: Json) -> tuple[str, ...]:
+    def pod_parts(self, pod: JsonMap) -> tuple[str, ...]:
         uid = str((pod.get("metadata") or {}).get("uid") or "")
         return planner.pod_parts(self.root, qos_class_of(pod), uid, self.per_qos)
 
-    def cgroup_parent(self, pod: Json) -> str:
+    def cgroup_parent(self, pod: JsonMap) -> str:
         """The sandbox's cgroup parent in CRI (the pod cgroup, named for the driver)."""
         return self.name(self.pod_parts(pod))
 
@@ -87,7 +86,7 @@ class CgroupManager:
         return out
 
     # ---- node level ------------------------------------------------------------------------
-    def setup(self, node: Resources, pods: Iterable[Json] = ()) -> None:
+    def setup(self, node: Resources, pods: Iterable[JsonMap] = ()) -> None:
         """Create kubepods with the node's resources and the QoS tiers (start-up)."""
         self.writer.ensure(self.fs(planner.node_parts(self.root, self.per_qos)), node)
         if self.per_qos:
@@ -112,7 +111,7 @@ class CgroupManager:
         self.writer.ensure(parts, res)
         log.info("cgroup %s limited for %s: %s", name, what, res)
 
-    def update_qos(self, pods: Iterable[Json]) -> None:
+    def update_qos(self, pods: Iterable[JsonMap]) -> None:
         """The burstable tier's shares follow the Burstable pods' CPU requests; besteffort 2."""
         if not self.per_qos:
             return
@@ -120,7 +119,7 @@ class CgroupManager:
             self.writer.ensure(self.fs(planner.tier_parts(self.root, qos)), res)
 
     # ---- pods ------------------------------------------------------------------------------
-    def ensure_pod(self, pod: Json) -> str:
+    def ensure_pod(self, pod: JsonMap) -> str:
         """Create or update the pod's cgroup; returns its name for the sandbox's cgroup parent."""
         parts = self.pod_parts(pod)
         res = planner.pod_resources(pod, pids_limit=self.pod_pids_limit)
@@ -158,7 +157,7 @@ class CgroupManager:
 
     async def housekeeping(
         self,
-        active_pods: Callable[[], Sequence[Json]],
+        active_pods: Callable[[], Sequence[JsonMap]],
         *,
         ready: Callable[[], Awaitable[object]] | None = None,
         every: float = HOUSEKEEPING_SECONDS,

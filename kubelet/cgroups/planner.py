@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kube.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.pods.qos import QOSClass, qos_class_of
 from kubelet.runtime.criconfig import (
@@ -17,7 +17,6 @@ from kubelet.runtime.criconfig import (
     milli_cpu_to_shares,
 )
 
-Json = Mapping[str, Any]
 Parts = Sequence[str]
 KUBEPODS = "kubepods"
 POD_PREFIX = "pod"
@@ -106,7 +105,7 @@ def fs_parts(parts: Sequence[str], driver: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------- pod resources
 
 
-def _list(obj: Json, key: str) -> list[Json]:
+def _list(obj: JsonMap, key: str) -> list[JsonMap]:
     value = obj.get(key)
     return [c for c in value if isinstance(c, Mapping)] if isinstance(value, list) else []
 
@@ -120,7 +119,7 @@ def _amount(values: object, name: str) -> int:
         return 0
 
 
-def _container_amounts(c: Json, key: str) -> dict[str, int]:
+def _container_amounts(c: JsonMap, key: str) -> dict[str, int]:
     res = c.get("resources") if isinstance(c.get("resources"), Mapping) else {}
     assert isinstance(res, Mapping)
     limits = res.get("limits") or {}
@@ -128,7 +127,7 @@ def _container_amounts(c: Json, key: str) -> dict[str, int]:
     return {name: _amount(values, name) for name in ("cpu", "memory")}
 
 
-def _pod_amounts(spec: Json, key: str) -> dict[str, int]:
+def _pod_amounts(spec: JsonMap, key: str) -> dict[str, int]:
     """Upstream's PodRequests/PodLimits: regular containers and sidecars summed, or the largest
     init container (with the sidecars started before it), whichever is more, plus overhead."""
     total = {"cpu": 0, "memory": 0}
@@ -151,12 +150,12 @@ def _pod_amounts(spec: Json, key: str) -> dict[str, int]:
     return {k: max(total[k] + sidecars[k], init_peak[k]) + _amount(overhead, k) for k in total}
 
 
-def pod_requests(pod: Json) -> dict[str, int]:
+def pod_requests(pod: JsonMap) -> dict[str, int]:
     """cpu (millicores) and memory (bytes) the pod requests, as the scheduler counts them."""
     return _pod_amounts(pod.get("spec") or {}, "requests")
 
 
-def _limits_declared(spec: Json) -> tuple[bool, bool]:
+def _limits_declared(spec: JsonMap) -> tuple[bool, bool]:
     cpu = memory = True
     for c in (*_list(spec, "initContainers"), *_list(spec, "containers")):
         limits = _container_amounts(c, "limits")
@@ -165,7 +164,9 @@ def _limits_declared(spec: Json) -> tuple[bool, bool]:
     return cpu, memory
 
 
-def pod_resources(pod: Json, *, pids_limit: int = -1, enforce_cpu_limits: bool = True) -> Resources:
+def pod_resources(
+    pod: JsonMap, *, pids_limit: int = -1, enforce_cpu_limits: bool = True
+) -> Resources:
     """ResourceConfigForPod: Guaranteed gets shares, quota and the memory limit; Burstable the
     shares, plus quota / memory only when every container declares that limit; BestEffort the
     minimum shares. podPidsLimit > 0 applies to every pod."""
@@ -189,7 +190,7 @@ def pod_resources(pod: Json, *, pids_limit: int = -1, enforce_cpu_limits: bool =
     return Resources(cpu_shares=MIN_SHARES, pids_limit=pids)
 
 
-def qos_tier_resources(pods: Iterable[Json]) -> dict[str, Resources]:
+def qos_tier_resources(pods: Iterable[JsonMap]) -> dict[str, Resources]:
     """setCPUCgroupConfig: besteffort always gets the minimum shares, burstable the shares of
     the summed CPU requests of the active Burstable pods."""
     burstable = (p for p in pods if qos_class_of(p) == QOSClass.BURSTABLE)

@@ -6,23 +6,22 @@ pressure every pod is, except critical ones.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kubelet.pods.admission import Rejection
 from kubelet.pods.qos import QOSClass, qos_class_of
 
-Json = Mapping[str, Any]
 EVICTED = "Evicted"
 MEMORY_PRESSURE_TAINT = "node.kubernetes.io/memory-pressure"
 SYSTEM_CRITICAL_PRIORITY = 2000000000
 
 
-def _critical(pod: Json) -> bool:
+def _critical(pod: JsonMap) -> bool:
     priority = (pod.get("spec") or {}).get("priority")
     return isinstance(priority, int) and priority >= SYSTEM_CRITICAL_PRIORITY
 
 
-def _tolerates_memory_pressure(pod: Json) -> bool:
+def _tolerates_memory_pressure(pod: JsonMap) -> bool:
     for t in (pod.get("spec") or {}).get("tolerations") or []:
         if not isinstance(t, Mapping):
             continue
@@ -34,7 +33,7 @@ def _tolerates_memory_pressure(pod: Json) -> bool:
     return False
 
 
-def admit_under_pressure(pod: Json, conditions: Sequence[str]) -> Rejection | None:
+def admit_under_pressure(pod: JsonMap, conditions: Sequence[str]) -> Rejection | None:
     if not conditions or _critical(pod):
         return None
     only_memory = list(conditions) == ["MemoryPressure"]

@@ -6,16 +6,14 @@ typed Pod; only the resource fit still takes pod dicts (the active pods' request
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from kube.apiserver import ApiClient, ApiError, NotFound
 from kube.apiserver.requests import RUNTIMECLASSES
+from kube.jsontypes import JsonMap, JsonObject
 from kubelet.cgroups.planner import pod_requests
 from kubelet.pods.model import Container, Pod
-
-Json = Mapping[str, Any]
 
 POD_OS_NOT_SUPPORTED = "PodOSNotSupported"
 SYSCTL_FORBIDDEN = "SysctlForbidden"
@@ -126,7 +124,9 @@ def _insufficient(name: str, requested: int, used: int, capacity: int) -> Reject
     )
 
 
-def check_resources(pod: Json, others: Sequence[Json], node: NodeResources) -> Rejection | None:
+def check_resources(
+    pod: JsonMap, others: Sequence[JsonMap], node: NodeResources
+) -> Rejection | None:
     """The resource fit of the kubelet's predicate admission: pods first, then cpu and memory
     (requests of the active pods against allocatable); only the first failure is reported."""
     if len(others) + 1 > node.pods:
@@ -147,7 +147,7 @@ def admit(pod: Pod, *, allowed_unsafe_sysctls: Sequence[str] = ()) -> Rejection 
     return check_os(pod) or check_sysctls(pod, allowed_unsafe_sysctls)
 
 
-def rejected_status(rejection: Rejection, qos_class: str) -> dict[str, Any]:
+def rejected_status(rejection: Rejection, qos_class: str) -> JsonObject:
     """The status upstream's rejectPod writes: Failed, the reason, 'Pod was rejected: ...'."""
     return {
         "phase": "Failed",

@@ -11,11 +11,12 @@ failure is a PodSpecError naming the pod and the field. No I/O here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
+from kube.jsontypes import JsonMap
 from kube.quantity import parse_quantity
 from kubelet.pods.model import (
     DEFAULT_GRACE_PERIOD_SECONDS,
@@ -64,7 +65,7 @@ class _Reader:
     def fail(self, path: str, problem: str) -> PodSpecError:
         return PodSpecError(self.ref, path, problem)
 
-    def obj(self, d: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    def obj(self, d: JsonMap, key: str, path: str) -> JsonMap:
         v = d.get(key)
         if v is None:
             return {}
@@ -72,7 +73,7 @@ class _Reader:
             raise self.fail(f"{path}.{key}", "must be an object")
         return v
 
-    def items(self, d: Mapping[str, Any], key: str, path: str) -> list[Any]:
+    def items(self, d: JsonMap, key: str, path: str) -> list[Any]:
         v = d.get(key)
         if v is None:
             return []
@@ -80,13 +81,13 @@ class _Reader:
             raise self.fail(f"{path}.{key}", "must be a list")
         return v
 
-    def text(self, d: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
+    def text(self, d: JsonMap, key: str, path: str, default: str | None = None) -> str:
         v = d.get(key, default)
         if v is None or not isinstance(v, str):
             raise self.fail(f"{path}.{key}", "must be a string")
         return v
 
-    def opt_int(self, d: Mapping[str, Any], key: str, path: str) -> int | None:
+    def opt_int(self, d: JsonMap, key: str, path: str) -> int | None:
         v = d.get(key)
         if v is None:
             return None
@@ -94,19 +95,19 @@ class _Reader:
             raise self.fail(f"{path}.{key}", "must be an integer")
         return v
 
-    def strings(self, d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+    def strings(self, d: JsonMap, key: str, path: str) -> tuple[str, ...]:
         vals = self.items(d, key, path)
         if not all(isinstance(s, str) for s in vals):
             raise self.fail(f"{path}.{key}", "must be a list of strings")
         return tuple(vals)
 
-    def str_map(self, d: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
+    def str_map(self, d: JsonMap, key: str, path: str) -> dict[str, str]:
         m = self.obj(d, key, path)
         if not all(isinstance(v, str) for v in m.values()):
             raise self.fail(f"{path}.{key}", "values must be strings")
         return dict(m)
 
-    def enum(self, d: Mapping[str, Any], key: str, path: str, kind: type[_E]) -> _E:
+    def enum(self, d: JsonMap, key: str, path: str, kind: type[_E]) -> _E:
         raw = self.text(d, key, path)
         try:
             return kind(raw)
@@ -115,7 +116,7 @@ class _Reader:
             raise self.fail(f"{path}.{key}", f"{raw!r} is not one of {allowed}") from None
 
 
-def _ports(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[ContainerPort, ...]:
+def _ports(r: _Reader, c: JsonMap, path: str) -> tuple[ContainerPort, ...]:
     out = []
     for i, p in enumerate(r.items(c, "ports", path)):
         pp = f"{path}.ports[{i}]"
@@ -136,7 +137,7 @@ def _ports(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[ContainerPort, 
     return tuple(out)
 
 
-def _env_source(r: _Reader, vf: Mapping[str, Any], path: str) -> EnvSource | None:
+def _env_source(r: _Reader, vf: JsonMap, path: str) -> EnvSource | None:
     """The first of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef that is set."""
     if vf.get("fieldRef"):
         return FieldRef(r.text(r.obj(vf, "fieldRef", path), "fieldPath", f"{path}.fieldRef", ""))
@@ -160,7 +161,7 @@ def _env_source(r: _Reader, vf: Mapping[str, Any], path: str) -> EnvSource | Non
     return None
 
 
-def _env(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvVar, ...]:
+def _env(r: _Reader, c: JsonMap, path: str) -> tuple[EnvVar, ...]:
     out = []
     for i, e in enumerate(r.items(c, "env", path)):
         ep = f"{path}.env[{i}]"
@@ -180,7 +181,7 @@ def _env(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvVar, ...]:
     return tuple(out)
 
 
-def _volume_mounts(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[VolumeMount, ...]:
+def _volume_mounts(r: _Reader, c: JsonMap, path: str) -> tuple[VolumeMount, ...]:
     out = []
     for i, vm in enumerate(r.items(c, "volumeMounts", path)):
         vp = f"{path}.volumeMounts[{i}]"
@@ -199,7 +200,7 @@ def _volume_mounts(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[VolumeM
     return tuple(out)
 
 
-def _host_aliases(r: _Reader, spec: Mapping[str, Any]) -> tuple[HostAlias, ...]:
+def _host_aliases(r: _Reader, spec: JsonMap) -> tuple[HostAlias, ...]:
     out = []
     for i, alias in enumerate(r.items(spec, "hostAliases", "spec")):
         if isinstance(alias, dict):
@@ -208,12 +209,12 @@ def _host_aliases(r: _Reader, spec: Mapping[str, Any]) -> tuple[HostAlias, ...]:
     return tuple(out)
 
 
-def _pull_secrets(r: _Reader, spec: Mapping[str, Any]) -> tuple[str, ...]:
+def _pull_secrets(r: _Reader, spec: JsonMap) -> tuple[str, ...]:
     refs = r.items(spec, "imagePullSecrets", "spec")
     return tuple(str(ref["name"]) for ref in refs if isinstance(ref, dict) and ref.get("name"))
 
 
-def _env_from(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvFromSource, ...]:
+def _env_from(r: _Reader, c: JsonMap, path: str) -> tuple[EnvFromSource, ...]:
     out = []
     for i, src in enumerate(r.items(c, "envFrom", path)):
         sp = f"{path}.envFrom[{i}]"
@@ -230,7 +231,7 @@ def _env_from(r: _Reader, c: Mapping[str, Any], path: str) -> tuple[EnvFromSourc
     return tuple(out)
 
 
-def _resources(r: _Reader, c: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+def _resources(r: _Reader, c: JsonMap, path: str) -> JsonMap:
     res = r.obj(c, "resources", path)
     for kind in ("requests", "limits"):
         for name, qty in r.obj(res, kind, f"{path}.resources").items():
@@ -241,11 +242,11 @@ def _resources(r: _Reader, c: Mapping[str, Any], path: str) -> Mapping[str, Any]
     return dict(res)
 
 
-def _probe(r: _Reader, c: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
+def _probe(r: _Reader, c: JsonMap, key: str, path: str) -> JsonMap | None:
     return r.obj(c, key, path) if c.get(key) is not None else None
 
 
-def _security_context(r: _Reader, d: Mapping[str, Any], path: str) -> SecurityContext:
+def _security_context(r: _Reader, d: JsonMap, path: str) -> SecurityContext:
     sc = r.obj(d, "securityContext", path)
     if not sc:
         return NO_SECURITY_CONTEXT
@@ -260,7 +261,7 @@ def _security_context(r: _Reader, d: Mapping[str, Any], path: str) -> SecurityCo
     )
 
 
-def _sysctls(r: _Reader, spec: Mapping[str, Any]) -> tuple[Sysctl, ...]:
+def _sysctls(r: _Reader, spec: JsonMap) -> tuple[Sysctl, ...]:
     sc = r.obj(spec, "securityContext", "spec")
     out = []
     for i, item in enumerate(r.items(sc, "sysctls", "spec.securityContext")):
@@ -271,7 +272,34 @@ def _sysctls(r: _Reader, spec: Mapping[str, Any]) -> tuple[Sysctl, ...]:
     return tuple(out)
 
 
-def _node_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
+class _NodeFields(TypedDict):
+    os_name: str
+    host_ipc: bool
+    security_context: SecurityContext
+    sysctls: tuple[Sysctl, ...]
+
+
+class _EnvFields(TypedDict):
+    service_account_name: str
+    enable_service_links: bool
+    status_pod_ips: tuple[str, ...]
+
+
+class _SandboxFields(TypedDict):
+    host_aliases: tuple[HostAlias, ...]
+    image_pull_secrets: tuple[str, ...]
+
+
+class _DNSFields(TypedDict):
+    dns_policy: str
+    dns_config: PodDNSConfig | None
+    hostname: str
+    subdomain: str
+    set_hostname_as_fqdn: bool
+    hostname_override: str | None
+
+
+def _node_fields(r: _Reader, spec: JsonMap) -> _NodeFields:
     """What node admission and the sandbox's identity read: OS, host IPC, security context."""
     return {
         "os_name": r.text(r.obj(spec, "os", "spec"), "name", "spec.os", ""),
@@ -281,7 +309,7 @@ def _node_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _status_pod_ips(r: _Reader, pod: Mapping[str, Any]) -> tuple[str, ...]:
+def _status_pod_ips(r: _Reader, pod: JsonMap) -> tuple[str, ...]:
     status = pod.get("status")
     if not isinstance(status, dict):
         return ()
@@ -291,7 +319,7 @@ def _status_pod_ips(r: _Reader, pod: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(ips)
 
 
-def _env_fields(r: _Reader, pod: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+def _env_fields(r: _Reader, pod: JsonMap, spec: JsonMap) -> _EnvFields:
     """What pods/env.py reads beyond the containers: the service account, service links and
     the pod IPs the status already has."""
     return {
@@ -301,12 +329,12 @@ def _env_fields(r: _Reader, pod: Mapping[str, Any], spec: Mapping[str, Any]) -> 
     }
 
 
-def _sandbox_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
+def _sandbox_fields(r: _Reader, spec: JsonMap) -> _SandboxFields:
     """What the sandbox's files and pulls read: hostAliases for /etc/hosts, pull secrets."""
     return {"host_aliases": _host_aliases(r, spec), "image_pull_secrets": _pull_secrets(r, spec)}
 
 
-def _dns_fields(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
+def _dns_fields(r: _Reader, spec: JsonMap) -> _DNSFields:
     """What pods/dns.py reads: the policy, dnsConfig and the hostname fields."""
     override = spec.get("hostnameOverride")
     return {
@@ -360,14 +388,14 @@ def _container(r: _Reader, c: object, path: str, *, init: bool) -> Container:
     )
 
 
-def _containers(r: _Reader, spec: Mapping[str, Any], key: str) -> tuple[Container, ...]:
+def _containers(r: _Reader, spec: JsonMap, key: str) -> tuple[Container, ...]:
     items = r.items(spec, key, "spec")
     init = key == "initContainers"
     out = tuple(_container(r, c, f"spec.{key}[{i}]", init=init) for i, c in enumerate(items))
     return out
 
 
-def _ephemeral_containers(r: _Reader, spec: Mapping[str, Any]) -> tuple[Container, ...]:
+def _ephemeral_containers(r: _Reader, spec: JsonMap) -> tuple[Container, ...]:
     """spec.ephemeralContainers; probes, ports and resources (which the apiserver refuses on
     them) are dropped, targetContainerName is kept."""
     out = []
@@ -388,7 +416,7 @@ def _ephemeral_containers(r: _Reader, spec: Mapping[str, Any]) -> tuple[Containe
     return tuple(out)
 
 
-def _dns_config(r: _Reader, spec: Mapping[str, Any]) -> PodDNSConfig | None:
+def _dns_config(r: _Reader, spec: JsonMap) -> PodDNSConfig | None:
     if spec.get("dnsConfig") is None:
         return None
     cfg = r.obj(spec, "dnsConfig", "spec")
@@ -420,7 +448,7 @@ class PodSpecView:
     """Converters from the apiserver's Pod JSON to the frozen model."""
 
     @staticmethod
-    def from_api(pod: Mapping[str, Any]) -> Pod:
+    def from_api(pod: JsonMap) -> Pod:
         """Convert a Pod dict; raises PodSpecError naming ns/name and the bad field."""
         if not isinstance(pod, dict):
             raise PodSpecError("?/?", "", "pod must be an object")
@@ -478,6 +506,6 @@ class PodSpecView:
         )
 
 
-def pod_from_api(pod: Mapping[str, Any]) -> Pod:
+def pod_from_api(pod: JsonMap) -> Pod:
     """Shorthand for PodSpecView.from_api."""
     return PodSpecView.from_api(pod)

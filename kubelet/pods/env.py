@@ -18,6 +18,7 @@ from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
 from kube.apiserver import CONFIGMAPS, SECRETS, ApiError, NotFound, Resource
+from kube.jsontypes import JsonMap
 from kube.units import parse_quantity
 from kubelet import events as ev
 from kubelet.pods.model import (
@@ -34,7 +35,6 @@ from kubelet.runtime import labels
 
 log = logging.getLogger(__name__)
 
-Json = Mapping[str, Any]
 INVALID_ENV_NAMES = "InvalidEnvironmentVariableNames"
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*\Z")
 _QUALIFIED_NAME = re.compile(
@@ -117,7 +117,7 @@ def go_quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def format_map(m: Mapping[str, Any]) -> str:
+def format_map(m: JsonMap) -> str:
     """Labels or annotations as the downward API writes them: sorted `k="v"` lines."""
     return "\n".join(f"{k}={go_quote(str(m[k]))}" for k in sorted(m))
 
@@ -241,7 +241,7 @@ def invalid_names_message(bad: Sequence[str], kind: str, namespace: str, name: s
     )
 
 
-def secret_data(secret: Json) -> dict[str, str]:
+def secret_data(secret: JsonMap) -> dict[str, str]:
     out = {}
     for k, v in (secret.get("data") or {}).items():
         out[k] = base64.b64decode(v or "").decode("utf-8", errors="replace")
@@ -276,9 +276,9 @@ class ObjectCache:
         self._client = client
         self._ttl = ttl
         self._clock = clock
-        self._cache: dict[tuple[str, str, str], tuple[float, Json]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[float, JsonMap]] = {}
 
-    async def get(self, resource: Resource, namespace: str, name: str) -> Json | None:
+    async def get(self, resource: Resource, namespace: str, name: str) -> JsonMap | None:
         """The object, or None when it does not exist; other failures raise."""
         key = (resource.plural, namespace, name)
         now = self._clock()
@@ -287,7 +287,7 @@ class ObjectCache:
             return hit[1]
         kind = _KINDS.get(resource.plural, resource.plural)
         try:
-            obj: Json = await self._client.get(resource, name, namespace=namespace)
+            obj: JsonMap = await self._client.get(resource, name, namespace=namespace)
         except NotFound:
             self._cache.pop(key, None)
             return None
@@ -318,7 +318,7 @@ async def sandbox_ips(runtime: RuntimeClient, pod_uid: str) -> list[str]:
     return ips + [a.ip for a in net.additional_ips if a.ip and a.ip not in ips]
 
 
-def _data(resource: Resource, obj: Json) -> dict[str, str]:
+def _data(resource: Resource, obj: JsonMap) -> dict[str, str]:
     if resource is CONFIGMAPS:
         return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
     return secret_data(obj)
@@ -330,7 +330,7 @@ class _Context:
     def __init__(self, pod: Pod, pod_ips: Sequence[str] | None) -> None:
         self.pod = pod
         self.namespace = pod.namespace
-        self.objects: dict[tuple[str, str], Json | None] = {}
+        self.objects: dict[tuple[str, str], JsonMap | None] = {}
         self.pod_ips = list(pod_ips) if pod_ips is not None else None
 
 
@@ -390,7 +390,7 @@ class EnvironmentManager:
             )
         return self._services.env(namespace, links=pod.enable_service_links)
 
-    async def _object(self, ctx: _Context, resource: Resource, name: str) -> Json | None:
+    async def _object(self, ctx: _Context, resource: Resource, name: str) -> JsonMap | None:
         key = (resource.plural, name)
         if key not in ctx.objects:
             ctx.objects[key] = await self._objects.get(resource, ctx.namespace, name)

@@ -9,16 +9,16 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError, NotFound
 from kube.apiserver import ApiError
 from kube.facts import mem_total_bytes
+from kube.jsontypes import JsonMap
 from kubelet import events as ev
 from kubelet.pods import ephemeral
 from kubelet.pods.admission import RuntimeClassError, needs_image_user, verify_run_as_non_root
@@ -63,9 +63,9 @@ MIN_KILL_GRACE = 2
 
 RuntimeClassLookup = Callable[[str], Awaitable[str]]
 """RuntimeClass name -> CRI handler; raises RuntimeClassError (admission.RuntimeClasses)."""
-SecretLookup = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+SecretLookup = Callable[[str, str], Awaitable[JsonMap | None]]
 """(namespace, name) -> the Secret, None when it does not exist; raises when it cannot be read."""
-PodCgroupParent = Callable[[Mapping[str, Any], bool], str]
+PodCgroupParent = Callable[[JsonMap, bool], str]
 """(pod, create) -> the pod cgroup's name for the sandbox's cgroup parent; with create=True the
 cgroup is made or updated first (OSError when that fails). cgroups.manager.CgroupManager."""
 
@@ -86,7 +86,7 @@ class Outcome:
     sandbox_error: str = ""
 
 
-def _container_spec(pod_json: Mapping[str, Any], name: str) -> tuple[Mapping[str, Any], bool]:
+def _container_spec(pod_json: JsonMap, name: str) -> tuple[JsonMap, bool]:
     spec = pod_json.get("spec", {})
     for c in spec.get("initContainers") or []:
         if c.get("name") == name:
@@ -174,7 +174,7 @@ class PodExecutor:
         return ev.container_field_path(name, init=init)
 
     def sandbox_config(
-        self, pod_json: Mapping[str, Any], pod: Pod, attempt: int, *, creating: bool = False
+        self, pod_json: JsonMap, pod: Pod, attempt: int, *, creating: bool = False
     ) -> api.PodSandboxConfig:
         """The sandbox config; `creating` when the sandbox is being created: then DNS warnings
         (MissingClusterDNS, DNSConfigForming) become events and DNS errors are raised."""
@@ -207,7 +207,7 @@ class PodExecutor:
                     raise
         return config
 
-    async def kill(self, pod_json: Mapping[str, Any], pod: Pod, actions: PodActions) -> None:
+    async def kill(self, pod_json: JsonMap, pod: Pod, actions: PodActions) -> None:
         grace = max(MIN_KILL_GRACE, actions.grace_period_seconds)
         for stage in actions.kill_stages:
             await asyncio.gather(
@@ -218,7 +218,7 @@ class PodExecutor:
                 await self.rt.stop_pod_sandbox(sid)
 
     async def _kill_one(
-        self, pod_json: Mapping[str, Any], pod: Pod, cid: str, actions: PodActions, grace: int
+        self, pod_json: JsonMap, pod: Pod, cid: str, actions: PodActions, grace: int
     ) -> None:
         info = actions.containers_to_kill.get(cid)  # type: ignore[call-overload]
         if info is not None and info.grace_seconds is not None:
@@ -242,7 +242,7 @@ class PodExecutor:
             await self.rt.stop_container(cid, grace_seconds=grace)
 
     async def execute(
-        self, pod_json: Mapping[str, Any], pod: Pod, actions: PodActions, runtime: RuntimePod
+        self, pod_json: JsonMap, pod: Pod, actions: PodActions, runtime: RuntimePod
     ) -> Outcome:
         out = Outcome()
         if actions.kill_stages or actions.sandbox_ids_to_kill:
@@ -297,7 +297,7 @@ class PodExecutor:
                 actions.record_backoff(name, self.backoff)
         return out
 
-    async def _runtime_handler(self, pod_json: Mapping[str, Any]) -> str:
+    async def _runtime_handler(self, pod_json: JsonMap) -> str:
         """The CRI handler of spec.runtimeClassName ('' without one); raises RuntimeClassError."""
         name = str((pod_json.get("spec") or {}).get("runtimeClassName") or "")
         if not name or self.runtime_classes is None:
@@ -324,7 +324,7 @@ class PodExecutor:
 
     async def _start(
         self,
-        pod_json: Mapping[str, Any],
+        pod_json: JsonMap,
         pod: Pod,
         runtime: RuntimePod,
         sandbox_id: str,
@@ -381,9 +381,9 @@ class PodExecutor:
 
     async def _config(
         self,
-        pod_json: Mapping[str, Any],
+        pod_json: JsonMap,
         pod: Pod,
-        spec: Mapping[str, Any],
+        spec: JsonMap,
         model: Container,
         restart_count: int,
         fpath: str,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -17,18 +17,18 @@ import httpx
 from cri import api
 from cri.errors import CRIError
 from kube import KUBERNETES_VERSION
+from kube.jsontypes import JsonMap
 from kubelet import events as ev
 
 log = logging.getLogger(__name__)
 
-Json = Mapping[str, Any]
 FAILED_PRE_STOP = "FailedPreStopHook"
 HTTP_FALLBACK = "LifecycleHTTPFallback"
 MAX_REDIRECTS = 10
 HTTP_TIMEOUT = 10.0
 
 
-def _status_pod_ips(pod: Json) -> list[str]:
+def _status_pod_ips(pod: JsonMap) -> list[str]:
     """The pod IPs the node already wrote into the pod's status (hooks still read the pod
     object; the typed model has them as Pod.status_pod_ips)."""
     status = pod.get("status") or {}
@@ -53,7 +53,7 @@ class Execer(Protocol):
     ) -> api.ExecSyncResponse: ...
 
 
-def pod_ref(pod: Json) -> str:
+def pod_ref(pod: JsonMap) -> str:
     """upstream format.Pod: name_namespace(uid)."""
     meta = pod.get("metadata", {})
     return f"{meta.get('name', '')}_{meta.get('namespace', '')}({meta.get('uid', '')})"
@@ -64,7 +64,7 @@ def go_list(items: Sequence[Any]) -> str:
     return "[" + " ".join(str(i) for i in items) + "]"
 
 
-def resolve_port(port: object, container: Json) -> int:
+def resolve_port(port: object, container: JsonMap) -> int:
     """A port by number, by name from the container's ports, or a number written as a string."""
     number: int | None = None
     if isinstance(port, int):
@@ -84,7 +84,7 @@ def resolve_port(port: object, container: Json) -> int:
     return number
 
 
-def http_url(action: Json, container: Json, host: str) -> str:
+def http_url(action: JsonMap, container: JsonMap, host: str) -> str:
     """upstream NewRequestForHTTPGetAction's URL: scheme://host:port/path."""
     scheme = str(action.get("scheme") or "HTTP").lower()
     port = resolve_port(action.get("port", 80), container)
@@ -95,7 +95,7 @@ def http_url(action: Json, container: Json, host: str) -> str:
     return f"{scheme}://{hostport}{path}"
 
 
-def http_headers(action: Json) -> dict[str, str]:
+def http_headers(action: JsonMap) -> dict[str, str]:
     headers = {"User-Agent": f"kube-lifecycle/{KUBERNETES_VERSION[1:]}", "Accept": "*/*"}
     for h in action.get("httpHeaders") or []:
         headers[str(h.get("name", ""))] = str(h.get("value", ""))
@@ -112,8 +112,8 @@ def _plain_http_answer(exc: BaseException) -> bool:
 class HookTarget:
     """What a hook runs against: the pod, the container spec and its runtime ID."""
 
-    pod: Json
-    container: Json
+    pod: JsonMap
+    container: JsonMap
     container_id: str
 
     @property
@@ -141,8 +141,8 @@ class HooksManager:
 
     async def post_start(
         self,
-        pod: Json,
-        container: Json,
+        pod: JsonMap,
+        container: JsonMap,
         container_id: str,
         *,
         pod_ips: Sequence[str] | None = None,
@@ -160,8 +160,8 @@ class HooksManager:
 
     async def pre_stop(
         self,
-        pod: Json,
-        container: Json,
+        pod: JsonMap,
+        container: JsonMap,
         container_id: str,
         grace: int,
         *,
@@ -194,7 +194,7 @@ class HooksManager:
     async def run(
         self,
         target: HookTarget,
-        handler: Json,
+        handler: JsonMap,
         *,
         pod_ips: Sequence[str] | None = None,
         deadline: float | None = None,
@@ -235,7 +235,9 @@ class HooksManager:
             text = f"command '{' '.join(cmd)}' exited with {resp.exit_code}: {stderr}"
             raise HookError(text, output)
 
-    async def _host(self, target: HookTarget, action: Json, pod_ips: Sequence[str] | None) -> str:
+    async def _host(
+        self, target: HookTarget, action: JsonMap, pod_ips: Sequence[str] | None
+    ) -> str:
         if action.get("host"):
             return str(action["host"])
         ips = list(pod_ips or [])
@@ -246,7 +248,9 @@ class HooksManager:
             raise HookError("failed to find networking container: the pod has no IP")
         return ips[0]
 
-    async def _http(self, target: HookTarget, action: Json, pod_ips: Sequence[str] | None) -> None:
+    async def _http(
+        self, target: HookTarget, action: JsonMap, pod_ips: Sequence[str] | None
+    ) -> None:
         url = http_url(action, target.container, await self._host(target, action, pod_ips))
         headers = http_headers(action)
         try:

@@ -1,5 +1,6 @@
 """Pod model as frozen data: the spec side everything reads (decoded from apiserver JSON once,
-by pods/decode.py) and the runtime view of a pod as CRI reports it. No I/O, no grpc, no JSON.
+by pods/decode.py) and the runtime view of a pod as CRI reports it. No I/O, no grpc; the few
+sub-objects still kept as written (resources, probes) are typed JsonMap.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NewType, TypeVar
+from typing import NewType, TypeVar
+
+from kube.jsontypes import JsonMap
 
 PodUID = NewType("PodUID", str)
 ContainerID = NewType("ContainerID", str)
@@ -102,7 +105,7 @@ EnvSource = FieldRef | ResourceFieldRef | KeyRef
 class EnvVar:
     name: str
     value: str = ""
-    value_from: Mapping[str, Any] | None = None
+    value_from: JsonMap | None = None
     """valueFrom as written: only for the spec hash (the hash of a running container must not
     change with how the agent models it); `source` is what is read."""
     source: EnvSource | None = None
@@ -202,12 +205,12 @@ class Container:
     ports: tuple[ContainerPort, ...] = ()
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
     termination_message_policy: str = "File"
-    resources: Mapping[str, Any] = field(default_factory=dict)
+    resources: JsonMap = field(default_factory=dict)
     restart_policy: RestartPolicy | None = None
     """Only for init containers: Always marks a restartable init container (a sidecar)."""
-    liveness_probe: Mapping[str, Any] | None = None
-    readiness_probe: Mapping[str, Any] | None = None
-    startup_probe: Mapping[str, Any] | None = None
+    liveness_probe: JsonMap | None = None
+    readiness_probe: JsonMap | None = None
+    startup_probe: JsonMap | None = None
     target_container_name: str = ""
     """Only for ephemeral containers: the container whose PID namespace it joins."""
     security_context: SecurityContext = NO_SECURITY_CONTEXT
@@ -264,7 +267,7 @@ class Pod:
     """Condition types from spec.readinessGates."""
     ephemeral_containers: tuple[Container, ...] = ()
     """spec.ephemeralContainers (kubectl debug): started once, never restarted."""
-    resources: Mapping[str, Any] = field(default_factory=dict)
+    resources: JsonMap = field(default_factory=dict)
     """spec.resources (pod-level requests and limits), quantities checked; {} when unset."""
     dns_policy: str = "ClusterFirst"
     """spec.dnsPolicy as written (an unknown one is pods/dns.py's to judge)."""

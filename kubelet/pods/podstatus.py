@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
+from kube.jsontypes import JsonMap, JsonObject
 from kubelet.pods.model import (
     NO_PROBES,
     Container,
@@ -23,8 +23,6 @@ from kubelet.pods.model import (
 )
 from kubelet.pods.plan import should_restart
 from kubelet.pods.qos import qos_class
-
-Json = dict[str, Any]
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 TERMINAL_PHASES = (SUCCEEDED, FAILED)
@@ -51,8 +49,8 @@ def go_list(names: Sequence[str]) -> str:
 # ---------------------------------------------------------------- container statuses
 
 
-def _terminated(c: RuntimeContainer, runtime_name: str) -> Json:
-    t: Json = {
+def _terminated(c: RuntimeContainer, runtime_name: str) -> JsonObject:
+    t: JsonObject = {
         "exitCode": c.exit_code,
         "reason": c.reason or ("Completed" if c.exit_code == 0 else "Error"),
         "startedAt": iso(c.started_at),
@@ -64,7 +62,7 @@ def _terminated(c: RuntimeContainer, runtime_name: str) -> Json:
     return t
 
 
-def _state(c: RuntimeContainer, runtime_name: str) -> Json:
+def _state(c: RuntimeContainer, runtime_name: str) -> JsonObject:
     if c.state is ContainerState.RUNNING:
         return {"running": {"startedAt": iso(c.started_at)}}
     if c.state is ContainerState.EXITED:
@@ -74,8 +72,8 @@ def _state(c: RuntimeContainer, runtime_name: str) -> Json:
     return {"waiting": {}}
 
 
-def _waiting(w: Waiting) -> Json:
-    d: Json = {"reason": w.reason}
+def _waiting(w: Waiting) -> JsonObject:
+    d: JsonObject = {"reason": w.reason}
     if w.message:
         d["message"] = w.message
     return {"waiting": d}
@@ -115,11 +113,13 @@ class _StatusInputs:
         self.runtime_name = runtime_name
 
 
-def container_status(inp: _StatusInputs, c: Container, *, is_init: bool, default: str) -> Json:
+def container_status(
+    inp: _StatusInputs, c: Container, *, is_init: bool, default: str
+) -> JsonObject:
     """One entry of containerStatuses / initContainerStatuses."""
     history = inp.runtime.history(c.name)
     cur = history[0] if history else None
-    st: Json = {
+    st: JsonObject = {
         "name": c.name,
         "state": {"waiting": {"reason": default}},
         "lastState": {},
@@ -162,7 +162,7 @@ def _takes_waiting(pod: Pod, c: Container, cur: RuntimeContainer | None, is_init
     return should_restart(pod, c, cur)
 
 
-def ephemeral_container_statuses(inp: _StatusInputs) -> list[Json]:
+def ephemeral_container_statuses(inp: _StatusInputs) -> list[JsonObject]:
     """ephemeralContainerStatuses sorted by name, as upstream: never ready (no probes, not part
     of readiness) and without `started`, which upstream sets on regular containers only."""
     out = []
@@ -200,12 +200,12 @@ def _init_done(pod: Pod, runtime: RuntimePod, probes: ProbeResults) -> bool:
 # ---------------------------------------------------------------- phase
 
 
-def _last_terminated(st: Json) -> Json | None:
+def _last_terminated(st: JsonObject) -> JsonObject | None:
     t = st.get("lastState", {}).get("terminated")
     return t if isinstance(t, dict) else None
 
 
-def _init_counts(pod: Pod, by_name: Mapping[str, Json]) -> tuple[int, int, int]:
+def _init_counts(pod: Pod, by_name: Mapping[str, JsonObject]) -> tuple[int, int, int]:
     """(pending regular init, failed regular init, pending sidecars), as upstream counts."""
     pending = failed = pending_sidecars = 0
     for c in pod.init_containers:
@@ -227,7 +227,7 @@ def _init_counts(pod: Pod, by_name: Mapping[str, Json]) -> tuple[int, int, int]:
     return pending, failed, pending_sidecars
 
 
-def _app_counts(pod: Pod, by_name: Mapping[str, Json]) -> dict[str, int]:
+def _app_counts(pod: Pod, by_name: Mapping[str, JsonObject]) -> dict[str, int]:
     n = dict.fromkeys(("unknown", "running", "waiting", "stopped", "succeeded"), 0)
     for c in pod.sidecars:
         state = by_name.get(c.name, {}).get("state", {})
@@ -253,7 +253,7 @@ def _app_counts(pod: Pod, by_name: Mapping[str, Json]) -> dict[str, int]:
 
 
 def pod_phase(
-    pod: Pod, init_statuses: Sequence[Json], statuses: Sequence[Json], *, terminal: bool
+    pod: Pod, init_statuses: Sequence[JsonObject], statuses: Sequence[JsonObject], *, terminal: bool
 ) -> str:
     """Upstream's getPhase over API-shaped container statuses."""
     by_name = {s["name"]: s for s in (*init_statuses, *statuses)}
@@ -281,12 +281,17 @@ def pod_phase(
 
 
 def _cond(
-    ctype: str, ok: bool, prev: Mapping[str, Json], now_iso: str, reason: str = "", msg: str = ""
-) -> Json:
+    ctype: str,
+    ok: bool,
+    prev: Mapping[str, JsonObject],
+    now_iso: str,
+    reason: str = "",
+    msg: str = "",
+) -> JsonObject:
     status = "True" if ok else "False"
     old = prev.get(ctype)
     since = old.get("lastTransitionTime") if old and old.get("status") == status else None
-    c: Json = {
+    c: JsonObject = {
         "type": ctype,
         "status": status,
         "lastProbeTime": None,
@@ -300,7 +305,7 @@ def _cond(
 
 
 def _initialized(
-    pod: Pod, runtime: RuntimePod, init_statuses: Sequence[Json], phase: str
+    pod: Pod, runtime: RuntimePod, init_statuses: Sequence[JsonObject], phase: str
 ) -> tuple[bool, str, str]:
     if not pod.init_containers:
         return True, "", ""
@@ -327,7 +332,7 @@ def _initialized(
 
 
 def _containers_ready(
-    pod: Pod, init_statuses: Sequence[Json], statuses: Sequence[Json], phase: str
+    pod: Pod, init_statuses: Sequence[JsonObject], statuses: Sequence[JsonObject], phase: str
 ) -> tuple[bool, str, str]:
     if phase == SUCCEEDED:
         return False, "PodCompleted", ""
@@ -341,7 +346,7 @@ def _containers_ready(
     return True, "", ""
 
 
-def _gates_message(pod: Pod, prev: Mapping[str, Json]) -> str:
+def _gates_message(pod: Pod, prev: Mapping[str, JsonObject]) -> str:
     msgs = []
     for gate in pod.readiness_gates:
         c = prev.get(gate)
@@ -354,7 +359,7 @@ def _gates_message(pod: Pod, prev: Mapping[str, Json]) -> str:
     return ", ".join(msgs)
 
 
-def with_others_conditions(node_status: Mapping[str, Any], api_status: Mapping[str, Any]) -> Json:
+def with_others_conditions(node_status: JsonMap, api_status: JsonMap) -> JsonObject:
     """`node_status` whose conditions of types the node does not write (readiness gates set by
     controllers, a DisruptionTarget the node did not add) are the apiserver's current ones."""
     mine = [
@@ -373,7 +378,7 @@ def with_others_conditions(node_status: Mapping[str, Any], api_status: Mapping[s
     return {**node_status, "conditions": mine + others}
 
 
-def written_conditions(conditions: Sequence[Json]) -> list[Json]:
+def written_conditions(conditions: Sequence[JsonObject]) -> list[JsonObject]:
     """The conditions a status write may carry: WRITTEN_CONDITIONS only, so a stale copy of
     another writer's condition never overwrites it (a strategic merge keeps the others)."""
     return [c for c in conditions if c.get("type") in WRITTEN_CONDITIONS]
@@ -382,13 +387,13 @@ def written_conditions(conditions: Sequence[Json]) -> list[Json]:
 def pod_conditions(
     pod: Pod,
     runtime: RuntimePod,
-    init_statuses: Sequence[Json],
-    statuses: Sequence[Json],
+    init_statuses: Sequence[JsonObject],
+    statuses: Sequence[JsonObject],
     *,
     phase: str,
-    previous: Sequence[Json],
+    previous: Sequence[JsonObject],
     now_iso: str,
-) -> list[Json]:
+) -> list[JsonObject]:
     """Kubelet-owned conditions with upstream reasons; PodScheduled and conditions owned by
     others are kept from `previous` (PodScheduled True when absent)."""
     prev = {c["type"]: c for c in previous if isinstance(c, dict) and "type" in c}
@@ -415,7 +420,7 @@ def pod_conditions(
 # ---------------------------------------------------------------- the whole status
 
 
-def _pod_ips(pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: Json) -> list[str]:
+def _pod_ips(pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: JsonObject) -> list[str]:
     if pod.host_network:
         return list(host_ips)
     sandbox = runtime.latest_sandbox()
@@ -434,7 +439,7 @@ def derive_pod_status(
     pod: Pod,
     runtime: RuntimePod,
     *,
-    previous_status: Mapping[str, Any] | None,
+    previous_status: JsonMap | None,
     waiting_reasons: Mapping[str, Waiting] | None = None,
     readiness: Mapping[ContainerID, bool] | None = None,
     now_iso: str,
@@ -443,7 +448,7 @@ def derive_pod_status(
     pod_is_terminal: bool = False,
     failure: Waiting | None = None,
     runtime_name: str = "containerd",
-) -> Json:
+) -> JsonObject:
     """The node-owned part of status as an API dict. `waiting_reasons` come from the worker
     (CrashLoopBackOff, ErrImagePull, ImagePullBackOff, CreateContainerConfigError...);
     `readiness` is the readiness prober's verdict per container ID; `failure` (reason, message)
@@ -461,7 +466,7 @@ def derive_pod_status(
     if prev.get("phase") in TERMINAL_PHASES:
         phase = str(prev["phase"])
     previous_conditions = prev.get("conditions") or []
-    status: Json = {
+    status: JsonObject = {
         "phase": phase,
         "conditions": pod_conditions(
             pod, runtime, inits, apps, phase=phase, previous=previous_conditions, now_iso=now_iso
@@ -487,7 +492,7 @@ def derive_pod_status(
     return status
 
 
-def _keep_last_states(statuses: list[Json], previous: object) -> None:
+def _keep_last_states(statuses: list[JsonObject], previous: object) -> None:
     """A lastState the runtime can no longer show (container GC removed that instance) is kept
     from the previous status, as upstream keeps LastTerminationState from the old status."""
     if not isinstance(previous, list):
@@ -502,7 +507,7 @@ def _keep_last_states(statuses: list[Json], previous: object) -> None:
             st["lastState"] = {"terminated": terminated}
 
 
-def _container_statuses(inp: _StatusInputs) -> tuple[list[Json], list[Json]]:
+def _container_statuses(inp: _StatusInputs) -> tuple[list[JsonObject], list[JsonObject]]:
     """(initContainerStatuses in spec order, containerStatuses sorted by name, as upstream)."""
     pod = inp.pod
     app_default = (
@@ -519,8 +524,10 @@ def _container_statuses(inp: _StatusInputs) -> tuple[list[Json], list[Json]]:
     return inits, apps
 
 
-def _ip_fields(pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: Json) -> Json:
-    out: Json = {}
+def _ip_fields(
+    pod: Pod, runtime: RuntimePod, host_ips: Sequence[str], prev: JsonObject
+) -> JsonObject:
+    out: JsonObject = {}
     if host_ips:
         out["hostIP"] = host_ips[0]
         out["hostIPs"] = [{"ip": ip} for ip in host_ips]

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kube.quantity import parse_quantity
 from kubelet.pods.model import Pod
 
@@ -43,7 +43,7 @@ def _add(into: dict[str, Fraction], values: Mapping[str, Fraction]) -> None:
 
 
 def _sums(
-    resources: Iterable[Mapping[str, Any]],
+    resources: Iterable[JsonMap],
 ) -> tuple[dict[str, Fraction], dict[str, Fraction], bool]:
     """Summed requests and limits over these resource requirements, and whether each one has
     both cpu and memory limits. Requests default to limits, as the apiserver defaults them."""
@@ -67,7 +67,7 @@ def qos_class(pod: Pod) -> QOSClass:
     return _classify(pod.resources, [c.resources for c in containers])
 
 
-def _classify(pod_level: Mapping[str, Any], containers: list[Mapping[str, Any]]) -> QOSClass:
+def _classify(pod_level: JsonMap, containers: list[JsonMap]) -> QOSClass:
     if pod_level:
         requests, limits, all_limited = _sums((pod_level,))
     else:
@@ -79,11 +79,11 @@ def _classify(pod_level: Mapping[str, Any], containers: list[Mapping[str, Any]])
     return QOSClass.BURSTABLE
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
+def _mapping(value: object) -> JsonMap:
     return value if isinstance(value, Mapping) else {}
 
 
-def qos_class_of(pod: Mapping[str, Any]) -> QOSClass:
+def qos_class_of(pod: JsonMap) -> QOSClass:
     """qos_class of a pod still held as apiserver JSON, by the same rules; reads only the
     resources (a malformed rest of the pod is the decoder's to refuse, not this)."""
     spec = _mapping(pod.get("spec"))

@@ -4,14 +4,12 @@ environment, lifecycle hooks and probes. Only protocols and do-nothing defaults 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from cri import api
+from kube.jsontypes import JsonMap
 from kubelet.pods.model import NO_PROBES, Container, ContainerID, Pod, ProbeResults, RuntimePod
-
-Json = Mapping[str, Any]
 
 
 class ContainerConfigError(Exception):
@@ -35,10 +33,10 @@ class ResolvedContainer:
 
 
 class Volumes(Protocol):
-    async def setup(self, pod: Json) -> None:
+    async def setup(self, pod: JsonMap) -> None:
         """Make every volume of the pod ready (idempotent); raise VolumeSetupError."""
 
-    def mounts(self, pod: Json, container: Json) -> list[api.Mount]:
+    def mounts(self, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
         """The CRI mounts of one container (after setup); raise ContainerConfigError."""
 
     async def teardown(self, pod_uid: str) -> None:
@@ -51,15 +49,17 @@ class Environment(Protocol):
 
 
 class Hooks(Protocol):
-    async def post_start(self, pod: Json, container: Json, container_id: str) -> str | None:
+    async def post_start(self, pod: JsonMap, container: JsonMap, container_id: str) -> str | None:
         """Run postStart; returns an error message when it failed (the container is killed)."""
 
-    async def pre_stop(self, pod: Json, container: Json, container_id: str, grace: int) -> None:
+    async def pre_stop(
+        self, pod: JsonMap, container: JsonMap, container_id: str, grace: int
+    ) -> None:
         """Run preStop within the grace period before the container is stopped."""
 
 
 class Probes(Protocol):
-    def sync(self, pod: Pod, pod_json: Json, runtime: RuntimePod) -> None:
+    def sync(self, pod: Pod, pod_json: JsonMap, runtime: RuntimePod) -> None:
         """Start probe workers for running containers and stop those of gone containers."""
 
     def results(self, uid: str) -> tuple[ProbeResults, dict[ContainerID, bool]]:
@@ -71,10 +71,10 @@ class Probes(Protocol):
 
 # ---- do-nothing defaults: what the agent has until a manager exists ---------------------------
 class NoVolumes:
-    async def setup(self, pod: Json) -> None:
+    async def setup(self, pod: JsonMap) -> None:
         return None
 
-    def mounts(self, pod: Json, container: Json) -> list[api.Mount]:
+    def mounts(self, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
         return []
 
     async def teardown(self, pod_uid: str) -> None:
@@ -90,10 +90,12 @@ class PlainEnvironment:
 
 
 class NoHooks:
-    async def post_start(self, pod: Json, container: Json, container_id: str) -> str | None:
+    async def post_start(self, pod: JsonMap, container: JsonMap, container_id: str) -> str | None:
         return None
 
-    async def pre_stop(self, pod: Json, container: Json, container_id: str, grace: int) -> None:
+    async def pre_stop(
+        self, pod: JsonMap, container: JsonMap, container_id: str, grace: int
+    ) -> None:
         return None
 
 
@@ -103,7 +105,7 @@ class NoProbes:
 
     _unused: dict[str, int] = field(default_factory=dict)
 
-    def sync(self, pod: Pod, pod_json: Json, runtime: RuntimePod) -> None:
+    def sync(self, pod: Pod, pod_json: JsonMap, runtime: RuntimePod) -> None:
         return None
 
     def results(self, uid: str) -> tuple[ProbeResults, dict[ContainerID, bool]]:

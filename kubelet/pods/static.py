@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import yaml
 
@@ -31,12 +31,12 @@ from kube.apiserver import (
     NotFound,
     Preconditions,
 )
+from kube.jsontypes import JsonObject
 from kubelet.pods.decode import default_pull_policy, pod_from_api
 from kubelet.pods.model import PodSpecError, PodUID
 from kubelet.pods.source import CONFIG_MIRROR, FILE_SOURCE, PodSink, pod_annotations
 
 log = logging.getLogger(__name__)
-Json = dict[str, Any]
 
 CONFIG_SOURCE = "kubernetes.io/config.source"
 CONFIG_HASH = "kubernetes.io/config.hash"
@@ -56,15 +56,15 @@ class ManifestError(ValueError):
         super().__init__(f"static pod manifest {filename}: {reason}")
 
 
-def is_static_pod(pod: Json) -> bool:
+def is_static_pod(pod: JsonObject) -> bool:
     return pod_annotations(pod).get(CONFIG_SOURCE) == FILE_SOURCE
 
 
-def config_hash(pod: Json) -> str:
+def config_hash(pod: JsonObject) -> str:
     return pod_annotations(pod).get(CONFIG_HASH, "")
 
 
-def full_name(pod: Json) -> str:
+def full_name(pod: JsonObject) -> str:
     meta = pod.get("metadata") or {}
     return f"{meta.get('namespace') or 'default'}/{meta.get('name', '')}"
 
@@ -77,7 +77,7 @@ def seen_now() -> str:
 # ---------------------------------------------------------------- parsing and defaulting (pure)
 
 
-def parse_manifest(text: str, filename: str) -> Json:
+def parse_manifest(text: str, filename: str) -> JsonObject:
     """One Pod object from YAML or JSON text (JSON is YAML); ManifestError if it is not one."""
     try:
         raw = yaml.safe_load(text)
@@ -87,7 +87,7 @@ def parse_manifest(text: str, filename: str) -> Json:
         raise ManifestError(filename, "empty manifest")
     if not isinstance(raw, dict):
         raise ManifestError(filename, "must be one object (a Pod)")
-    pod: Json = json.loads(json.dumps(raw, default=str))
+    pod: JsonObject = json.loads(json.dumps(raw, default=str))
     if pod.get("kind") != "Pod" or pod.get("apiVersion", "v1") != "v1":
         raise ManifestError(filename, f"kind {pod.get('kind')!r} is not a v1 Pod")
     meta = pod.get("metadata")
@@ -110,7 +110,7 @@ def _default_container(c: object) -> None:
             port.setdefault("protocol", "TCP")
 
 
-def default_spec(spec: Json) -> None:
+def default_spec(spec: JsonObject) -> None:
     """The PodSpec defaults the apiserver would apply (it never sees a static pod), in place."""
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
@@ -127,7 +127,7 @@ def default_spec(spec: Json) -> None:
         tolerations.append(everything)
 
 
-def static_pod_uid(pod: Json, *, node: str, source: str) -> str:
+def static_pod_uid(pod: JsonObject, *, node: str, source: str) -> str:
     """md5 of the (defaulted) object, then host and file source, as upstream's file source."""
     h = hashlib.md5(usedforsecurity=False)
     h.update(json.dumps(pod, sort_keys=True, separators=(",", ":")).encode())
@@ -136,7 +136,7 @@ def static_pod_uid(pod: Json, *, node: str, source: str) -> str:
     return h.hexdigest()
 
 
-def default_static_pod(pod: Json, *, node: str, source: str) -> Json:
+def default_static_pod(pod: JsonObject, *, node: str, source: str) -> JsonObject:
     """A copy defaulted as upstream's file source does: UID (unless set), `<name>-<node>`,
     namespace, nodeName, spec defaults, config.source and config.hash annotations."""
     out = copy.deepcopy(pod)
@@ -158,7 +158,7 @@ def default_static_pod(pod: Json, *, node: str, source: str) -> Json:
     return out
 
 
-def load_manifest(text: str, *, filename: str, node: str) -> Json:
+def load_manifest(text: str, *, filename: str, node: str) -> JsonObject:
     """Parse, default and check one manifest: a pod the workers can run, or ManifestError."""
     pod = default_static_pod(parse_manifest(text, filename), node=node, source=filename)
     name = pod["metadata"]["name"]
@@ -171,7 +171,7 @@ def load_manifest(text: str, *, filename: str, node: str) -> Json:
     return pod
 
 
-def with_seen(pod: Json, seen: str) -> Json:
+def with_seen(pod: JsonObject, seen: str) -> JsonObject:
     meta = pod["metadata"]
     return {**pod, "metadata": {**meta, "annotations": {**meta["annotations"], CONFIG_SEEN: seen}}}
 
@@ -202,9 +202,9 @@ def fingerprint(path: Path) -> tuple[tuple[str, int, int, int], ...]:
     return tuple(out)
 
 
-def read_manifests(path: Path, node: str) -> tuple[dict[PodUID, Json], dict[str, str]]:
+def read_manifests(path: Path, node: str) -> tuple[dict[PodUID, JsonObject], dict[str, str]]:
     """Every good manifest's pod by UID, and the bad ones' reasons by file name."""
-    pods: dict[PodUID, Json] = {}
+    pods: dict[PodUID, JsonObject] = {}
     errors: dict[str, str] = {}
     names: dict[str, str] = {}
     if not path.exists():
@@ -233,13 +233,13 @@ class StaticPodSet:
     new pod waits while a pod of the same full name is still active (as upstream serialises
     static pods by name), so a changed manifest's old pod is torn down before the new starts."""
 
-    emitted: dict[PodUID, Json] = field(default_factory=dict)
+    emitted: dict[PodUID, JsonObject] = field(default_factory=dict)
     leaving: dict[PodUID, str] = field(default_factory=dict)
     """Removed pods (UID -> full name) whose workers may still be running."""
 
     def step(
-        self, desired: Mapping[PodUID, Json], active: Callable[[PodUID], bool]
-    ) -> tuple[list[PodUID], list[Json]]:
+        self, desired: Mapping[PodUID, JsonObject], active: Callable[[PodUID], bool]
+    ) -> tuple[list[PodUID], list[JsonObject]]:
         """The removals and updates to send now to move towards `desired`."""
         self.leaving = {uid: fn for uid, fn in self.leaving.items() if active(uid)}
         removals = [uid for uid in self.emitted if uid not in desired]
@@ -280,7 +280,7 @@ class FileSource:
         self._check_every, self._poll = check_every, poll
         self._active, self._on_ready = active, on_ready
         self._set = StaticPodSet()
-        self._desired: dict[PodUID, Json] = {}
+        self._desired: dict[PodUID, JsonObject] = {}
         self._seen: dict[PodUID, str] = {}
         self._errors: dict[str, str] = {}
         self._fingerprint: object = None
@@ -329,7 +329,7 @@ class MirrorStatus(Protocol):
     def set_mirror(self, uid: str, mirror_uid: str | None) -> None: ...
 
 
-def mirror_pod_body(pod: Json, *, node: str, node_uid: str) -> Json:
+def mirror_pod_body(pod: JsonObject, *, node: str, node_uid: str) -> JsonObject:
     """The mirror pod to create for a static pod: what NodeRestriction lets a node create (the
     mirror annotation, bound to itself, owned by its Node as controller)."""
     meta = pod["metadata"]
@@ -344,7 +344,7 @@ def mirror_pod_body(pod: Json, *, node: str, node_uid: str) -> Json:
     }
 
 
-def mirror_of(mirror: Json, pod: Json) -> bool:
+def mirror_of(mirror: JsonObject, pod: JsonObject) -> bool:
     """`mirror` stands for this static pod (same config hash) and is not being deleted."""
     meta = mirror.get("metadata") or {}
     fresh = not meta.get("deletionTimestamp")
@@ -353,21 +353,21 @@ def mirror_of(mirror: Json, pod: Json) -> bool:
 
 @dataclass(frozen=True)
 class MirrorActions:
-    delete: tuple[Json, ...] = ()
+    delete: tuple[JsonObject, ...] = ()
     """Mirror pods to delete (stale, being deleted, or orphaned)."""
-    create: tuple[Json, ...] = ()
+    create: tuple[JsonObject, ...] = ()
     """Static pods that need a (new) mirror pod."""
     bind: Mapping[PodUID, str | None] = field(default_factory=dict)
     """Static pod UID -> the UID of its current mirror pod, None if it has none."""
 
 
 def plan_mirrors(
-    static: Mapping[str, Json], mirrors: Mapping[str, Json], *, cleanup: bool
+    static: Mapping[str, JsonObject], mirrors: Mapping[str, JsonObject], *, cleanup: bool
 ) -> MirrorActions:
     """Both maps are keyed by full name (ns/name). Orphans are deleted only with `cleanup`
     (once every source has been read, so a restart does not churn the mirrors)."""
-    delete: list[Json] = []
-    create: list[Json] = []
+    delete: list[JsonObject] = []
+    create: list[JsonObject] = []
     bind: dict[PodUID, str | None] = {}
     for fn, pod in static.items():
         uid = PodUID(pod["metadata"]["uid"])
@@ -401,8 +401,8 @@ class MirrorPods:
     ) -> None:
         self._client, self._node, self._status, self._sink = client, node, status, sink
         self._resync = resync
-        self._static: dict[str, Json] = {}
-        self._mirrors: dict[str, Json] = {}
+        self._static: dict[str, JsonObject] = {}
+        self._mirrors: dict[str, JsonObject] = {}
         self._deleted: set[str] = set()
         """Mirror UIDs known to be gone: late watch events about them are ignored."""
         self._node_uid: str | None = None
@@ -411,7 +411,7 @@ class MirrorPods:
         self._wake = asyncio.Event()
 
     # ---- PodSink: the file source's pods on their way to the workers --------------------------
-    def update(self, pod: Json) -> None:
+    def update(self, pod: JsonObject) -> None:
         self._static[full_name(pod)] = pod
         mirror = self._mirrors.get(full_name(pod))
         bound = mirror["metadata"]["uid"] if mirror and mirror_of(mirror, pod) else None
@@ -435,21 +435,21 @@ class MirrorPods:
         self._wake.set()
 
     # ---- MirrorSink: what the node's pod watch shows of the mirror pods -----------------------
-    def mirrors_synced(self, pods: list[Json]) -> None:
+    def mirrors_synced(self, pods: list[JsonObject]) -> None:
         self._mirrors = {full_name(p): p for p in pods if p["metadata"]["uid"] not in self._deleted}
         self._api_ready = True
         self._wake.set()
 
-    def mirror_updated(self, pod: Json) -> None:
+    def mirror_updated(self, pod: JsonObject) -> None:
         if pod["metadata"]["uid"] not in self._deleted:
             self._mirrors[full_name(pod)] = pod
             self._wake.set()
 
-    def mirror_deleted(self, pod: Json) -> None:
+    def mirror_deleted(self, pod: JsonObject) -> None:
         self._forget_mirror(pod)
         self._wake.set()
 
-    def _forget_mirror(self, pod: Json) -> None:
+    def _forget_mirror(self, pod: JsonObject) -> None:
         uid, fn = pod["metadata"]["uid"], full_name(pod)
         if len(self._deleted) > 4096:
             self._deleted.clear()
@@ -482,7 +482,7 @@ class MirrorPods:
             if full_name(pod) not in self._mirrors and self._static.get(full_name(pod)) is pod:
                 await self._create(pod)
 
-    async def _delete(self, mirror: Json) -> None:
+    async def _delete(self, mirror: JsonObject) -> None:
         meta = mirror["metadata"]
         with contextlib.suppress(NotFound, Conflict):
             await self._client.delete(
@@ -495,7 +495,7 @@ class MirrorPods:
             log.info("mirror pod %s uid=%s deleted", full_name(mirror), meta["uid"])
         self._forget_mirror(mirror)
 
-    async def _create(self, pod: Json) -> None:
+    async def _create(self, pod: JsonObject) -> None:
         meta, fn = pod["metadata"], full_name(pod)
         if self._node_uid is None:
             self._node_uid = str((await self._client.get(NODES, self._node))["metadata"]["uid"])

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from kube.apiserver import PODS, ApiClient, ApiError, Conflict, NotFound, PatchType
+from kube.jsontypes import JsonObject
 from kubelet.pods.podstatus import written_conditions
 
 log = logging.getLogger(__name__)
-Json = dict[str, Any]
 
 
 @dataclass
@@ -21,13 +20,13 @@ class _Entry:
     namespace: str
     name: str
     uid: str
-    status: Json
+    status: JsonObject
     version: int = 0
     written_version: int = 0
-    written: Json | None = None
+    written: JsonObject | None = None
 
 
-def _comparable(status: Json) -> Json:
+def _comparable(status: JsonObject) -> JsonObject:
     """Status without the heartbeat-like times that change on every derivation."""
     conds = [
         {k: v for k, v in c.items() if k != "lastProbeTime"} for c in status.get("conditions", [])
@@ -45,11 +44,11 @@ class StatusManager:
         self._mirrors: dict[str, str | None] = {}
         """Static pod UID -> its mirror pod's UID (None: no mirror yet, hold the status)."""
 
-    def get(self, uid: str) -> Json | None:
+    def get(self, uid: str) -> JsonObject | None:
         e = self._entries.get(uid)
         return e.status if e else None
 
-    def set(self, *, namespace: str, name: str, uid: str, status: Json) -> bool:
+    def set(self, *, namespace: str, name: str, uid: str, status: JsonObject) -> bool:
         """Record a new status; returns True when it differs from the last one set."""
         e = self._entries.get(uid)
         if e is not None and _comparable(e.status) == _comparable(status):

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from cri.errors import CRIError
 from kube.apiserver import PODS, ApiClient, ApiError, NotFound, Preconditions
+from kube.jsontypes import JsonObject
 from kubelet import events as ev
 from kubelet.eviction.oom import OOM_EVENT_REASON, new_oom_kills, oom_message
 from kubelet.pods.admission import Rejection, admit, rejected_status
@@ -43,20 +44,19 @@ from kubelet.runtime.state import RuntimeCache
 from kubelet.server.metrics import POD_START_DURATION, POD_START_SLI_DURATION, POD_WORKER_DURATION
 
 log = logging.getLogger(__name__)
-Json = dict[str, Any]
 RESYNC_SECONDS = 10.0
 EVICTED = "Evicted"
 NODE_SHUTDOWN = "Terminated"
 """The reason of a pod the node stopped because it shuts down (nodeshutdown's)."""
 FAILURE_REASONS = ("DeadlineExceeded", EVICTED, NODE_SHUTDOWN)
 TERMINAL_PHASES = ("Failed", "Succeeded")
-ExtraAdmission = Callable[[Json, list[Json]], Rejection | None]
+ExtraAdmission = Callable[[JsonObject, list[JsonObject]], Rejection | None]
 """(pod, the other active pods) -> a rejection: node pressure and resource fit (agent wiring)."""
 
 
 class PodExecution(Protocol):
     async def execute(
-        self, pod_json: Json, pod: Pod, actions: PodActions, runtime: RuntimePod
+        self, pod_json: JsonObject, pod: Pod, actions: PodActions, runtime: RuntimePod
     ) -> Outcome:
         """Carry out one plan; failures come back as waiting reasons (executor.PodExecutor)."""
 
@@ -92,7 +92,7 @@ class Phase(StrEnum):
 
 @dataclass
 class _Worker:
-    pod: Json
+    pod: JsonObject
     """The newest object as received: the base status patches merge over; kept for the
     consumers that do not read the typed model yet (env, volumes, hooks, criconfig)."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -122,7 +122,7 @@ class _Worker:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     """A halted pod has nothing running any more and its Failed status is written."""
 
-    _decoded: tuple[Json, Pod | PodSpecError] | None = None
+    _decoded: tuple[JsonObject, Pod | PodSpecError] | None = None
 
     def spec(self) -> Pod:
         """The newest object decoded, once per object received; raises PodSpecError."""
@@ -146,7 +146,7 @@ def _iso_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _node_relevant(pod: Json) -> Json:
+def _node_relevant(pod: JsonObject) -> JsonObject:
     """What a pod update must change to need a sync: not the status the node itself wrote, but
     the conditions others set for its readiness gates (upstream's readiness reconcile)."""
     spec = pod.get("spec") or {}
@@ -176,7 +176,7 @@ def _parse_time(value: object) -> float | None:
     return None
 
 
-def _ref(pod: Json) -> str:
+def _ref(pod: JsonObject) -> str:
     m = pod.get("metadata", {})
     return f"{m.get('namespace')}/{m.get('name')} uid={m.get('uid')}"
 
@@ -227,7 +227,7 @@ class PodWorkers:
         self._admission = admission
 
     # ---- inputs ---------------------------------------------------------------------------
-    def update(self, pod: Json) -> None:
+    def update(self, pod: JsonObject) -> None:
         uid = PodUID(pod["metadata"]["uid"])
         if uid in self._done and is_static_pod(pod):
             self._done.discard(uid)  # a static pod comes back with the same UID (as upstream)
@@ -259,11 +259,11 @@ class PodWorkers:
     def known(self) -> set[PodUID]:
         return set(self._workers)
 
-    def pods(self) -> list[Json]:
+    def pods(self) -> list[JsonObject]:
         """The newest spec of every pod this node runs or is still tearing down."""
         return [w.pod for w in self._workers.values()]
 
-    def active_pods(self) -> list[Json]:
+    def active_pods(self) -> list[JsonObject]:
         """Pods admitted here that may still run: not halted, not terminal, not terminating."""
         out = []
         for uid, w in self._workers.items():
@@ -342,7 +342,9 @@ class PodWorkers:
             if op != "kill":
                 w.sync_type = "sync"
 
-    def _observe_start(self, w: _Worker, pod: Pod, runtime: RuntimePod, previous: Json) -> None:
+    def _observe_start(
+        self, w: _Worker, pod: Pod, runtime: RuntimePod, previous: JsonObject
+    ) -> None:
         """The first time all of the pod's containers run: pod start duration (since this agent
         saw it) and the SLI duration (since its creation). Pods that already ran before (a
         restarted agent adopting them) are not counted, as upstream counts only Pending pods."""
@@ -426,7 +428,7 @@ class PodWorkers:
         return False
 
     # ---- admission (security context work) ----------------------------------------------
-    def _admit(self, pod: Pod, pod_json: Json, runtime: RuntimePod) -> Rejection | None:
+    def _admit(self, pod: Pod, pod_json: JsonObject, runtime: RuntimePod) -> Rejection | None:
         """Admission of a pod that never ran here (nothing in the runtime, not deleted)."""
         if pod.is_deleted or runtime.sandboxes or runtime.containers:
             return None
@@ -468,11 +470,11 @@ class PodWorkers:
     def _derive(
         self,
         pod: Pod,
-        pod_json: Json,
+        pod_json: JsonObject,
         runtime: RuntimePod,
         actions: PodActions,
         outcome: Outcome,
-        previous: Json,
+        previous: JsonObject,
     ) -> None:
         waiting: dict[str, Waiting] = {**actions.waiting, **outcome.waiting}
         failure = (
@@ -505,7 +507,9 @@ class PodWorkers:
         w.volumes_released = True
         await self._volumes.teardown(uid)
 
-    async def _finish(self, uid: PodUID, w: _Worker, pod_json: Json, runtime: RuntimePod) -> bool:
+    async def _finish(
+        self, uid: PodUID, w: _Worker, pod_json: JsonObject, runtime: RuntimePod
+    ) -> bool:
         """Nothing runs any more: write the last status, delete the object, free the runtime."""
         self._transition(w, Phase.TERMINATED)
         meta = pod_json["metadata"]

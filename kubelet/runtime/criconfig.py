@@ -7,9 +7,9 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from cri import api
+from kube.jsontypes import JsonMap, JsonObject
 from kube.quantity import QuantityError, parse_cpu, parse_memory
 from kubelet.pods.model import PodSpecError
 from kubelet.pods.qos import QOSClass, qos_class_of
@@ -95,7 +95,7 @@ def milli_cpu_to_quota(milli: int, period: int = QUOTA_PERIOD_US) -> int:
 class _Reader:
     """Typed access to the pod dict that raises PodSpecError with the full location."""
 
-    def __init__(self, pod: Mapping[str, Any], container: str | None = None) -> None:
+    def __init__(self, pod: JsonMap, container: str | None = None) -> None:
         meta = _obj(pod, "metadata")
         self.ref = f"{meta.get('namespace') or 'default'}/{meta.get('name') or '?'}"
         self.container = container
@@ -103,7 +103,7 @@ class _Reader:
     def fail(self, field: str, problem: str) -> PodSpecError:
         return PodSpecError(self.ref, field, problem, self.container)
 
-    def int_or_none(self, d: Mapping[str, Any], key: str, path: str) -> int | None:
+    def int_or_none(self, d: JsonMap, key: str, path: str) -> int | None:
         v = d.get(key)
         if v is None:
             return None
@@ -111,7 +111,7 @@ class _Reader:
             raise self.fail(f"{path}{key}", f"must be a non-negative integer, got {v!r}")
         return v
 
-    def strings(self, d: Mapping[str, Any], key: str, path: str) -> list[str]:
+    def strings(self, d: JsonMap, key: str, path: str) -> list[str]:
         v = d.get(key)
         if v is None:
             return []
@@ -135,17 +135,17 @@ class _Reader:
         return n
 
 
-def _obj(d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def _obj(d: JsonMap, key: str) -> JsonMap:
     v = d.get(key)
     return v if isinstance(v, Mapping) else {}
 
 
-def _list(d: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+def _list(d: JsonMap, key: str) -> list[JsonMap]:
     v = d.get(key)
     return [x for x in v if isinstance(x, Mapping)] if isinstance(v, list) else []
 
 
-def _all_containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _all_containers(spec: JsonMap) -> list[JsonMap]:
     keys = ("initContainers", "containers", "ephemeralContainers")
     return [c for k in keys for c in _list(spec, k)]
 
@@ -153,14 +153,14 @@ def _all_containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 # ---------------------------------------------------------------------------- sandbox
 
 
-def pod_log_directory(pod: Mapping[str, Any], root: str = POD_LOGS_ROOT) -> str:
+def pod_log_directory(pod: JsonMap, root: str = POD_LOGS_ROOT) -> str:
     """Upstream's sandbox log directory: <root>/<namespace>_<name>_<uid>."""
     meta = _obj(pod, "metadata")
     ns = meta.get("namespace") or "default"
     return posixpath.join(root, f"{ns}_{meta.get('name', '')}_{meta.get('uid', '')}")
 
 
-def pod_hostname(pod: Mapping[str, Any]) -> str:
+def pod_hostname(pod: JsonMap) -> str:
     """spec.hostname or the pod name, cut to 63 chars with trailing '-' and '.' trimmed.
 
     Empty for hostNetwork pods: upstream leaves the sandbox hostname unset there so the container
@@ -178,7 +178,7 @@ def pod_hostname(pod: Mapping[str, Any]) -> str:
     return name
 
 
-def namespace_options(pod: Mapping[str, Any]) -> api.NamespaceOption:
+def namespace_options(pod: JsonMap) -> api.NamespaceOption:
     """Network NODE if hostNetwork else POD; pid NODE if hostPID, POD if shareProcessNamespace,
     else CONTAINER; ipc NODE if hostIPC else POD; user namespace NODE (hostUsers: false is
     refused: it needs ID mappings this agent does not allocate yet)."""
@@ -199,7 +199,7 @@ def namespace_options(pod: Mapping[str, Any]) -> api.NamespaceOption:
     )
 
 
-def _port(r: _Reader, p: Mapping[str, Any], path: str) -> api.PortMapping | None:
+def _port(r: _Reader, p: JsonMap, path: str) -> api.PortMapping | None:
     host_port = r.int_or_none(p, "hostPort", path)
     if not host_port:
         return None
@@ -219,7 +219,7 @@ def _port(r: _Reader, p: Mapping[str, Any], path: str) -> api.PortMapping | None
     )
 
 
-def port_mappings(pod: Mapping[str, Any]) -> list[api.PortMapping]:
+def port_mappings(pod: JsonMap) -> list[api.PortMapping]:
     """hostPort mappings of the regular containers (upstream also lists hostPort 0 entries, which
     containerd drops before calling CNI, so leaving them out here is equivalent)."""
     out: list[api.PortMapping] = []
@@ -233,7 +233,7 @@ def port_mappings(pod: Mapping[str, Any]) -> list[api.PortMapping]:
 
 
 def _seccomp(
-    r: _Reader, profile: Mapping[str, Any], path: str, default: api.SecurityProfile.ProfileType.V
+    r: _Reader, profile: JsonMap, path: str, default: api.SecurityProfile.ProfileType.V
 ) -> api.SecurityProfile:
     kind = profile.get("type")
     if kind is None:
@@ -249,7 +249,7 @@ def _seccomp(
     return api.SecurityProfile(profile_type=_SECCOMP_TYPES[kind], localhost_ref=ref)
 
 
-def _selinux(options: Mapping[str, Any]) -> api.SELinuxOption | None:
+def _selinux(options: JsonMap) -> api.SELinuxOption | None:
     if not options:
         return None
 
@@ -265,7 +265,7 @@ def _int64(value: int | None) -> api.Int64Value | None:
     return api.Int64Value(value=value) if value is not None else None
 
 
-def _pod_groups(r: _Reader, pod_sc: Mapping[str, Any]) -> list[int]:
+def _pod_groups(r: _Reader, pod_sc: JsonMap) -> list[int]:
     """fsGroup first, then supplementalGroups, in upstream's order."""
     groups: list[int] = []
     fs_group = r.int_or_none(pod_sc, "fsGroup", "spec.securityContext.")
@@ -277,7 +277,7 @@ def _pod_groups(r: _Reader, pod_sc: Mapping[str, Any]) -> list[int]:
     return groups + list(raw)
 
 
-def _sysctls(r: _Reader, pod_sc: Mapping[str, Any]) -> dict[str, str]:
+def _sysctls(r: _Reader, pod_sc: JsonMap) -> dict[str, str]:
     out: dict[str, str] = {}
     for i, s in enumerate(_list(pod_sc, "sysctls")):
         name = s.get("name")
@@ -287,7 +287,7 @@ def _sysctls(r: _Reader, pod_sc: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _sandbox_linux(pod: Mapping[str, Any], cgroup_parent: str) -> api.LinuxPodSandboxConfig:
+def _sandbox_linux(pod: JsonMap, cgroup_parent: str) -> api.LinuxPodSandboxConfig:
     r = _Reader(pod)
     spec = _obj(pod, "spec")
     pod_sc = _obj(spec, "securityContext")
@@ -314,7 +314,7 @@ def _sandbox_linux(pod: Mapping[str, Any], cgroup_parent: str) -> api.LinuxPodSa
 
 
 def sandbox_config(
-    pod: Mapping[str, Any],
+    pod: JsonMap,
     *,
     attempt: int,
     log_dir: str,
@@ -358,16 +358,14 @@ def sandbox_config(
 # ---------------------------------------------------------------------------- container
 
 
-def _memory_request(c: Mapping[str, Any]) -> int:
+def _memory_request(c: JsonMap) -> int:
     try:
         return parse_memory(_obj(_obj(c, "resources"), "requests").get("memory") or 0)
     except QuantityError:
         return 0
 
 
-def oom_score_adj(
-    pod: Mapping[str, Any], container: Mapping[str, Any], memory_capacity: int
-) -> int:
+def oom_score_adj(pod: JsonMap, container: JsonMap, memory_capacity: int) -> int:
     """Upstream's GetContainerOOMScoreAdjust: node-critical and Guaranteed -997, BestEffort
     1000, Burstable 1000 - 1000*memoryRequest/capacity kept within [3, 999] (the code's floor is
     1000 + -997 = 3; the docs say 2). A sidecar gets no higher a score than the regular
@@ -398,8 +396,8 @@ def oom_score_adj(
 
 
 def container_resources(
-    pod: Mapping[str, Any],
-    container: Mapping[str, Any],
+    pod: JsonMap,
+    container: JsonMap,
     *,
     memory_capacity: int | None = None,
 ) -> api.LinuxContainerResources:
@@ -431,18 +429,16 @@ def container_resources(
 _POD_SC_INHERITED = ("seLinuxOptions", "runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")
 
 
-def effective_security_context(
-    pod: Mapping[str, Any], container: Mapping[str, Any]
-) -> dict[str, Any]:
+def effective_security_context(pod: JsonMap, container: JsonMap) -> JsonObject:
     """Pod-level defaults overlaid by the container's own securityContext (upstream's
     DetermineEffectiveSecurityContext): container values win field by field."""
     pod_sc = _obj(_obj(pod, "spec"), "securityContext")
-    eff: dict[str, Any] = {k: pod_sc[k] for k in _POD_SC_INHERITED if pod_sc.get(k) is not None}
+    eff: JsonObject = {k: pod_sc[k] for k in _POD_SC_INHERITED if pod_sc.get(k) is not None}
     eff.update({k: v for k, v in _obj(container, "securityContext").items() if v is not None})
     return eff
 
 
-def _capabilities(r: _Reader, sc: Mapping[str, Any]) -> api.Capability | None:
+def _capabilities(r: _Reader, sc: JsonMap) -> api.Capability | None:
     caps = _obj(sc, "capabilities")
     if not caps:
         return None
@@ -461,7 +457,7 @@ _APPARMOR_TYPES = {
 }
 
 
-def _apparmor_field(r: _Reader, profile: Mapping[str, Any], path: str) -> api.SecurityProfile:
+def _apparmor_field(r: _Reader, profile: JsonMap, path: str) -> api.SecurityProfile:
     kind = profile.get("type")
     if kind not in _APPARMOR_TYPES:
         raise r.fail(f"{path}appArmorProfile.type", f"unknown type {kind!r}")
@@ -474,9 +470,7 @@ def _apparmor_field(r: _Reader, profile: Mapping[str, Any], path: str) -> api.Se
     return api.SecurityProfile(profile_type=_APPARMOR_TYPES[kind], localhost_ref=ref)
 
 
-def apparmor_profile(
-    pod: Mapping[str, Any], container: Mapping[str, Any]
-) -> api.SecurityProfile | None:
+def apparmor_profile(pod: JsonMap, container: JsonMap) -> api.SecurityProfile | None:
     """The container's AppArmor profile as upstream picks it: the container's appArmorProfile,
     else the pod's, else the deprecated per-container annotation (runtime/default, unconfined,
     localhost/<name>); None lets the runtime apply its default."""
@@ -502,7 +496,7 @@ def apparmor_profile(
     raise r.fail(f"metadata.annotations[{_APPARMOR_ANNOTATION}{name}]", f"invalid {value!r}")
 
 
-def _proc_paths(r: _Reader, sc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+def _proc_paths(r: _Reader, sc: JsonMap) -> tuple[list[str], list[str]]:
     """(masked, readonly) paths: upstream's defaults, none for procMount Unmasked; privileged
     containers get none either (the runtime would drop them anyway)."""
     proc_mount = sc.get("procMount") or "Default"
@@ -514,7 +508,7 @@ def _proc_paths(r: _Reader, sc: Mapping[str, Any]) -> tuple[list[str], list[str]
 
 
 def container_security_context(
-    pod: Mapping[str, Any], container: Mapping[str, Any]
+    pod: JsonMap, container: JsonMap
 ) -> api.LinuxContainerSecurityContext:
     """The container's effective security context with the pod's groups and namespaces.
 
@@ -550,7 +544,7 @@ def container_security_context(
     )
 
 
-def _plain_env(r: _Reader, container: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _plain_env(r: _Reader, container: JsonMap) -> list[tuple[str, str]]:
     """The spec's literal `value` envs in order; valueFrom entries are the env module's job."""
     out: list[tuple[str, str]] = []
     for i, e in enumerate(_list(container, "env")):
@@ -563,8 +557,8 @@ def _plain_env(r: _Reader, container: Mapping[str, Any]) -> list[tuple[str, str]
 
 
 def container_config(
-    pod: Mapping[str, Any],
-    container: Mapping[str, Any],
+    pod: JsonMap,
+    container: JsonMap,
     *,
     attempt: int,
     restart_count: int,
