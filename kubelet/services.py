@@ -6,23 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import aclosing
-from typing import Any
 
 from kube.apiserver import SYNC, Store
 from kube.apiserver.informer import ListWatcher, list_then_watch
 from kube.apiserver.requests import SERVICES
+from kube.jsontypes import JsonMap
 
 log = logging.getLogger(__name__)
 
-Json = Mapping[str, Any]
 MASTER_SERVICES = frozenset({"kubernetes"})
 """Services of the default namespace every pod gets variables for, even without service links."""
 MASTER_NAMESPACE = "default"
 
 
-def has_cluster_ip(service: Json) -> bool:
+def has_cluster_ip(service: JsonMap) -> bool:
     """Upstream's IsServiceIPSet: a ClusterIP that is neither empty nor None (headless)."""
     ip = service.get("spec", {}).get("clusterIP") or ""
     return ip not in ("", "None")
@@ -33,11 +32,11 @@ def env_name(name: str) -> str:
     return name.replace("-", "_").upper()
 
 
-def select_services(services: Iterable[Json], namespace: str, *, links: bool) -> list[Json]:
+def select_services(services: Iterable[JsonMap], namespace: str, *, links: bool) -> list[JsonMap]:
     """The Services whose variables a pod in `namespace` gets: the master services of the default
     namespace always, the pod's namespace's own ones when enableServiceLinks is on (a Service of
     the pod's namespace named like a master service replaces it)."""
-    chosen: dict[str, Json] = {}
+    chosen: dict[str, JsonMap] = {}
     for svc in services:
         if not has_cluster_ip(svc):
             continue
@@ -50,7 +49,7 @@ def select_services(services: Iterable[Json], namespace: str, *, links: bool) ->
     return [chosen[k] for k in sorted(chosen)]
 
 
-def _link_vars(prefix: str, ip: str, ports: list[Json]) -> list[tuple[str, str]]:
+def _link_vars(prefix: str, ip: str, ports: list[JsonMap]) -> list[tuple[str, str]]:
     """Docker-link style variables: FOO_PORT for the first port, FOO_PORT_<n>_<PROTO>[_...]."""
     host = f"[{ip}]" if ":" in ip else ip
     out: list[tuple[str, str]] = []
@@ -70,7 +69,7 @@ def _link_vars(prefix: str, ip: str, ports: list[Json]) -> list[tuple[str, str]]
     return out
 
 
-def service_env(services: Iterable[Json]) -> list[tuple[str, str]]:
+def service_env(services: Iterable[JsonMap]) -> list[tuple[str, str]]:
     """Upstream's envvars.FromServices: FOO_SERVICE_HOST, FOO_SERVICE_PORT, one
     FOO_SERVICE_PORT_<NAME> per named port, then the docker-link variables."""
     out: list[tuple[str, str]] = []
@@ -78,7 +77,7 @@ def service_env(services: Iterable[Json]) -> list[tuple[str, str]]:
         if not has_cluster_ip(svc):
             continue
         spec = svc.get("spec", {})
-        ports: list[Json] = list(spec.get("ports") or [])
+        ports: list[JsonMap] = list(spec.get("ports") or [])
         if not ports:
             continue
         prefix = env_name(str(svc.get("metadata", {}).get("name", "")))

@@ -10,8 +10,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kubelet import events as ev
 from kubelet.eviction import thresholds as th
 from kubelet.eviction.admit import EVICTED, admit_under_pressure
@@ -22,7 +22,6 @@ from kubelet.pods.admission import Rejection
 from kubelet.server.metrics import EVICTIONS
 
 log = logging.getLogger(__name__)
-Json = Mapping[str, Any]
 MONITORING_INTERVAL = 10.0
 IMAGE_GC_PERIOD = 300.0
 IMMEDIATE_GRACE_SECONDS = 1
@@ -30,7 +29,7 @@ IMMEDIATE_GRACE_SECONDS = 1
 Reclaim = Callable[[], Awaitable[None]]
 
 
-def eviction_grace(t: Threshold, pod: Json, max_pod_grace: int) -> int:
+def eviction_grace(t: Threshold, pod: JsonMap, max_pod_grace: int) -> int:
     """Seconds the evicted pod's containers get to stop: at once for a hard threshold; for a
     soft one evictionMaxPodGracePeriod, or the pod's terminationGracePeriodSeconds if less."""
     if t.hard:
@@ -39,7 +38,7 @@ def eviction_grace(t: Threshold, pod: Json, max_pod_grace: int) -> int:
     return min(max_pod_grace, own) if isinstance(own, int) else max_pod_grace
 
 
-def _static(pod: Json) -> bool:
+def _static(pod: JsonMap) -> bool:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     return bool(annotations.get("kubernetes.io/config.source") == "file")
 
@@ -48,9 +47,9 @@ def _static(pod: Json) -> bool:
 class EvictionManager:
     thresholds: Sequence[Threshold]
     observe: Callable[[], dict[str, Observation]]
-    active_pods: Callable[[], Sequence[Json]]
+    active_pods: Callable[[], Sequence[JsonMap]]
     stats: Stats
-    evict: Callable[[Json, str, int], None]
+    evict: Callable[[JsonMap, str, int], None]
     """Kill the pod with a grace period (seconds) and mark it Failed/Evicted with the message
     (the pod workers)."""
     record: Callable[[ev.PodEvent], None]
@@ -68,7 +67,7 @@ class EvictionManager:
     _last_observed: dict[str, float] = field(default_factory=dict)
 
     # ---- what the rest of the agent asks ---------------------------------------------------
-    def admit(self, pod: Json) -> Rejection | None:
+    def admit(self, pod: JsonMap) -> Rejection | None:
         return admit_under_pressure(pod, self.conditions)
 
     def pressure(self, condition: str) -> bool:
@@ -115,7 +114,7 @@ class EvictionManager:
         log.info("eviction: able to reduce resource pressure without evicting pods (%s)", signal)
         return True
 
-    async def synchronize(self) -> Json | None:
+    async def synchronize(self) -> JsonMap | None:
         """One round; returns the pod evicted, if any."""
         observations = self.observe()
         now = self.clock()

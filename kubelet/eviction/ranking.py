@@ -5,15 +5,13 @@ process count.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cmp_to_key
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kube.quantity import QuantityError, parse_memory
 from kubelet.cgroups.planner import pod_requests
-
-Json = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -25,16 +23,16 @@ class PodUsage:
     processes: int | None = None
 
 
-Stats = Callable[[Json], PodUsage]
-Cmp = Callable[[Json, Json], int]
+Stats = Callable[[JsonMap], PodUsage]
+Cmp = Callable[[JsonMap, JsonMap], int]
 
 
-def priority(pod: Json) -> int:
+def priority(pod: JsonMap) -> int:
     value = (pod.get("spec") or {}).get("priority")
     return value if isinstance(value, int) else 0
 
 
-def _storage_request(pod: Json) -> int:
+def _storage_request(pod: JsonMap) -> int:
     total = 0
     for c in (pod.get("spec") or {}).get("containers") or []:
         requests = ((c.get("resources") or {}).get("requests")) or {}
@@ -49,10 +47,10 @@ def _cmp(a: int, b: int) -> int:
     return (a > b) - (a < b)
 
 
-def _exceeds(usage: Callable[[Json], int | None], request: Callable[[Json], int]) -> Cmp:
+def _exceeds(usage: Callable[[JsonMap], int | None], request: Callable[[JsonMap], int]) -> Cmp:
     """Pods without stats first, then pods whose usage exceeds their request."""
 
-    def cmp(p1: Json, p2: Json) -> int:
+    def cmp(p1: JsonMap, p2: JsonMap) -> int:
         u1, u2 = usage(p1), usage(p2)
         if u1 is None or u2 is None:
             return _cmp(u1 is not None, u2 is not None)
@@ -61,21 +59,23 @@ def _exceeds(usage: Callable[[Json], int | None], request: Callable[[Json], int]
     return cmp
 
 
-def _above_request(usage: Callable[[Json], int | None], request: Callable[[Json], int]) -> Cmp:
+def _above_request(
+    usage: Callable[[JsonMap], int | None], request: Callable[[JsonMap], int]
+) -> Cmp:
     """More usage above the request first."""
 
-    def cmp(p1: Json, p2: Json) -> int:
+    def cmp(p1: JsonMap, p2: JsonMap) -> int:
         return _cmp((usage(p2) or 0) - request(p2), (usage(p1) or 0) - request(p1))
 
     return cmp
 
 
-def _by_priority(p1: Json, p2: Json) -> int:
+def _by_priority(p1: JsonMap, p2: JsonMap) -> int:
     return _cmp(priority(p1), priority(p2))
 
 
-def _ordered(pods: Sequence[Json], cmps: Sequence[Cmp]) -> list[Json]:
-    def combined(p1: Json, p2: Json) -> int:
+def _ordered(pods: Sequence[JsonMap], cmps: Sequence[Cmp]) -> list[JsonMap]:
+    def combined(p1: JsonMap, p2: JsonMap) -> int:
         for cmp in cmps:
             result = cmp(p1, p2)
             if result:
@@ -85,18 +85,18 @@ def _ordered(pods: Sequence[Json], cmps: Sequence[Cmp]) -> list[Json]:
     return sorted(pods, key=cmp_to_key(combined))
 
 
-def rank_memory(pods: Sequence[Json], stats: Stats) -> list[Json]:
-    def usage(p: Json) -> int | None:
+def rank_memory(pods: Sequence[JsonMap], stats: Stats) -> list[JsonMap]:
+    def usage(p: JsonMap) -> int | None:
         return stats(p).memory
 
-    def request(p: Json) -> int:
+    def request(p: JsonMap) -> int:
         return pod_requests(p)["memory"]
 
     return _ordered(pods, [_exceeds(usage, request), _by_priority, _above_request(usage, request)])
 
 
-def rank_disk(pods: Sequence[Json], stats: Stats) -> list[Json]:
-    def usage(p: Json) -> int | None:
+def rank_disk(pods: Sequence[JsonMap], stats: Stats) -> list[JsonMap]:
+    def usage(p: JsonMap) -> int | None:
         return stats(p).disk
 
     return _ordered(
@@ -105,14 +105,14 @@ def rank_disk(pods: Sequence[Json], stats: Stats) -> list[Json]:
     )
 
 
-def rank_pids(pods: Sequence[Json], stats: Stats) -> list[Json]:
-    def by_processes(p1: Json, p2: Json) -> int:
+def rank_pids(pods: Sequence[JsonMap], stats: Stats) -> list[JsonMap]:
+    def by_processes(p1: JsonMap, p2: JsonMap) -> int:
         return _cmp(stats(p2).processes or 0, stats(p1).processes or 0)
 
     return _ordered(pods, [_by_priority, by_processes])
 
 
-RANKERS: dict[str, Callable[[Sequence[Json], Stats], list[Json]]] = {
+RANKERS: dict[str, Callable[[Sequence[JsonMap], Stats], list[JsonMap]]] = {
     "memory": rank_memory,
     "ephemeral-storage": rank_disk,
     "inodes": rank_disk,

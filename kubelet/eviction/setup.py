@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cri.client import RuntimeClient
 from cri.errors import CRIError
+from kube.jsontypes import JsonMap
 from kubelet import events as ev
 from kubelet.cgroups.host import CgroupHost
 from kubelet.cgroups.manager import CgroupManager
@@ -24,7 +24,6 @@ from kubelet.eviction.ranking import PodUsage
 from kubelet.runtime.criconfig import pod_log_directory
 
 log = logging.getLogger(__name__)
-Json = Mapping[str, Any]
 
 
 def dir_bytes(path: Path) -> int:
@@ -70,8 +69,8 @@ def build(
     runtime: RuntimeClient,
     root_dir: Path,
     imagefs: Path,
-    active_pods: Callable[[], Sequence[Json]],
-    evict: Callable[[Json, str, int], None],
+    active_pods: Callable[[], Sequence[JsonMap]],
+    evict: Callable[[JsonMap, str, int], None],
     record: Callable[[ev.PodEvent], None],
     kubepods_memory: int = 0,
     sources_ready: Callable[[], bool] = lambda: True,
@@ -92,7 +91,7 @@ def build(
             return None
         return signals.allocatable_memory(kubepods_memory, working_set)
 
-    def stats(pod: Json) -> PodUsage:
+    def stats(pod: JsonMap) -> PodUsage:
         uid = str((pod.get("metadata") or {}).get("uid") or "")
         disk = dir_bytes(root_dir / "pods" / uid)
         disk += dir_bytes(Path(pod_log_directory(pod, kc.pod_logs_dir)))

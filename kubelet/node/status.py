@@ -5,11 +5,9 @@ conditions with upstream reasons, and the rule for when a status write is due. N
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from kube.facts import MachineFacts
-
-Json = dict[str, Any]
+from kube.jsontypes import JsonObject
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class NodeIdentity:
     """As upstream reports it, e.g. containerd://1.6.20."""
     port: int = 10250
     labels: dict[str, str] = field(default_factory=dict)
-    taints: tuple[Json, ...] = ()
+    taints: tuple[JsonObject, ...] = ()
     pod_cidr: str | None = None
 
 
@@ -70,7 +68,7 @@ _PRESSURE = {
 }
 
 
-def registration(ident: NodeIdentity, facts: MachineFacts) -> Json:
+def registration(ident: NodeIdentity, facts: MachineFacts) -> JsonObject:
     """The Node object POSTed at registration (labels and taints can only be set here)."""
     labels = {
         "kubernetes.io/hostname": ident.name,
@@ -80,7 +78,7 @@ def registration(ident: NodeIdentity, facts: MachineFacts) -> Json:
         "beta.kubernetes.io/arch": facts.architecture,
         **ident.labels,
     }
-    spec: Json = {}
+    spec: JsonObject = {}
     if ident.taints:
         spec["taints"] = [dict(t) for t in ident.taints]
     if ident.pod_cidr:
@@ -141,7 +139,7 @@ def _ready(health: Health) -> tuple[str, str, str]:
     return "True", "KubeletReady", "kubelet is posting ready status"
 
 
-def conditions(health: Health, previous: list[Json], now: str) -> list[Json]:
+def conditions(health: Health, previous: list[JsonObject], now: str) -> list[JsonObject]:
     """The four node conditions; lastTransitionTime is kept while a status stays the same."""
     prev = {c.get("type"): c for c in previous}
     out = []
@@ -176,7 +174,7 @@ _PRESSURE_EVENTS = {
 }
 
 
-def condition_events(previous: list[Json], new: list[Json]) -> list[str]:
+def condition_events(previous: list[JsonObject], new: list[JsonObject]) -> list[str]:
     """Reasons of the Normal events upstream records when a pressure condition changes status
     (a condition not there before counts as Unknown, so a new Node gets one of each)."""
     prev = {c.get("type"): c.get("status", "Unknown") for c in previous}
@@ -195,11 +193,11 @@ def node_status(
     facts: MachineFacts,
     health: Health,
     *,
-    previous: Json,
+    previous: JsonObject,
     now: str,
     max_pods: int,
     alloc: dict[str, str] | None = None,
-) -> Json:
+) -> JsonObject:
     """The full status the node owns, in API shape."""
     addresses = [{"type": "InternalIP", "address": ip} for ip in ident.internal_ips]
     addresses.append({"type": "Hostname", "address": ident.name})
@@ -223,7 +221,7 @@ def node_status(
     }
 
 
-def _without_heartbeats(status: Json) -> Json:
+def _without_heartbeats(status: JsonObject) -> JsonObject:
     conds = [
         {k: v for k, v in c.items() if k != "lastHeartbeatTime"}
         for c in status.get("conditions", [])
@@ -232,7 +230,7 @@ def _without_heartbeats(status: Json) -> Json:
 
 
 def write_due(
-    previous: Json, new: Json, *, seconds_since_write: float, report_every: float
+    previous: JsonObject, new: JsonObject, *, seconds_since_write: float, report_every: float
 ) -> bool:
     """Write when anything but heartbeat times changed, or the report interval has passed."""
     if seconds_since_write >= report_every:

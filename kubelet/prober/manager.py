@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from kube.jsontypes import JsonMap
 from kubelet import events as ev
 from kubelet.pods.model import (
     Container,
@@ -36,7 +37,6 @@ from kubelet.prober.spec import (
 from kubelet.prober.worker import Clock, ProbeRunner, ProbeWorker, SystemClock, WorkerHooks
 
 log = logging.getLogger(__name__)
-Json = Mapping[str, Any]
 UNHEALTHY = "Unhealthy"
 PROBE_WARNING = "ProbeWarning"
 MAX_DETAIL = 1024
@@ -112,7 +112,7 @@ class ProbeManager:
         self._pods: dict[PodUID, _PodProbes] = {}
 
     # ---- the Probes protocol -----------------------------------------------------------------
-    def sync(self, pod: Pod, pod_json: Json, runtime: RuntimePod) -> None:
+    def sync(self, pod: Pod, pod_json: JsonMap, runtime: RuntimePod) -> None:
         """Start workers for running containers' probes; stop those of gone containers. A
         terminating pod's probes all stop (liveness and startup failures are dropped)."""
         state = self._pods.get(pod.uid)

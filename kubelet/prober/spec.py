@@ -4,11 +4,10 @@ Pure: no I/O, no clock; it must not run probes or hold results.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kubelet.pods.model import Container, ContainerPort
 
 DEFAULT_PERIOD = 10
@@ -75,21 +74,21 @@ class ProbeSpec:
     """Probe-level terminationGracePeriodSeconds (liveness and startup only)."""
 
 
-def _positive(raw: Mapping[str, Any], key: str, default: int) -> int:
+def _positive(raw: JsonMap, key: str, default: int) -> int:
     v = raw.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         return default
     return v
 
 
-def _port(raw: Mapping[str, Any], what: str) -> int | str:
+def _port(raw: JsonMap, what: str) -> int | str:
     port = raw.get("port")
     if isinstance(port, bool) or not isinstance(port, int | str) or port == "":
         raise ProbeSpecError(f"{what}.port must be a number or a port name")
     return port
 
 
-def _handler(raw: Mapping[str, Any]) -> Handler:
+def _handler(raw: JsonMap) -> Handler:
     if isinstance(ex := raw.get("exec"), dict):
         cmd = ex.get("command") or []
         if not cmd or not all(isinstance(a, str) for a in cmd):
@@ -119,7 +118,7 @@ def _handler(raw: Mapping[str, Any]) -> Handler:
     raise ProbeSpecError("the probe has no handler (exec, httpGet, tcpSocket or grpc)")
 
 
-def parse_probe(kind: Kind, raw: Mapping[str, Any]) -> ProbeSpec:
+def parse_probe(kind: Kind, raw: JsonMap) -> ProbeSpec:
     """A container's probe dict as a ProbeSpec; raises ProbeSpecError. Zero or missing numbers
     take upstream's defaults; successThreshold is 1 for liveness and startup probes."""
     delay = raw.get("initialDelaySeconds")
@@ -139,7 +138,7 @@ def parse_probe(kind: Kind, raw: Mapping[str, Any]) -> ProbeSpec:
     )
 
 
-def container_probes(c: Container) -> dict[Kind, Mapping[str, Any]]:
+def container_probes(c: Container) -> dict[Kind, JsonMap]:
     """The raw probes a container declares, by kind."""
     raw = {Kind.LIVENESS: c.liveness_probe, Kind.READINESS: c.readiness_probe}
     raw[Kind.STARTUP] = c.startup_probe

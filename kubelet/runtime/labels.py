@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from kube.jsontypes import JsonMap
 
 # Keys as upstream's kubelet spells them (pkg/kubelet/types and kuberuntime/labels.go).
 POD_NAME = "io.kubernetes.pod.name"
@@ -54,11 +55,11 @@ class ContainerRef:
     termination_message_path: str = DEFAULT_TERMINATION_MESSAGE_PATH
     termination_message_policy: str = DEFAULT_TERMINATION_MESSAGE_POLICY
     grace: int = DEFAULT_GRACE_SECONDS
-    pre_stop: Mapping[str, Any] | None = None
-    ports: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    pre_stop: JsonMap | None = None
+    ports: tuple[JsonMap, ...] = field(default_factory=tuple)
 
 
-def _meta(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+def _meta(pod: JsonMap) -> JsonMap:
     meta = pod.get("metadata")
     return meta if isinstance(meta, Mapping) else {}
 
@@ -69,7 +70,7 @@ def _str_map(value: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items() if v is not None}
 
 
-def _pod_keys(pod: Mapping[str, Any]) -> dict[str, str]:
+def _pod_keys(pod: JsonMap) -> dict[str, str]:
     meta = _meta(pod)
     return {
         POD_NAME: str(meta.get("name") or ""),
@@ -78,19 +79,19 @@ def _pod_keys(pod: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def sandbox_labels(pod: Mapping[str, Any]) -> dict[str, str]:
+def sandbox_labels(pod: JsonMap) -> dict[str, str]:
     """The pod's own labels plus the three io.kubernetes.pod.* keys (which win on a clash)."""
     labels = _str_map(_meta(pod).get("labels"))
     labels.update(_pod_keys(pod))
     return labels
 
 
-def sandbox_annotations(pod: Mapping[str, Any]) -> dict[str, str]:
+def sandbox_annotations(pod: JsonMap) -> dict[str, str]:
     """The pod's annotations, unchanged (upstream passes them through to the runtime)."""
     return _str_map(_meta(pod).get("annotations"))
 
 
-def container_labels(pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, str]:
+def container_labels(pod: JsonMap, container: JsonMap) -> dict[str, str]:
     """The four identity labels: container name and the pod's name, namespace and UID."""
     labels = _pod_keys(pod)
     labels[CONTAINER_NAME] = str(container.get("name") or "")
@@ -102,8 +103,8 @@ def _dump(value: object) -> str:
 
 
 def container_annotations(
-    pod: Mapping[str, Any],
-    container: Mapping[str, Any],
+    pod: JsonMap,
+    container: JsonMap,
     *,
     restart_count: int,
     spec_hash: str | None = None,
@@ -158,7 +159,7 @@ def fnv1a_32(data: bytes) -> int:
     return h
 
 
-def container_hash(container: Mapping[str, Any]) -> str:
+def container_hash(container: JsonMap) -> str:
     """8 hex chars over the container spec minus HASH_EXCLUDED_FIELDS; stable across runs.
 
     Choice: the whole spec (canonical JSON, sorted keys, nulls and empties dropped) except

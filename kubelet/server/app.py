@@ -16,6 +16,7 @@ from aiohttp import web
 from cri.client import RuntimeClient
 from cri.errors import CRIError
 from cri.errors import NotFound as CRINotFound
+from kube.jsontypes import JsonObject
 from kubelet.server import logs, metrics, stats, streaming
 from kubelet.server.auth import Authenticator, Authorizer
 from kubelet.server.servingcert import ServingCertManager
@@ -23,7 +24,6 @@ from kubelet.server.targets import HTTPError, PodRef, check_spec
 
 log = logging.getLogger(__name__)
 
-Json = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_HEADER_BYTES = 8190
 """aiohttp's per-line and per-header limits: anything longer is answered with 400."""
@@ -37,9 +37,9 @@ class Sources:
     runtime: RuntimeClient
     health: Callable[[], tuple[bool, str]]
     """(healthy, reason): whether the agent's loops run and the runtime answers."""
-    pods: Callable[[], Awaitable[list[Json]]]
+    pods: Callable[[], Awaitable[list[JsonObject]]]
     """The pods this node runs (API objects)."""
-    config: Callable[[], Json]
+    config: Callable[[], JsonObject]
     """The KubeletConfiguration in its YAML/JSON form."""
 
 
@@ -107,7 +107,7 @@ class Routes:
             log.warning("metrics: runtime counts unavailable: %s", e)
         return web.Response(body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
-    async def _summary(self) -> Json:
+    async def _summary(self) -> JsonObject:
         return await stats.summary(
             self.src.runtime, self.src.node, self.node_cpu, self.boot, self.container_cpu
         )

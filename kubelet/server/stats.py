@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,9 +18,9 @@ from prometheus_client.registry import Collector
 from cri import api
 from cri.client import RuntimeClient
 from cri.errors import CRIError
+from kube.jsontypes import JsonObject
 from kubelet.runtime import labels
 
-Json = dict[str, Any]
 _CPU_FIELDS = 8  # user nice system idle iowait irq softirq steal
 _BUSY = (0, 1, 2, 5, 6, 7)
 
@@ -45,7 +44,7 @@ def proc_cpu_ns(stat_text: str) -> int:
     raise ValueError("/proc/stat has no cpu line")
 
 
-def proc_memory(meminfo_text: str) -> Json:
+def proc_memory(meminfo_text: str) -> JsonObject:
     """Summary MemoryStats from /proc/meminfo (working set = used minus inactive file pages)."""
     kb = {}
     for line in meminfo_text.splitlines():
@@ -71,7 +70,7 @@ class NodeCPU:
     proc: Path = Path("/proc")
     last: tuple[float, int] | None = None
 
-    def sample(self) -> Json:
+    def sample(self) -> JsonObject:
         now = time.time()
         used = proc_cpu_ns((self.proc / "stat").read_text())
         cores = 0
@@ -118,8 +117,8 @@ class ContainerCPURates:
         self.cache = {k: v for k, v in self.cache.items() if now_ns - v[0] <= period_ns}
 
 
-def _cpu(c: api.CpuUsage, nano_cores: int | None) -> Json:
-    out: Json = {
+def _cpu(c: api.CpuUsage, nano_cores: int | None) -> JsonObject:
+    out: JsonObject = {
         "time": rfc3339(c.timestamp / 1e9),
         "usageCoreNanoSeconds": c.usage_core_nano_seconds.value,
     }
@@ -128,8 +127,8 @@ def _cpu(c: api.CpuUsage, nano_cores: int | None) -> Json:
     return out
 
 
-def _memory(m: api.MemoryUsage) -> Json:
-    out: Json = {
+def _memory(m: api.MemoryUsage) -> JsonObject:
+    out: JsonObject = {
         "time": rfc3339(m.timestamp / 1e9),
         "workingSetBytes": m.working_set_bytes.value,
         "usageBytes": m.usage_bytes.value,
@@ -144,9 +143,9 @@ def _memory(m: api.MemoryUsage) -> Json:
 
 @dataclass
 class PodStats:
-    ref: Json
+    ref: JsonObject
     start: str
-    containers: list[Json] = field(default_factory=list)
+    containers: list[JsonObject] = field(default_factory=list)
     cpu_ns: int = 0
     nano_cores: int | None = None
     """The sum of the containers' usageNanoCores; None while none of them has one yet."""
@@ -171,7 +170,7 @@ class PodStats:
         self.usage += s.memory.usage_bytes.value
         self.time = rfc3339(s.cpu.timestamp / 1e9) if s.cpu.timestamp else rfc3339(time.time())
 
-    def summary(self) -> Json:
+    def summary(self) -> JsonObject:
         t = self.time or rfc3339(time.time())
         return {
             "podRef": self.ref,
@@ -219,10 +218,10 @@ async def summary(
     cpu: NodeCPU,
     boot: float,
     rates: ContainerCPURates | None = None,
-) -> Json:
+) -> JsonObject:
     mem = proc_memory(_read("/proc/meminfo"))
     mem["time"] = rfc3339(time.time())
-    node_stats: Json = {
+    node_stats: JsonObject = {
         "nodeName": node,
         "startTime": rfc3339(boot),
         "cpu": cpu.sample(),
@@ -244,7 +243,7 @@ class _Fixed(Collector):
         return self.families
 
 
-def resource_metrics(data: Json) -> bytes:
+def resource_metrics(data: JsonObject) -> bytes:
     """metrics-server's `/metrics/resource` from a summary (upstream names, with timestamps)."""
     ncpu = CounterMetricFamily("node_cpu_usage_seconds", "Cumulative cpu time consumed by the node")
     nmem = GaugeMetricFamily("node_memory_working_set_bytes", "Current working set of the node")

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cri import api
+from kube.jsontypes import JsonMap
 from kubelet.pods.seams import ContainerConfigError
 from kubelet.volumes.paths import (
     READ_ONLY_KINDS,
@@ -21,8 +20,6 @@ from kubelet.volumes.paths import (
     volume_kind,
     within,
 )
-
-Json = Mapping[str, Any]
 
 PROPAGATION = {
     None: api.PROPAGATION_PRIVATE,
@@ -72,14 +69,14 @@ def resolve_subpath(base: Path, sub_path: str, *, mount_name: str) -> Path:
     return full
 
 
-def _sub_path(pod: Json, container: Json, vm: Json) -> str:
+def _sub_path(pod: JsonMap, container: JsonMap, vm: JsonMap) -> str:
     if vm.get("subPathExpr"):
         expr = str(vm["subPathExpr"])
         return expand_subpath_expr(expr, plain_env(pod, container))
     return str(vm.get("subPath") or "")
 
 
-def container_mounts(root_dir: Path, pod: Json, container: Json) -> list[api.Mount]:
+def container_mounts(root_dir: Path, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
     """One api.Mount per volumeMount, in the spec's order; ContainerConfigError names the mount."""
     uid = str(pod["metadata"]["uid"])
     volumes = {str(v["name"]): v for v in pod.get("spec", {}).get("volumes") or []}

@@ -12,12 +12,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kube.quantity import QuantityError, parse_quantity
 from kubelet.pods.seams import VolumeSetupError
-
-Json = Mapping[str, Any]
 
 DEFAULT_MODE = 0o644
 DEFAULT_TOKEN_SECONDS = 3600
@@ -46,8 +44,8 @@ class TokenSpec:
 class Sources:
     """The objects a pod's volumes read, as fetched: None means it does not exist."""
 
-    configmaps: dict[str, Json | None] = field(default_factory=dict)
-    secrets: dict[str, Json | None] = field(default_factory=dict)
+    configmaps: dict[str, JsonMap | None] = field(default_factory=dict)
+    secrets: dict[str, JsonMap | None] = field(default_factory=dict)
     tokens: dict[TokenSpec, str] = field(default_factory=dict)
 
 
@@ -62,7 +60,7 @@ def _fail(volume: str, text: str) -> VolumeSetupError:
     return VolumeSetupError(f'MountVolume.SetUp failed for volume "{volume}" : {text}')
 
 
-def references(pod: Json, volumes: Iterable[Json]) -> References:
+def references(pod: JsonMap, volumes: Iterable[JsonMap]) -> References:
     """The configMaps, secrets and tokens the given volumes read."""
     sa = str(pod.get("spec", {}).get("serviceAccountName") or "default")
     cms: set[str] = set()
@@ -83,7 +81,7 @@ def references(pod: Json, volumes: Iterable[Json]) -> References:
     return References(frozenset(cms), frozenset(secrets), frozenset(tokens))
 
 
-def token_spec(service_account: str, source: Json) -> TokenSpec:
+def token_spec(service_account: str, source: JsonMap) -> TokenSpec:
     return TokenSpec(
         service_account=service_account,
         audience=str(source.get("audience") or ""),
@@ -91,7 +89,7 @@ def token_spec(service_account: str, source: Json) -> TokenSpec:
     )
 
 
-def _key_data(obj: Json, *, secret: bool) -> dict[str, bytes]:
+def _key_data(obj: JsonMap, *, secret: bool) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     try:
         if secret:
@@ -113,8 +111,8 @@ def _keyed(
     volume: str,
     kind: str,
     name: str,
-    source: Json,
-    obj: Json | None,
+    source: JsonMap,
+    obj: JsonMap | None,
     default_mode: int,
 ) -> Payload:
     """Files of a configMap or secret (plain volume or projected source)."""
@@ -141,14 +139,14 @@ def _keyed(
     return out
 
 
-def format_map(values: Mapping[str, Any]) -> str:
+def format_map(values: JsonMap) -> str:
     """Labels or annotations as upstream renders them: sorted `key="value"` lines."""
     return "\n".join(
         f"{k}={json.dumps(str(values[k]), ensure_ascii=False)}" for k in sorted(values)
     )
 
 
-def field_value(pod: Json, field_path: str) -> str:
+def field_value(pod: JsonMap, field_path: str) -> str:
     """A downward API fieldRef value for a volume file (metadata fields only, as upstream)."""
     meta = pod.get("metadata", {})
     simple = {"metadata.name": "name", "metadata.namespace": "namespace", "metadata.uid": "uid"}
@@ -163,7 +161,7 @@ def field_value(pod: Json, field_path: str) -> str:
 
 
 def resource_value(
-    pod: Json, ref: Json, allocatable: Mapping[str, str], default_container: str = ""
+    pod: JsonMap, ref: JsonMap, allocatable: Mapping[str, str], default_container: str = ""
 ) -> str:
     """A resourceFieldRef value: ceil(quantity / divisor); a missing limit is node allocatable."""
     name = str(ref.get("containerName") or default_container)
@@ -192,7 +190,11 @@ def resource_value(
 
 
 def _downward(
-    volume: str, pod: Json, items: Iterable[Json], default_mode: int, allocatable: Mapping[str, str]
+    volume: str,
+    pod: JsonMap,
+    items: Iterable[JsonMap],
+    default_mode: int,
+    allocatable: Mapping[str, str],
 ) -> Payload:
     out: Payload = {}
     for item in items:
@@ -213,7 +215,7 @@ def _downward(
 
 
 def plan_payload(
-    pod: Json, volume: Json, sources: Sources, allocatable: Mapping[str, str]
+    pod: JsonMap, volume: JsonMap, sources: Sources, allocatable: Mapping[str, str]
 ) -> Payload:
     """Every file of one written volume (configMap, secret, downwardAPI, projected)."""
     name = str(volume["name"])
@@ -237,7 +239,7 @@ def plan_payload(
 
 
 def _projected(
-    pod: Json, volume: Json, sources: Sources, allocatable: Mapping[str, str]
+    pod: JsonMap, volume: JsonMap, sources: Sources, allocatable: Mapping[str, str]
 ) -> Payload:
     name = str(volume["name"])
     proj = volume["projected"]
@@ -266,9 +268,9 @@ def _projected(
     return out
 
 
-def uses_pod_metadata(volume: Json) -> bool:
+def uses_pod_metadata(volume: JsonMap) -> bool:
     """Whether the volume shows labels or annotations (refresh when the pod object changes)."""
-    items: list[Json] = list((volume.get("downwardAPI") or {}).get("items") or [])
+    items: list[JsonMap] = list((volume.get("downwardAPI") or {}).get("items") or [])
     for src in (volume.get("projected") or {}).get("sources") or []:
         items += (src.get("downwardAPI") or {}).get("items") or []
     for item in items:

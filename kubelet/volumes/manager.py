@@ -10,11 +10,12 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from cri import api
 from kube.apiserver import CONFIGMAPS, PODS, SECRETS, ApiError, NotFound, Resource
 from kube.apiserver.requests import SERVICEACCOUNTS
+from kube.jsontypes import JsonMap, JsonObject
 from kubelet.pods.seams import VolumeSetupError
 from kubelet.volumes.container_mounts import container_mounts
 from kubelet.volumes.content import Sources, references, uses_pod_metadata
@@ -22,7 +23,6 @@ from kubelet.volumes.materialize import setup_volume, teardown_pod
 from kubelet.volumes.paths import WRITTEN_KINDS, pod_volumes_dir, pods_dir, volume_kind
 from kubelet.volumes.tokens import Clock, TokenCache
 
-Json = Mapping[str, Any]
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 10.0
 ORPHAN_SCAN_SECONDS = 30.0
@@ -35,17 +35,17 @@ class ApiAccess(Protocol):
 
     async def get(
         self, resource: Resource, name: str, *, namespace: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> JsonObject: ...
 
     async def create(
         self,
         resource: Resource,
-        obj: dict[str, Any],
+        obj: JsonObject,
         *,
         namespace: str | None = None,
         name: str | None = None,
         subresource: str | None = None,
-    ) -> dict[str, Any]: ...
+    ) -> JsonObject: ...
 
 
 def host_allocatable() -> dict[str, str]:
@@ -59,7 +59,7 @@ def host_allocatable() -> dict[str, str]:
     return out
 
 
-def _ref(pod: Json) -> str:
+def _ref(pod: JsonMap) -> str:
     meta = pod.get("metadata", {})
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
@@ -84,26 +84,26 @@ class VolumeManager:
         )
         """For resourceFieldRef defaults and the memory-backed emptyDir size."""
         self._tokens = TokenCache(self._request_token, clock=clock)
-        self._pods: dict[str, Json] = {}
+        self._pods: dict[str, JsonMap] = {}
         """Pods whose volumes are set up, by UID: the latest object seen (refresh reads it)."""
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
 
-    async def _request_token(self, namespace: str, sa: str, body: Json) -> Json:
+    async def _request_token(self, namespace: str, sa: str, body: JsonMap) -> JsonMap:
         return await self._client.create(
             SERVICEACCOUNTS, dict(body), namespace=namespace, name=sa, subresource="token"
         )
 
     # ---- the Volumes seam ----------------------------------------------------------------------
-    async def setup(self, pod: Json) -> None:
+    async def setup(self, pod: JsonMap) -> None:
         uid = str(pod["metadata"]["uid"])
         async with self._lock(uid):
             self._pods[uid] = pod
             await self._sync(pod, only_written=False)
 
-    def mounts(self, pod: Json, container: Json) -> list[api.Mount]:
+    def mounts(self, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
         return container_mounts(self.root_dir, pod, container)
 
     async def teardown(self, pod_uid: str) -> None:
@@ -116,7 +116,7 @@ class VolumeManager:
             log.info("pod uid=%s volumes unmounted: %s", pod_uid, ", ".join(unmounted))
 
     # ---- what the agent may also call ----------------------------------------------------------
-    def observe(self, pod: Json) -> None:
+    def observe(self, pod: JsonMap) -> None:
         """A newer pod object (labels, annotations) for pods whose volumes exist, including
         ones set up by an earlier agent process; the next refresh rewrites what changed."""
         uid = str(pod.get("metadata", {}).get("uid", ""))
@@ -186,7 +186,7 @@ class VolumeManager:
         return source() if callable(source) else source
 
     # ---- internals -----------------------------------------------------------------------------
-    async def _latest_pod(self, pod: Json) -> Json:
+    async def _latest_pod(self, pod: JsonMap) -> JsonMap:
         """The pod object from the apiserver when its volumes show labels or annotations."""
         volumes = pod.get("spec", {}).get("volumes") or []
         if not any(uses_pod_metadata(v) for v in volumes):
@@ -200,7 +200,7 @@ class VolumeManager:
         same = fresh.get("metadata", {}).get("uid") == meta.get("uid")
         return fresh if same else pod
 
-    async def _sync(self, pod: Json, *, only_written: bool) -> None:
+    async def _sync(self, pod: JsonMap, *, only_written: bool) -> None:
         volumes = [
             v
             for v in pod.get("spec", {}).get("volumes") or []
@@ -217,7 +217,7 @@ class VolumeManager:
             if changed and only_written:
                 log.info("pod=%s volume %s updated", _ref(pod), v["name"])
 
-    async def _fetch(self, pod: Json, volumes: list[Json]) -> Sources:
+    async def _fetch(self, pod: JsonMap, volumes: list[JsonMap]) -> Sources:
         """Every configMap, secret and token the volumes read (None: it does not exist)."""
         refs = references(pod, volumes)
         meta = pod["metadata"]
@@ -238,7 +238,7 @@ class VolumeManager:
                 ) from e
         return sources
 
-    async def _get_or_none(self, kind: Resource, name: str, ns: str) -> Json | None:
+    async def _get_or_none(self, kind: Resource, name: str, ns: str) -> JsonMap | None:
         singular = kind.plural.removesuffix("s")
         try:
             return await self._client.get(kind, name, namespace=ns)

@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kube.quantity import QuantityError, parse_memory
 from kubelet.pods.seams import VolumeSetupError
 from kubelet.volumes import hostfs
@@ -25,7 +25,6 @@ from kubelet.volumes.paths import (
     volume_kind,
 )
 
-Json = Mapping[str, Any]
 log = logging.getLogger(__name__)
 EMPTY_DIR_MODE = 0o777
 MEMORY_EMPTY_DIR_MODE = 0o1777
@@ -36,7 +35,7 @@ def _fail(name: str, text: str) -> VolumeSetupError:
     return VolumeSetupError(f'MountVolume.SetUp failed for volume "{name}" : {text}')
 
 
-def fs_group_of(pod: Json) -> int | None:
+def fs_group_of(pod: JsonMap) -> int | None:
     value = (pod.get("spec", {}).get("securityContext") or {}).get("fsGroup")
     return int(value) if value is not None else None
 
@@ -49,7 +48,7 @@ def with_group_modes(payload: Payload) -> Payload:
     }
 
 
-def memory_size(pod: Json, volume: Json, allocatable: Mapping[str, str]) -> int | None:
+def memory_size(pod: JsonMap, volume: JsonMap, allocatable: Mapping[str, str]) -> int | None:
     """The tmpfs size of a memory-backed emptyDir (kubelet.volumes.memsize)."""
     try:
         node_memory = parse_memory(allocatable["memory"]) if "memory" in allocatable else None
@@ -63,8 +62,8 @@ def memory_size(pod: Json, volume: Json, allocatable: Mapping[str, str]) -> int 
 
 def setup_volume(
     root_dir: Path,
-    pod: Json,
-    volume: Json,
+    pod: JsonMap,
+    volume: JsonMap,
     sources: Sources,
     allocatable: Mapping[str, str],
 ) -> bool:
@@ -95,7 +94,7 @@ def setup_volume(
     raise _fail(name, f"volume type not supported by this node: {sorted(volume)}")
 
 
-def _empty_dir(target: Path, volume: Json, gid: int | None, memory_bytes: int | None) -> None:
+def _empty_dir(target: Path, volume: JsonMap, gid: int | None, memory_bytes: int | None) -> None:
     """Disk or tmpfs; ownership only when first made (later the pod's files are its own)."""
     if (volume.get("emptyDir") or {}).get("medium") == "Memory":
         made = hostfs.mount_tmpfs(target, memory_bytes, MEMORY_EMPTY_DIR_MODE)
@@ -111,8 +110,8 @@ def _empty_dir(target: Path, volume: Json, gid: int | None, memory_bytes: int | 
 def _written(
     target: Path,
     kind: str,
-    pod: Json,
-    volume: Json,
+    pod: JsonMap,
+    volume: JsonMap,
     sources: Sources,
     allocatable: Mapping[str, str],
     gid: int | None,

@@ -4,23 +4,21 @@ allocatable memory, lowered to the pod's memory limit, lowered to the volume's s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from kube.jsontypes import JsonMap
 from kube.quantity import parse_memory
 from kubelet.cgroups.planner import pod_resources
 
-Json = Mapping[str, Any]
 
-
-def pod_memory_limit(pod: Json) -> int | None:
+def pod_memory_limit(pod: JsonMap) -> int | None:
     """The pod cgroup's memory limit as the cgroup planner computes it (ResourceConfigForPod):
     set only when every container, init containers included, declares a memory limit; then
     upstream's PodLimits plus the pod overhead. None: no pod memory limit."""
     return pod_resources(pod).memory_limit
 
 
-def empty_dir_memory_size(pod: Json, volume: Json, node_allocatable: int | None) -> int | None:
+def empty_dir_memory_size(
+    pod: JsonMap, volume: JsonMap, node_allocatable: int | None
+) -> int | None:
     """Bytes for the tmpfs `size=` option; None leaves the kernel's default (half the RAM),
     only when the node's allocatable memory is unknown. Raises QuantityError for a bad
     sizeLimit. Each lower bound applies only when 0 < bound <= the size so far."""
@@ -31,6 +29,6 @@ def empty_dir_memory_size(pod: Json, volume: Json, node_allocatable: int | None)
     return size
 
 
-def _size_limit(volume: Json) -> int | None:
+def _size_limit(volume: JsonMap) -> int | None:
     limit = (volume.get("emptyDir") or {}).get("sizeLimit")
     return None if limit is None else parse_memory(limit)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from kubelet.pods.seams import ContainerConfigError
-
-Json = Mapping[str, Any]
 
 EMPTY_DIR = "kubernetes.io~empty-dir"
 CONFIG_MAP = "kubernetes.io~configmap"
@@ -47,7 +45,7 @@ def pod_volumes_dir(root_dir: Path, uid: str) -> Path:
     return pods_dir(root_dir) / uid / "volumes"
 
 
-def volume_kind(volume: Json) -> str:
+def volume_kind(volume: JsonMap) -> str:
     """The volume's source kind (emptyDir, hostPath, ...), or "" when it is not one we serve."""
     for kind in KINDS:
         if kind in volume:
@@ -55,7 +53,7 @@ def volume_kind(volume: Json) -> str:
     return ""
 
 
-def volume_dir(root_dir: Path, uid: str, volume: Json) -> Path:
+def volume_dir(root_dir: Path, uid: str, volume: JsonMap) -> Path:
     """`<root>/pods/<uid>/volumes/<plugin>/<name>`; hostPath has no directory of its own."""
     kind = volume_kind(volume)
     if kind == "hostPath":
@@ -75,7 +73,7 @@ def expand_subpath_expr(expr: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(sub, expr)
 
 
-def plain_env(pod: Json, container: Json) -> dict[str, str]:
+def plain_env(pod: JsonMap, container: JsonMap) -> dict[str, str]:
     """Env vars a subPathExpr may use: literal values and the pod's own identity fields."""
     meta, spec = pod.get("metadata", {}), pod.get("spec", {})
     fields = {

@@ -5,18 +5,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from kube.jsontypes import JsonMap, JsonObject
 from kubelet.volumes.content import TokenSpec
 
-Json = Mapping[str, Any]
 MAX_TOKEN_AGE = 24 * 3600.0
 REFRESH_FRACTION = 0.8
 Clock = Callable[[], float]
-Requester = Callable[[str, str, Json], Awaitable[Json]]
+Requester = Callable[[str, str, JsonMap], Awaitable[JsonMap]]
 """(namespace, service account, TokenRequest body) -> the TokenRequest the apiserver returned."""
 
 
@@ -33,9 +32,9 @@ class IssuedToken:
         return self.issued_at + self.lifetime
 
 
-def token_request_body(spec: TokenSpec, pod_name: str, pod_uid: str) -> dict[str, Any]:
+def token_request_body(spec: TokenSpec, pod_name: str, pod_uid: str) -> JsonObject:
     """A TokenRequest bound to the pod, for the audience (omitted: the apiserver's own)."""
-    body_spec: dict[str, Any] = {
+    body_spec: JsonObject = {
         "expirationSeconds": spec.expiration_seconds,
         "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod_name, "uid": pod_uid},
     }
@@ -48,7 +47,7 @@ def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def issued_from_response(resp: Json, spec: TokenSpec, now: float) -> IssuedToken:
+def issued_from_response(resp: JsonMap, spec: TokenSpec, now: float) -> IssuedToken:
     status = resp.get("status") or {}
     token = str(status.get("token", ""))
     if not token:

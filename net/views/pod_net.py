@@ -10,10 +10,10 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from kube.jsontypes import JsonObject
 from net import iptables, netns
 from net.views.pod_lookup import PodSandbox
 
-Json = dict[str, Any]
 NUD_STATES = {
     0x01: "INCOMPLETE",
     0x02: "REACHABLE",
@@ -38,7 +38,7 @@ def _names(ipr: IPRoute) -> dict[int, str]:
     return {int(m["index"]): str(m.get_attr("IFLA_IFNAME")) for m in ipr.get_links()}
 
 
-def link_info(ipr: IPRoute, link: Any, names: dict[int, str]) -> Json:
+def link_info(ipr: IPRoute, link: Any, names: dict[int, str]) -> JsonObject:
     idx = int(link["index"])
     master = link.get_attr("IFLA_MASTER")
     return {
@@ -59,7 +59,7 @@ def link_info(ipr: IPRoute, link: Any, names: dict[int, str]) -> Json:
     }
 
 
-def routes(ipr: IPRoute, names: dict[int, str], oifs: set[int] | None = None) -> list[Json]:
+def routes(ipr: IPRoute, names: dict[int, str], oifs: set[int] | None = None) -> list[JsonObject]:
     """IPv4 routes of the main table (only those out of `oifs` when given)."""
     out = []
     for r in ipr.get_routes(family=socket.AF_INET, table=254):
@@ -80,7 +80,7 @@ def routes(ipr: IPRoute, names: dict[int, str], oifs: set[int] | None = None) ->
     return out
 
 
-def neighbours(ipr: IPRoute, names: dict[int, str], ifindex: int, ip: str = "") -> list[Json]:
+def neighbours(ipr: IPRoute, names: dict[int, str], ifindex: int, ip: str = "") -> list[JsonObject]:
     out = []
     for n in ipr.get_neighbours(family=socket.AF_INET, ifindex=ifindex):
         dst = n.get_attr("NDA_DST")
@@ -97,10 +97,10 @@ def neighbours(ipr: IPRoute, names: dict[int, str], ifindex: int, ip: str = "") 
     return out
 
 
-def pod_side(path: str) -> Json:
+def pod_side(path: str) -> JsonObject:
     """Interfaces (but lo), routes and neighbours inside the pod's netns (worker thread)."""
 
-    def work() -> Json:
+    def work() -> JsonObject:
         with netns.entered(path), IPRoute() as ipr:
             names = _names(ipr)
             links = [link_info(ipr, m, names) for m in ipr.get_links()]
@@ -117,7 +117,7 @@ def pod_side(path: str) -> Json:
         return ex.submit(work).result(timeout=30)
 
 
-def host_side(peer_ifindex: int, pod_ip: str) -> Json:
+def host_side(peer_ifindex: int, pod_ip: str) -> JsonObject:
     """The host end of the pod's veth (by the peer ifindex the pod's eth0 reports), its
     bridge, the host routes out of the bridge and the route the kernel picks to the pod."""
     with IPRoute() as ipr:
@@ -159,7 +159,7 @@ def host_side(peer_ifindex: int, pod_ip: str) -> Json:
         }
 
 
-def host_ports(sandbox_id: str) -> list[Json]:
+def host_ports(sandbox_id: str) -> list[JsonObject]:
     """hostPort DNAT rules the plugin made for this sandbox (tagged `pykubelet <id>`)."""
     r = iptables.run(["-t", "nat", "-S"], check=False)
     out = []
@@ -180,9 +180,9 @@ def host_ports(sandbox_id: str) -> list[Json]:
     return out
 
 
-def collect(sb: PodSandbox) -> Json:
+def collect(sb: PodSandbox) -> JsonObject:
     """Everything the view shows for one pod, as plain data."""
-    data: Json = {
+    data: JsonObject = {
         "pod": {
             "namespace": sb.namespace,
             "name": sb.name,
