@@ -10,9 +10,9 @@ import datetime
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from kube.apiserver import EVENTS, ApiClient, ApiError, NotFound, PatchType
+from kube.jsontypes import JsonObject
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def _object_name(ev: AnyEvent) -> str:
     return ev.pod if isinstance(ev, PodEvent) else ev.node
 
 
-def event_body(ev: AnyEvent, *, node: str, name: str, now: str) -> dict[str, Any]:
-    involved: dict[str, Any]
+def event_body(ev: AnyEvent, *, node: str, name: str, now: str) -> JsonObject:
+    involved: JsonObject
     if isinstance(ev, PodEvent):
         involved = {
             "apiVersion": "v1",

@@ -4,10 +4,9 @@ Pure parsing into NetConf; raises CniError for bad input, touches nothing on the
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from kube.jsontypes import JsonMap
 from net import names
 from net.cni.protocol import E_INVALID_CONFIG, CniError, Json
 from net.iptables import PortMapping
@@ -30,7 +29,7 @@ class NetConf:
         return ipaddress.ip_network(self.pod_cidr).prefixlen
 
 
-def _cidr(config: Mapping[str, Any], key: str, required: bool) -> str:
+def _cidr(config: JsonMap, key: str, required: bool) -> str:
     value = config.get(key)
     if value in (None, "") and not required:
         return ""
@@ -43,7 +42,7 @@ def _cidr(config: Mapping[str, Any], key: str, required: bool) -> str:
     return str(net)
 
 
-def parse_netconf(config: Mapping[str, Any]) -> NetConf:
+def parse_netconf(config: JsonMap) -> NetConf:
     """Check `bridge`, `podCIDR`, `clusterCIDR` (defaults to podCIDR), `dns` and
     runtimeConfig.portMappings."""
     try:

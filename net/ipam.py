@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from kube.jsontypes import JsonObject
 
 
 class IpamError(Exception):
@@ -47,7 +48,7 @@ class Store:
         return self.directory / "allocations.json"
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
+    def _locked(self) -> Iterator[JsonObject]:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / "lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -57,7 +58,7 @@ class Store:
             if json.dumps(data, sort_keys=True) != before:
                 self._write(data)
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> JsonObject:
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
@@ -68,7 +69,7 @@ class Store:
             raise IpamError(f"IPAM store {self.path} malformed")
         return data
 
-    def _write(self, data: dict[str, Any]) -> None:
+    def _write(self, data: JsonObject) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
@@ -76,7 +77,7 @@ class Store:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
-    def _next_free(self, data: dict[str, Any]) -> str:
+    def _next_free(self, data: JsonObject) -> str:
         first = int(self.network.network_address) + 2
         last = int(self.network.broadcast_address) - 1
         taken = data["ips"]
@@ -122,13 +123,13 @@ class Store:
             return [_alloc(ip, rec) for ip, rec in sorted(data["ips"].items())]
 
 
-def _alloc(ip: str, rec: dict[str, Any]) -> Allocation:
+def _alloc(ip: str, rec: JsonObject) -> Allocation:
     return Allocation(
         ip, str(rec.get("containerID", "")), str(rec.get("ifname", "")), str(rec.get("pod", ""))
     )
 
 
-def _find(data: dict[str, Any], container_id: str, ifname: str) -> Allocation | None:
+def _find(data: JsonObject, container_id: str, ifname: str) -> Allocation | None:
     for ip, rec in data["ips"].items():
         if rec.get("containerID") == container_id and rec.get("ifname") == ifname:
             return _alloc(ip, rec)

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kube.apiserver import (
     LEASES,
@@ -24,6 +23,7 @@ from kube.apiserver import (
     PatchType,
 )
 from kube.facts import MachineFacts
+from kube.jsontypes import JsonObject
 from kubelet.node import status as nodestatus
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def now_rfc3339(micro: bool = False) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def lease_body(node: str, node_uid: str, duration: int, renew: str) -> dict[str, Any]:
+def lease_body(node: str, node_uid: str, duration: int, renew: str) -> JsonObject:
     """The node's Lease in kube-node-lease, owned by its Node (so it goes when the Node goes)."""
     return {
         "apiVersion": "coordination.k8s.io/v1",
@@ -72,8 +72,8 @@ class NodeHeartbeat:
     """status.allocatable from the facts (node.allocatable); None: capacity less hugepages."""
     record: Callable[[str], None] | None = None
     """Records a Node status event by reason (NodeHasDiskPressure...) once it is written."""
-    _written: dict[str, Any] = field(default_factory=dict)
-    _conditions: list[dict[str, Any]] = field(default_factory=list)
+    _written: JsonObject = field(default_factory=dict)
+    _conditions: list[JsonObject] = field(default_factory=list)
     """The Node's conditions as last written or found at registration (an adopted Node keeps
     its transition times, and a restarted agent records only real transitions)."""
     _written_at: float = 0.0

@@ -8,11 +8,11 @@ import base64
 import binascii
 import fnmatch
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
+from kube.jsontypes import JsonMap
 from kubelet.pods.model import Pod
 
 DOCKER_CONFIG_JSON_KEY = ".dockerconfigjson"
@@ -43,7 +43,7 @@ def _decode(value: object) -> str:
     return base64.b64decode(str(value or ""), validate=True).decode("utf-8")
 
 
-def _entry(key: str, entry: Mapping[str, Any]) -> RegistryAuth:
+def _entry(key: str, entry: JsonMap) -> RegistryAuth:
     username, password = str(entry.get("username") or ""), str(entry.get("password") or "")
     if entry.get("auth"):
         try:
@@ -61,7 +61,7 @@ def _entry(key: str, entry: Mapping[str, Any]) -> RegistryAuth:
     )
 
 
-def auths_from_secret(secret: Mapping[str, Any]) -> list[RegistryAuth]:
+def auths_from_secret(secret: JsonMap) -> list[RegistryAuth]:
     """The credentials of one secret (.dockercfg first, else .dockerconfigjson, as upstream)."""
     data = secret.get("data") or {}
     try:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from kube.jsontypes import JsonMap
 
 HOST_GW = "host-gw"
 VXLAN = "vxlan"
@@ -74,13 +75,13 @@ def vxlan_device(vni: int) -> str:
     return f"pykvx.{vni}"[:15]
 
 
-def _name(node: Mapping[str, Any]) -> str:
+def _name(node: JsonMap) -> str:
     meta = node.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None
     return name if isinstance(name, str) else ""
 
 
-def internal_ips(node: Mapping[str, Any]) -> list[str]:
+def internal_ips(node: JsonMap) -> list[str]:
     """The Node's InternalIP addresses in status order (valid IPs only)."""
     status = node.get("status")
     addrs = status.get("addresses") if isinstance(status, Mapping) else None
@@ -94,7 +95,7 @@ def internal_ips(node: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def pod_cidrs(node: Mapping[str, Any]) -> list[IPNetwork]:
+def pod_cidrs(node: JsonMap) -> list[IPNetwork]:
     """spec.podCIDRs, or spec.podCIDR when the list is absent; invalid entries dropped."""
     spec = node.get("spec")
     if not isinstance(spec, Mapping):
@@ -117,7 +118,7 @@ def _ip_for(ips: Sequence[str], version: int) -> str:
 
 def plan(
     node_name: str,
-    nodes: Sequence[Mapping[str, Any]],
+    nodes: Sequence[JsonMap],
     *,
     mode: str = HOST_GW,
     vxlan_id: int = 1,

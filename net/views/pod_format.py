@@ -3,8 +3,9 @@ Pure: a dict in, text out."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from kube.jsontypes import JsonMap
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -18,7 +19,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     )
 
 
-def _link_row(side: str, link: Mapping[str, Any], extra: str) -> list[object]:
+def _link_row(side: str, link: JsonMap, extra: str) -> list[object]:
     return [
         side,
         link["ifindex"],
@@ -32,7 +33,7 @@ def _link_row(side: str, link: Mapping[str, Any], extra: str) -> list[object]:
     ]
 
 
-def render(data: Mapping[str, Any]) -> str:
+def render(data: JsonMap) -> str:
     p = data["pod"]
     out = [
         f"pod {p['namespace']}/{p['name']}  uid {p['uid']}  sandbox {p['sandbox'][:13]}  "
