@@ -59,7 +59,7 @@ class Hooks(Protocol):
 
 
 class Probes(Protocol):
-    def sync(self, pod: Pod, pod_json: JsonMap, runtime: RuntimePod) -> None:
+    def sync(self, pod: Pod, runtime: RuntimePod) -> None:
         """Start probe workers for running containers and stop those of gone containers."""
 
     def results(self, uid: str) -> tuple[ProbeResults, dict[ContainerID, bool]]:
@@ -105,7 +105,7 @@ class NoProbes:
 
     _unused: dict[str, int] = field(default_factory=dict)
 
-    def sync(self, pod: Pod, pod_json: JsonMap, runtime: RuntimePod) -> None:
+    def sync(self, pod: Pod, runtime: RuntimePod) -> None:
         return None
 
     def results(self, uid: str) -> tuple[ProbeResults, dict[ContainerID, bool]]:

@@ -408,7 +408,7 @@ class PodWorkers:
             log.info("pod=%s actions: %s", _ref(pod_json), actions.describe())
             outcome = await self._exec.execute(pod_json, pod, actions, runtime)
             runtime = await self._cache.refresh(uid)
-        self._probes.sync(pod, pod_json, runtime)
+        self._probes.sync(pod, runtime)
         for c in new_oom_kills(runtime.containers, w.oom_seen):
             self._events.container_event(pod, c.name, ev.WARNING, OOM_EVENT_REASON, oom_message(c))
         if not (w.halted and status_json.get("phase") in TERMINAL_PHASES and not _running(runtime)):

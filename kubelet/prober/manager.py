@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kube.jsontypes import JsonMap
 from kubelet import events as ev
 from kubelet.pods.model import (
     Container,
@@ -112,7 +111,7 @@ class ProbeManager:
         self._pods: dict[PodUID, _PodProbes] = {}
 
     # ---- the Probes protocol -----------------------------------------------------------------
-    def sync(self, pod: Pod, pod_json: JsonMap, runtime: RuntimePod) -> None:
+    def sync(self, pod: Pod, runtime: RuntimePod) -> None:
         """Start workers for running containers' probes; stop those of gone containers. A
         terminating pod's probes all stop (liveness and startup failures are dropped)."""
         state = self._pods.get(pod.uid)

@@ -78,7 +78,7 @@ EXEC = {"exec": {"command": ["check"]}, "periodSeconds": 1}
 
 async def test_readiness_starts_false_then_follows_the_probe(rig: Rig) -> None:
     pod = _pod(readinessProbe={**EXEC, "initialDelaySeconds": 3})
-    rig.manager.sync(pod, {}, _rt())
+    rig.manager.sync(pod, _rt())
     assert rig.manager.results(UID)[1] == {"c1": False}
     await rig.clock.advance(2)
     assert rig.runner.calls == []
@@ -89,13 +89,13 @@ async def test_readiness_starts_false_then_follows_the_probe(rig: Rig) -> None:
 
 
 async def test_container_without_readiness_probe_is_ready_when_running(rig: Rig) -> None:
-    rig.manager.sync(_pod(), {}, _rt())
+    rig.manager.sync(_pod(), _rt())
     assert rig.manager.results(UID)[1] == {"c1": True}
 
 
 async def test_liveness_failure_wakes_and_records_events(rig: Rig) -> None:
     rig.runner.set(Kind.LIVENESS, Result.FAILURE)
-    rig.manager.sync(_pod(livenessProbe={**EXEC, "failureThreshold": 2}), {}, _rt())
+    rig.manager.sync(_pod(livenessProbe={**EXEC, "failureThreshold": 2}), _rt())
     await rig.clock.advance(0.5)
     assert not rig.manager.results(UID)[0].liveness_failed
     await rig.clock.advance(1)
@@ -107,7 +107,7 @@ async def test_liveness_failure_wakes_and_records_events(rig: Rig) -> None:
     assert ev.field_path == "spec.containers{c}"
     # the replacement container gets a fresh worker; the old one's result is dropped
     rig.runner.set(Kind.LIVENESS, Result.SUCCESS)
-    rig.manager.sync(_pod(livenessProbe={**EXEC, "failureThreshold": 2}), {}, _rt("c2"))
+    rig.manager.sync(_pod(livenessProbe={**EXEC, "failureThreshold": 2}), _rt("c2"))
     assert not rig.manager.results(UID)[0].liveness_failed
 
 
@@ -118,7 +118,7 @@ async def test_startup_gates_liveness_and_readiness(rig: Rig) -> None:
         livenessProbe={**EXEC, "periodSeconds": 10},
         readinessProbe={**EXEC, "periodSeconds": 10},
     )
-    rig.manager.sync(pod, {}, _rt())
+    rig.manager.sync(pod, _rt())
     results, ready = rig.manager.results(UID)
     assert results.not_started == {"c1"}
     assert ready == {"c1": False}
@@ -134,7 +134,7 @@ async def test_startup_gates_liveness_and_readiness(rig: Rig) -> None:
 
 async def test_startup_failure(rig: Rig) -> None:
     rig.runner.set(Kind.STARTUP, Result.FAILURE)
-    rig.manager.sync(_pod(startupProbe={**EXEC, "failureThreshold": 2}), {}, _rt())
+    rig.manager.sync(_pod(startupProbe={**EXEC, "failureThreshold": 2}), _rt())
     await rig.clock.advance(3)
     results, _ = rig.manager.results(UID)
     assert results.startup_failed == {"c1"}
@@ -148,11 +148,11 @@ async def test_no_probes_for_a_terminating_pod(rig: Rig) -> None:
         "livenessProbe": {**EXEC, "failureThreshold": 1},
         "readinessProbe": EXEC,
     }
-    rig.manager.sync(_pod(**probes), {}, _rt())
+    rig.manager.sync(_pod(**probes), _rt())
     await rig.clock.advance(0.5)
     assert rig.manager.results(UID)[0].liveness_failed == {"c1"}
     calls = len(rig.runner.calls)
-    rig.manager.sync(_pod(deleted=True, **probes), {}, _rt())
+    rig.manager.sync(_pod(deleted=True, **probes), _rt())
     assert not rig.manager.results(UID)[0].liveness_failed
     await rig.clock.advance(5)
     assert len(rig.runner.calls) == calls
@@ -160,14 +160,14 @@ async def test_no_probes_for_a_terminating_pod(rig: Rig) -> None:
 
 async def test_exited_container_and_forget(rig: Rig) -> None:
     pod = _pod(readinessProbe=EXEC)
-    rig.manager.sync(pod, {}, _rt())
+    rig.manager.sync(pod, _rt())
     await rig.clock.advance(0.5)
-    rig.manager.sync(pod, {}, _rt(state=ContainerState.EXITED))
+    rig.manager.sync(pod, _rt(state=ContainerState.EXITED))
     assert rig.manager.results(UID)[1] == {}
     calls = len(rig.runner.calls)
     await rig.clock.advance(3)
     assert len(rig.runner.calls) == calls
-    rig.manager.sync(pod, {}, _rt("c2"))
+    rig.manager.sync(pod, _rt("c2"))
     rig.manager.forget(UID)
     await settle()
     assert rig.manager.results(UID) == (rig.manager.results("other")[0], {})
@@ -180,10 +180,10 @@ async def test_network_probe_waits_for_the_pod_ip(rig: Rig) -> None:
         sandboxes=(RuntimeSandbox(SandboxID("s"), SandboxState.READY, ip=None),),
         containers=_rt().containers,
     )
-    rig.manager.sync(pod, {}, no_ip)
+    rig.manager.sync(pod, no_ip)
     await rig.clock.advance(2)
     assert rig.runner.calls == []
     assert rig.manager.results(UID)[1] == {"c1": False}
-    rig.manager.sync(pod, {}, _rt())
+    rig.manager.sync(pod, _rt())
     await rig.clock.advance(0.1)
     assert len(rig.runner.calls) == 1
