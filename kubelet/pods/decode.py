@@ -288,6 +288,7 @@ class _EnvFields(TypedDict):
 class _SandboxFields(TypedDict):
     host_aliases: tuple[HostAlias, ...]
     image_pull_secrets: tuple[str, ...]
+    runtime_class_name: str
 
 
 class _DNSFields(TypedDict):
@@ -331,7 +332,11 @@ def _env_fields(r: _Reader, pod: JsonMap, spec: JsonMap) -> _EnvFields:
 
 def _sandbox_fields(r: _Reader, spec: JsonMap) -> _SandboxFields:
     """What the sandbox's files and pulls read: hostAliases for /etc/hosts, pull secrets."""
-    return {"host_aliases": _host_aliases(r, spec), "image_pull_secrets": _pull_secrets(r, spec)}
+    return {
+        "host_aliases": _host_aliases(r, spec),
+        "image_pull_secrets": _pull_secrets(r, spec),
+        "runtime_class_name": r.text(spec, "runtimeClassName", "spec", ""),
+    }
 
 
 def _dns_fields(r: _Reader, spec: JsonMap) -> _DNSFields:

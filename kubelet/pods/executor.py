@@ -260,7 +260,7 @@ class PodExecutor:
                     "Pod sandbox changed, it will be killed and re-created.",
                 )
             try:
-                handler = await self._runtime_handler(pod_json)
+                handler = await self._runtime_handler(pod)
                 sandbox_id = SandboxID(
                     await self.rt.run_pod_sandbox(
                         self.sandbox_config(pod_json, pod, attempt, creating=True),
@@ -297,12 +297,11 @@ class PodExecutor:
                 actions.record_backoff(name, self.backoff)
         return out
 
-    async def _runtime_handler(self, pod_json: JsonMap) -> str:
+    async def _runtime_handler(self, pod: Pod) -> str:
         """The CRI handler of spec.runtimeClassName ('' without one); raises RuntimeClassError."""
-        name = str((pod_json.get("spec") or {}).get("runtimeClassName") or "")
-        if not name or self.runtime_classes is None:
+        if not pod.runtime_class_name or self.runtime_classes is None:
             return ""
-        return await self.runtime_classes(name)
+        return await self.runtime_classes(pod.runtime_class_name)
 
     async def _check_non_root(
         self, pod: Pod, container: Container, image: str, fpath: str

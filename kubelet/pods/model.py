@@ -292,6 +292,8 @@ class Pod:
     host_aliases: tuple[HostAlias, ...] = ()
     image_pull_secrets: tuple[str, ...] = ()
     """spec.imagePullSecrets' names, in order, empty ones dropped."""
+    runtime_class_name: str = ""
+    """spec.runtimeClassName ("": the runtime's default handler)."""
 
     @property
     def ref(self) -> str:

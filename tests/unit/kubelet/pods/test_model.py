@@ -356,3 +356,5 @@ def test_volume_mounts_host_aliases_and_pull_secrets() -> None:
     assert p.containers[0].volume_mounts == (VolumeMount("v", "/data", True, "x"),)
     assert p.host_aliases == (HostAlias("10.0.0.1", ("a", "b")),)
     assert p.image_pull_secrets == ("reg",)
+    assert p.runtime_class_name == ""
+    assert pod_from_api(api_pod(runtimeClassName="kata")).runtime_class_name == "kata"
