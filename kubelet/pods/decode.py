@@ -5,9 +5,9 @@ failure is a PodSpecError naming the pod and the field. No I/O here.
 
 # Where the raw dict still goes, beside the model: the status patch base and mirror pods (they
 # are sent back to the apiserver), and the readers not converted yet: criconfig (CRI sandbox and
-# container configs: security context, ports, labels), volumes (setup, container mounts),
-# lifecycle hooks, the prober's handlers (parsed from Container.*_probe mappings), cgroups and
-# eviction (requests, priorities) and the resource fit at admission.
+# container configs: security context, ports, labels), volumes (setup, container mounts), the
+# handler bodies of probes and lifecycle hooks (kept as written on Container, parsed where they
+# run), cgroups and eviction (requests, priorities) and the resource fit at admission.
 
 from __future__ import annotations
 
@@ -352,6 +352,21 @@ def _dns_fields(r: _Reader, spec: JsonMap) -> _DNSFields:
     }
 
 
+class _Lifecycle(TypedDict):
+    post_start: JsonMap | None
+    pre_stop: JsonMap | None
+
+
+def _lifecycle(r: _Reader, c: JsonMap, path: str) -> _Lifecycle:
+    """lifecycle's handlers, kept as written (an empty one counts as none)."""
+    lifecycle = r.obj(c, "lifecycle", path)
+    lp = f"{path}.lifecycle"
+    return {
+        "post_start": r.obj(lifecycle, "postStart", lp) or None,
+        "pre_stop": r.obj(lifecycle, "preStop", lp) or None,
+    }
+
+
 def _container(r: _Reader, c: object, path: str, *, init: bool) -> Container:
     if not isinstance(c, dict):
         raise r.fail(path, "must be an object")
@@ -390,6 +405,7 @@ def _container(r: _Reader, c: object, path: str, *, init: bool) -> Container:
         readiness_probe=_probe(r, c, "readinessProbe", path),
         startup_probe=_probe(r, c, "startupProbe", path),
         security_context=_security_context(r, c, path),
+        **_lifecycle(r, c, path),
     )
 
 

@@ -207,19 +207,15 @@ class PodExecutor:
                     raise
         return config
 
-    async def kill(self, pod_json: JsonMap, pod: Pod, actions: PodActions) -> None:
+    async def kill(self, pod: Pod, actions: PodActions) -> None:
         grace = max(MIN_KILL_GRACE, actions.grace_period_seconds)
         for stage in actions.kill_stages:
-            await asyncio.gather(
-                *(self._kill_one(pod_json, pod, cid, actions, grace) for cid in stage)
-            )
+            await asyncio.gather(*(self._kill_one(pod, cid, actions, grace) for cid in stage))
         for sid in actions.sandbox_ids_to_kill:
             with contextlib.suppress(NotFound):
                 await self.rt.stop_pod_sandbox(sid)
 
-    async def _kill_one(
-        self, pod_json: JsonMap, pod: Pod, cid: str, actions: PodActions, grace: int
-    ) -> None:
+    async def _kill_one(self, pod: Pod, cid: str, actions: PodActions, grace: int) -> None:
         info = actions.containers_to_kill.get(cid)  # type: ignore[call-overload]
         if info is not None and info.grace_seconds is not None:
             grace = max(MIN_KILL_GRACE, info.grace_seconds)  # a probe's own grace period
@@ -233,10 +229,10 @@ class PodExecutor:
                 else f"Stopping container {info.name}",
                 self._field_path(pod, info.name),
             )
-            with contextlib.suppress(KeyError):
-                spec, _ = _container_spec(pod_json, info.name)
+            container = pod.container(info.name)
+            if container is not None:  # still in the spec: its preStop hook runs first
                 started = time.monotonic()
-                await self.hooks.pre_stop(pod_json, spec, cid, grace)
+                await self.hooks.pre_stop(pod, container, cid, grace)
                 grace = max(MIN_KILL_GRACE, grace - int(time.monotonic() - started))
         with contextlib.suppress(NotFound):
             await self.rt.stop_container(cid, grace_seconds=grace)
@@ -246,7 +242,7 @@ class PodExecutor:
     ) -> Outcome:
         out = Outcome()
         if actions.kill_stages or actions.sandbox_ids_to_kill:
-            await self.kill(pod_json, pod, actions)
+            await self.kill(pod, actions)
         sandbox = runtime.latest_sandbox()
         attempt = sandbox.attempt if sandbox else 0
         sandbox_id: SandboxID | None = sandbox.id if sandbox else None
@@ -369,7 +365,7 @@ class PodExecutor:
             self._event(pod, ev.WARNING, ev.FAILED, f"Error: {e.message}", fpath)
             return Waiting(RUN_ERROR, e.message)
         self._event(pod, ev.NORMAL, ev.STARTED, f"Started container {name}", fpath)
-        hook_error = await self.hooks.post_start(pod_json, spec, cid)
+        hook_error = await self.hooks.post_start(pod, model, cid)
         if hook_error is not None:
             # the hook's output may hold secrets: only the status carries it, as upstream
             self._event(pod, ev.WARNING, FAILED_POST_START, "PostStartHook failed", fpath)

@@ -19,6 +19,7 @@ from cri.errors import CRIError
 from kube import KUBERNETES_VERSION
 from kube.jsontypes import JsonMap
 from kubelet import events as ev
+from kubelet.pods.model import Container, Pod
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,6 @@ FAILED_PRE_STOP = "FailedPreStopHook"
 HTTP_FALLBACK = "LifecycleHTTPFallback"
 MAX_REDIRECTS = 10
 HTTP_TIMEOUT = 10.0
-
-
-def _status_pod_ips(pod: JsonMap) -> list[str]:
-    """The pod IPs the node already wrote into the pod's status (hooks still read the pod
-    object; the typed model has them as Pod.status_pod_ips)."""
-    status = pod.get("status") or {}
-    ips = [str(p["ip"]) for p in status.get("podIPs") or [] if p.get("ip")]
-    if not ips and status.get("podIP"):
-        ips = [str(status["podIP"])]
-    return ips
 
 
 class HookError(Exception):
@@ -53,10 +44,9 @@ class Execer(Protocol):
     ) -> api.ExecSyncResponse: ...
 
 
-def pod_ref(pod: JsonMap) -> str:
+def pod_ref(pod: Pod) -> str:
     """upstream format.Pod: name_namespace(uid)."""
-    meta = pod.get("metadata", {})
-    return f"{meta.get('name', '')}_{meta.get('namespace', '')}({meta.get('uid', '')})"
+    return f"{pod.name}_{pod.namespace}({pod.uid})"
 
 
 def go_list(items: Sequence[Any]) -> str:
@@ -64,16 +54,16 @@ def go_list(items: Sequence[Any]) -> str:
     return "[" + " ".join(str(i) for i in items) + "]"
 
 
-def resolve_port(port: object, container: JsonMap) -> int:
+def resolve_port(port: object, container: Container) -> int:
     """A port by number, by name from the container's ports, or a number written as a string."""
     number: int | None = None
     if isinstance(port, int):
         number = port
     else:
         name = str(port)
-        for p in container.get("ports") or []:
-            if p.get("name") == name:
-                number = int(p.get("containerPort", -1))
+        for p in container.ports:
+            if p.name == name:
+                number = p.container_port
                 break
         else:
             if not name.isdigit():
@@ -84,7 +74,7 @@ def resolve_port(port: object, container: JsonMap) -> int:
     return number
 
 
-def http_url(action: JsonMap, container: JsonMap, host: str) -> str:
+def http_url(action: JsonMap, container: Container, host: str) -> str:
     """upstream NewRequestForHTTPGetAction's URL: scheme://host:port/path."""
     scheme = str(action.get("scheme") or "HTTP").lower()
     port = resolve_port(action.get("port", 80), container)
@@ -112,13 +102,13 @@ def _plain_http_answer(exc: BaseException) -> bool:
 class HookTarget:
     """What a hook runs against: the pod, the container spec and its runtime ID."""
 
-    pod: JsonMap
-    container: JsonMap
+    pod: Pod
+    container: Container
     container_id: str
 
     @property
     def name(self) -> str:
-        return str(self.container.get("name", ""))
+        return self.container.name
 
 
 class HooksManager:
@@ -141,13 +131,13 @@ class HooksManager:
 
     async def post_start(
         self,
-        pod: JsonMap,
-        container: JsonMap,
+        pod: Pod,
+        container: Container,
         container_id: str,
         *,
         pod_ips: Sequence[str] | None = None,
     ) -> str | None:
-        handler = (container.get("lifecycle") or {}).get("postStart")
+        handler = container.post_start
         if not handler:
             return None
         target = HookTarget(pod, container, container_id)
@@ -160,14 +150,14 @@ class HooksManager:
 
     async def pre_stop(
         self,
-        pod: JsonMap,
-        container: JsonMap,
+        pod: Pod,
+        container: Container,
         container_id: str,
         grace: int,
         *,
         pod_ips: Sequence[str] | None = None,
     ) -> None:
-        handler = (container.get("lifecycle") or {}).get("preStop")
+        handler = container.pre_stop
         if not handler or grace <= 0:
             return
         target = HookTarget(pod, container, container_id)
@@ -242,8 +232,8 @@ class HooksManager:
             return str(action["host"])
         ips = list(pod_ips or [])
         if not ips and self._pod_ips is not None:
-            ips = await self._pod_ips(str(target.pod.get("metadata", {}).get("uid", "")))
-        ips = ips or _status_pod_ips(target.pod)
+            ips = await self._pod_ips(target.pod.uid)
+        ips = ips or list(target.pod.status_pod_ips)
         if not ips:
             raise HookError("failed to find networking container: the pod has no IP")
         return ips[0]
@@ -294,17 +284,7 @@ class HooksManager:
     ) -> None:
         if self._record is None:
             return
-        meta = target.pod.get("metadata", {})
-        inits = {c.get("name") for c in target.pod.get("spec", {}).get("initContainers") or []}
+        pod = target.pod
+        inits = {c.name for c in pod.init_containers}
         path = ev.container_field_path(target.name, init=target.name in inits) if field else ""
-        self._record(
-            ev.PodEvent(
-                str(meta.get("namespace", "")),
-                str(meta.get("name", "")),
-                str(meta.get("uid", "")),
-                type_,
-                reason,
-                message,
-                path,
-            )
-        )
+        self._record(ev.PodEvent(pod.namespace, pod.name, pod.uid, type_, reason, message, path))

@@ -213,6 +213,10 @@ class Container:
     startup_probe: JsonMap | None = None
     target_container_name: str = ""
     """Only for ephemeral containers: the container whose PID namespace it joins."""
+    post_start: JsonMap | None = None
+    """lifecycle.postStart's handler as written (pods/hooks.py runs it); None without one."""
+    pre_stop: JsonMap | None = None
+    """lifecycle.preStop's handler as written; None without one."""
     security_context: SecurityContext = NO_SECURITY_CONTEXT
     hash: str = ""
     """Spec hash compared with the runtime's; computed from the fields above when left empty."""

@@ -49,12 +49,10 @@ class Environment(Protocol):
 
 
 class Hooks(Protocol):
-    async def post_start(self, pod: JsonMap, container: JsonMap, container_id: str) -> str | None:
+    async def post_start(self, pod: Pod, container: Container, container_id: str) -> str | None:
         """Run postStart; returns an error message when it failed (the container is killed)."""
 
-    async def pre_stop(
-        self, pod: JsonMap, container: JsonMap, container_id: str, grace: int
-    ) -> None:
+    async def pre_stop(self, pod: Pod, container: Container, container_id: str, grace: int) -> None:
         """Run preStop within the grace period before the container is stopped."""
 
 
@@ -90,12 +88,10 @@ class PlainEnvironment:
 
 
 class NoHooks:
-    async def post_start(self, pod: JsonMap, container: JsonMap, container_id: str) -> str | None:
+    async def post_start(self, pod: Pod, container: Container, container_id: str) -> str | None:
         return None
 
-    async def pre_stop(
-        self, pod: JsonMap, container: JsonMap, container_id: str, grace: int
-    ) -> None:
+    async def pre_stop(self, pod: Pod, container: Container, container_id: str, grace: int) -> None:
         return None
 
 

@@ -358,3 +358,12 @@ def test_volume_mounts_host_aliases_and_pull_secrets() -> None:
     assert p.image_pull_secrets == ("reg",)
     assert p.runtime_class_name == ""
     assert pod_from_api(api_pod(runtimeClassName="kata")).runtime_class_name == "kata"
+
+
+def test_lifecycle_handlers_are_kept_as_written() -> None:
+    hook = {"exec": {"command": ["sh", "-c", "true"]}}
+    c = {"name": "a", "image": "nginx:1.25", "lifecycle": {"postStart": hook, "preStop": {}}}
+    decoded = pod_from_api(api_pod(containers=[c])).containers[0]
+    assert (decoded.post_start, decoded.pre_stop) == (hook, None)
+    with pytest.raises(PodSpecError, match=r"spec\.containers\[0\]\.lifecycle\.preStop"):
+        pod_from_api(api_pod(containers=[{**c, "lifecycle": {"preStop": "x"}}]))
