@@ -284,6 +284,7 @@ def test_external_ip(env: Env) -> None:
     assert external not in {n.address for n in nodes.sim_nodes(env.spec)}
     env.create_service("ext", {"pod": "srv-c"}, externalIPs=[external])
     env.wait_synced(A, "ext", ["srv-c"])
+    env.wait_synced(B, "ext", ["srv-c"])  # B's own rules take B's packets to the external IP
     from_pod = send(env.client_netns, external, 80, 3)
     assert {(r.status, r.pod) for r in from_pod} == {("ok", "srv-c")}, from_pod
     # From another host: the address is routed to node A (as a router would for an external IP).
