@@ -7,6 +7,7 @@
 #
 #   PYK_WHEEL=path   install this pykubelet wheel (default: build one with pip wheel --no-deps;
 #                    PYK_WHEEL=none installs none)
+#   PYK_KUBEADM=path also install this kubeadm binary as /usr/bin/kubeadm and check it runs
 #   PYK_SMOKE_KEEP=1 leave the nodes and the host setup up for inspection (no destroy/teardown)
 set -euo pipefail
 
@@ -129,7 +130,7 @@ step node-facts vssh "$W1" 'systemctl is-system-running; cat /sys/fs/cgroup/cgro
   lsmod | grep ip_vs; ip -br a; ip r; hostname; getent hosts $(hostname); cat /etc/machine-id; cat /etc/pykubelet-box;
   /usr/sbin/sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; python3 --version;
   /opt/pykubelet/venv/bin/python -c "import grpc, pyroute2, yaml; print(\"venv ok\")";
-  sudo ctr version | grep -m1 Version; systemd-analyze || true; systemd-analyze blame --no-pager | head -8; ls -l /usr/bin/pykubelet /usr/bin/kubelet 2>&1 || true'
+  sudo ctr version | grep -m1 Version; sudo containerd config dump | grep -m1 SystemdCgroup; systemd-analyze || true; systemd-analyze blame --no-pager | head -8; ls -l /usr/bin/pykubelet /usr/bin/kubelet 2>&1 || true'
 facts=$LOGDIR/node-facts.log
 check "$W1 systemd is running (no failed units)" grep -Ex 'running' "$facts"
 check "$W1 cgroup v2 with cpu, memory, pids" grep -E '^cpuset cpu io memory.* pids' "$facts"
@@ -139,9 +140,14 @@ check "$W1 default route only into the dummy pykdefault" grep -E '^default dev p
 check "$W1 hostname is $W1" grep -Ex "$W1" "$facts"
 check "$W1 hostname resolves (/etc/hosts)" grep -E "^127\.0\.1\.1 +$W1\$" "$facts"
 check "$W1 forwarding and bridge-nf-call-iptables on" grep -E 'bridge-nf-call-iptables = 1' "$facts"
+check "$W1 /etc/pykubelet-box names containerd's cgroup driver" bash -c "grep -q 'SystemdCgroup = true' '$facts' && grep -qx cgroup_driver=systemd '$facts' || { grep -q 'SystemdCgroup = false' '$facts' && grep -qx cgroup_driver=cgroupfs '$facts'; }"
 check "$W1 venv with pykubelet's dependencies" grep -Ex 'venv ok' "$facts"
 if [ -n "$PYK_WHEEL" ]; then
   check "$W1 /usr/bin/pykubelet from the wheel" grep -E '/usr/bin/pykubelet -> /opt/pykubelet/venv/bin/pykubelet' "$facts"
+fi
+if [ -n "${PYK_KUBEADM:-}" ]; then
+  step kubeadm vssh "$W1" '/usr/bin/kubeadm version -o short' || true
+  check "$W1 /usr/bin/kubeadm runs" grep -E '^v[0-9]+\.' "$LOGDIR/kubeadm.log"
 fi
 if [ ${#NODES[@]} -ge 2 ]; then
   W2=${NODES[1]}

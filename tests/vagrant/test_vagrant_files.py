@@ -40,15 +40,25 @@ def test_box_has_what_a_node_needs() -> None:
     assert needed <= listed
 
 
-def test_containerd_uses_cgroupfs_and_the_cni_dirs() -> None:
-    cfg = tomllib.loads((FILES / "etc/containerd/config.toml").read_text())
+def test_containerd_cri_config_and_its_cgroup_driver() -> None:
+    """SystemdCgroup says the driver (systemd since eb2570a: kubeadm's default cgroupDriver);
+    the file's comment and the box's /etc/pykubelet-box (configure.sh) must name the same."""
+    text = (FILES / "etc/containerd/config.toml").read_text()
+    cfg = tomllib.loads(text)
     cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
     assert cfg["version"] == 2
     assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10"
     assert cri["cni"] == {"bin_dir": "/opt/cni/bin", "conf_dir": "/etc/cni/net.d"}
     runc = cri["containerd"]["runtimes"]["runc"]
     assert runc["runtime_type"] == "io.containerd.runc.v2"
-    assert runc["options"]["SystemdCgroup"] is False
+    systemd = runc["options"]["SystemdCgroup"]
+    assert isinstance(systemd, bool)
+    driver = "systemd" if systemd else "cgroupfs"
+    assert f"cgroup driver {driver}" in text
+    assert (
+        "SystemdCgroup *= *true' /etc/containerd/config.toml"
+        in (VAGRANT / "box" / "configure.sh").read_text()
+    )
 
 
 def test_modules_and_sysctls() -> None:

@@ -54,7 +54,7 @@ python=$(python3 -c 'import platform; print(platform.python_version())')
 containerd=$(dpkg-query -W -f='${Version}' containerd)
 runc=$(dpkg-query -W -f='${Version}' runc)
 venv=/opt/pykubelet/venv
-cgroup_driver=cgroupfs
+cgroup_driver=$(grep -Eq '^ *SystemdCgroup *= *true' /etc/containerd/config.toml && echo systemd || echo cgroupfs)
 EOT
 
 # Smaller box: no package caches or lists, docs, man pages or translations.
