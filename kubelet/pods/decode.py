@@ -5,9 +5,9 @@ failure is a PodSpecError naming the pod and the field. No I/O here.
 
 # Where the raw dict still goes, beside the model: the status patch base and mirror pods (they
 # are sent back to the apiserver), and the readers not converted yet: criconfig (CRI sandbox and
-# container configs: security context, ports, labels), volumes (setup, container mounts), the
-# handler bodies of probes and lifecycle hooks (kept as written on Container, parsed where they
-# run), cgroups and eviction (requests, priorities) and the resource fit at admission.
+# container configs: security context, ports, labels), volume setup (the pod dict), the volume
+# sources and the handler bodies of probes and hooks (kept as written on Pod/Container, read
+# where they are used), cgroups and eviction (requests, priorities), the resource fit.
 
 from __future__ import annotations
 
@@ -209,6 +209,17 @@ def _host_aliases(r: _Reader, spec: JsonMap) -> tuple[HostAlias, ...]:
     return tuple(out)
 
 
+def _volumes(r: _Reader, spec: JsonMap) -> tuple[JsonMap, ...]:
+    out = []
+    for i, v in enumerate(r.items(spec, "volumes", "spec")):
+        if not isinstance(v, dict):
+            raise r.fail(f"spec.volumes[{i}]", "must be an object")
+        if not r.text(v, "name", f"spec.volumes[{i}]"):
+            raise r.fail(f"spec.volumes[{i}].name", "must not be empty")
+        out.append(v)
+    return tuple(out)
+
+
 def _pull_secrets(r: _Reader, spec: JsonMap) -> tuple[str, ...]:
     refs = r.items(spec, "imagePullSecrets", "spec")
     return tuple(str(ref["name"]) for ref in refs if isinstance(ref, dict) and ref.get("name"))
@@ -289,6 +300,7 @@ class _SandboxFields(TypedDict):
     host_aliases: tuple[HostAlias, ...]
     image_pull_secrets: tuple[str, ...]
     runtime_class_name: str
+    volumes: tuple[JsonMap, ...]
 
 
 class _DNSFields(TypedDict):
@@ -336,6 +348,7 @@ def _sandbox_fields(r: _Reader, spec: JsonMap) -> _SandboxFields:
         "host_aliases": _host_aliases(r, spec),
         "image_pull_secrets": _pull_secrets(r, spec),
         "runtime_class_name": r.text(spec, "runtimeClassName", "spec", ""),
+        "volumes": _volumes(r, spec),
     }
 
 

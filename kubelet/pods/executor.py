@@ -387,7 +387,7 @@ class PodExecutor:
         """The CreateContainer config with env, mounts, the termination-log file and /etc/hosts."""
         try:
             resolved = await self.env.resolve(pod, model)
-            mounts = self.volumes.mounts(pod_json, spec)
+            mounts = self.volumes.mounts(pod, model)
             mounts += self._termination_log(pod, model, restart_count)
             if self.etc_hosts is not None and self.dns is not None:
                 host = self.dns.hostname(pod)

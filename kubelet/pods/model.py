@@ -298,6 +298,8 @@ class Pod:
     """spec.imagePullSecrets' names, in order, empty ones dropped."""
     runtime_class_name: str = ""
     """spec.runtimeClassName ("": the runtime's default handler)."""
+    volumes: tuple[JsonMap, ...] = ()
+    """spec.volumes as written, each with a name (their sources are volumes/'s to read)."""
 
     @property
     def ref(self) -> str:

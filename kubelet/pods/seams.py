@@ -36,7 +36,7 @@ class Volumes(Protocol):
     async def setup(self, pod: JsonMap) -> None:
         """Make every volume of the pod ready (idempotent); raise VolumeSetupError."""
 
-    def mounts(self, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
+    def mounts(self, pod: Pod, container: Container) -> list[api.Mount]:
         """The CRI mounts of one container (after setup); raise ContainerConfigError."""
 
     async def teardown(self, pod_uid: str) -> None:
@@ -72,7 +72,7 @@ class NoVolumes:
     async def setup(self, pod: JsonMap) -> None:
         return None
 
-    def mounts(self, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
+    def mounts(self, pod: Pod, container: Container) -> list[api.Mount]:
         return []
 
     async def teardown(self, pod_uid: str) -> None:

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from cri import api
-from kube.jsontypes import JsonMap
+from kubelet.pods.model import Container, Pod, VolumeMount
 from kubelet.pods.seams import ContainerConfigError
 from kubelet.volumes.paths import (
     READ_ONLY_KINDS,
@@ -22,7 +22,7 @@ from kubelet.volumes.paths import (
 )
 
 PROPAGATION = {
-    None: api.PROPAGATION_PRIVATE,
+    "": api.PROPAGATION_PRIVATE,
     "None": api.PROPAGATION_PRIVATE,
     "HostToContainer": api.PROPAGATION_HOST_TO_CONTAINER,
     "Bidirectional": api.PROPAGATION_BIDIRECTIONAL,
@@ -69,20 +69,19 @@ def resolve_subpath(base: Path, sub_path: str, *, mount_name: str) -> Path:
     return full
 
 
-def _sub_path(pod: JsonMap, container: JsonMap, vm: JsonMap) -> str:
-    if vm.get("subPathExpr"):
-        expr = str(vm["subPathExpr"])
-        return expand_subpath_expr(expr, plain_env(pod, container))
-    return str(vm.get("subPath") or "")
+def _sub_path(pod: Pod, container: Container, vm: VolumeMount) -> str:
+    if vm.sub_path_expr:
+        return expand_subpath_expr(vm.sub_path_expr, plain_env(pod, container))
+    return vm.sub_path
 
 
-def container_mounts(root_dir: Path, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
+def container_mounts(root_dir: Path, pod: Pod, container: Container) -> list[api.Mount]:
     """One api.Mount per volumeMount, in the spec's order; ContainerConfigError names the mount."""
-    uid = str(pod["metadata"]["uid"])
-    volumes = {str(v["name"]): v for v in pod.get("spec", {}).get("volumes") or []}
+    uid = pod.uid
+    volumes = {str(v["name"]): v for v in pod.volumes}
     out: list[api.Mount] = []
-    for vm in container.get("volumeMounts") or []:
-        name = str(vm.get("name", ""))
+    for vm in container.volume_mounts:
+        name = vm.name
         volume = volumes.get(name)
         if volume is None:
             raise ContainerConfigError(f'volumeMount "{name}" refers to no volume of the pod')
@@ -93,16 +92,16 @@ def container_mounts(root_dir: Path, pod: JsonMap, container: JsonMap) -> list[a
         sub = _sub_path(pod, container, vm)
         if sub:
             host = resolve_subpath(host, sub, mount_name=name)
-        propagation = vm.get("mountPropagation")
+        propagation = vm.mount_propagation
         if propagation not in PROPAGATION:
             raise ContainerConfigError(
                 f'volumeMount "{name}": unknown mountPropagation "{propagation}"'
             )
         out.append(
             api.Mount(
-                container_path=str(vm.get("mountPath", "")),
+                container_path=vm.mount_path,
                 host_path=str(host),
-                readonly=bool(vm.get("readOnly")) or kind in READ_ONLY_KINDS,
+                readonly=vm.read_only or kind in READ_ONLY_KINDS,
                 propagation=PROPAGATION[propagation],
             )
         )

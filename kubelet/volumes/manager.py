@@ -16,6 +16,7 @@ from cri import api
 from kube.apiserver import CONFIGMAPS, PODS, SECRETS, ApiError, NotFound, Resource
 from kube.apiserver.requests import SERVICEACCOUNTS
 from kube.jsontypes import JsonMap, JsonObject
+from kubelet.pods.model import Container, Pod
 from kubelet.pods.seams import VolumeSetupError
 from kubelet.volumes.container_mounts import container_mounts
 from kubelet.volumes.content import Sources, references, uses_pod_metadata
@@ -103,7 +104,7 @@ class VolumeManager:
             self._pods[uid] = pod
             await self._sync(pod, only_written=False)
 
-    def mounts(self, pod: JsonMap, container: JsonMap) -> list[api.Mount]:
+    def mounts(self, pod: Pod, container: Container) -> list[api.Mount]:
         return container_mounts(self.root_dir, pod, container)
 
     async def teardown(self, pod_uid: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from kube.jsontypes import JsonMap
+from kubelet.pods.model import Container, FieldRef, Pod
 from kubelet.pods.seams import ContainerConfigError
 
 EMPTY_DIR = "kubernetes.io~empty-dir"
@@ -73,24 +74,21 @@ def expand_subpath_expr(expr: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(sub, expr)
 
 
-def plain_env(pod: JsonMap, container: JsonMap) -> dict[str, str]:
+def plain_env(pod: Pod, container: Container) -> dict[str, str]:
     """Env vars a subPathExpr may use: literal values and the pod's own identity fields."""
-    meta, spec = pod.get("metadata", {}), pod.get("spec", {})
     fields = {
-        "metadata.name": str(meta.get("name", "")),
-        "metadata.namespace": str(meta.get("namespace", "")),
-        "metadata.uid": str(meta.get("uid", "")),
-        "spec.nodeName": str(spec.get("nodeName", "")),
-        "spec.serviceAccountName": str(spec.get("serviceAccountName", "")),
+        "metadata.name": pod.name,
+        "metadata.namespace": pod.namespace,
+        "metadata.uid": pod.uid,
+        "spec.nodeName": pod.node_name,
+        "spec.serviceAccountName": pod.service_account_name,
     }
     env: dict[str, str] = {}
-    for e in container.get("env") or []:
-        name = str(e.get("name", ""))
-        ref = (e.get("valueFrom") or {}).get("fieldRef") or {}
-        if "valueFrom" not in e:
-            env[name] = expand_subpath_expr(str(e.get("value", "")), env)
-        elif str(ref.get("fieldPath", "")) in fields:
-            env[name] = fields[str(ref["fieldPath"])]
+    for e in container.env:
+        if e.value_from is None:
+            env[e.name] = expand_subpath_expr(e.value, env)
+        elif isinstance(e.source, FieldRef) and e.source.field_path in fields:
+            env[e.name] = fields[e.source.field_path]
     return env
 
 

@@ -367,3 +367,10 @@ def test_lifecycle_handlers_are_kept_as_written() -> None:
     assert (decoded.post_start, decoded.pre_stop) == (hook, None)
     with pytest.raises(PodSpecError, match=r"spec\.containers\[0\]\.lifecycle\.preStop"):
         pod_from_api(api_pod(containers=[{**c, "lifecycle": {"preStop": "x"}}]))
+
+
+def test_volumes_are_kept_as_written_with_a_name() -> None:
+    vols = [{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}]
+    assert pod_from_api(api_pod(volumes=vols)).volumes == tuple(vols)
+    with pytest.raises(PodSpecError, match=r"spec\.volumes\[0\]\.name"):
+        pod_from_api(api_pod(volumes=[{"emptyDir": {}}]))

@@ -12,12 +12,21 @@ from typing import Any
 import pytest
 
 from cri import api
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.seams import ContainerConfigError
-from kubelet.volumes.container_mounts import container_mounts, resolve_subpath
+from kubelet.volumes import container_mounts as mounts
+from kubelet.volumes.container_mounts import resolve_subpath
 
 
 def _pod(volumes: list[dict[str, Any]]) -> dict[str, Any]:
     return {"metadata": {"uid": "u1", "name": "web"}, "spec": {"volumes": volumes}}
+
+
+def container_mounts(root: Path, pod: dict[str, Any], container: dict[str, Any]) -> list[api.Mount]:
+    """The mounts of `container` (given a name and an image) in `pod`, both decoded."""
+    spec = {**pod["spec"], "containers": [{"name": "c", "image": "img:1", **container}]}
+    typed = pod_from_api({**pod, "spec": spec})
+    return mounts.container_mounts(root, typed, typed.containers[0])
 
 
 def test_mounts_in_order_with_read_only_rules(tmp_path: Path) -> None:

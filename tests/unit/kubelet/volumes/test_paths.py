@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kubelet.pods.decode import pod_from_api
 from kubelet.pods.seams import ContainerConfigError
 from kubelet.volumes.paths import (
     check_subpath,
@@ -59,7 +60,9 @@ def test_plain_env_takes_values_and_identity_fields() -> None:
             {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
         ]
     }
-    assert plain_env(pod, container) == {"A": "x", "B": "x-y", "POD": "web-1"}
+    spec = {"containers": [{"name": "c", "image": "img:1", **container}]}
+    typed = pod_from_api({**pod, "spec": spec})
+    assert plain_env(typed, typed.containers[0]) == {"A": "x", "B": "x-y", "POD": "web-1"}
 
 
 @pytest.mark.parametrize("bad", ["/etc", "a/../../etc", ".."])
