@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-VAGRANT = Path(__file__).resolve().parents[2] / "vagrant"
+VAGRANT = Path(__file__).resolve().parents[3] / "vagrant"
 FILES = VAGRANT / "box" / "files"
 
 
