@@ -50,11 +50,11 @@ from kubelet.pods.static import FileSource, MirrorPods
 from kubelet.pods.status_manager import StatusManager
 from kubelet.pods.workers import PodWorkers
 from kubelet.prober import ProbeManager
+from kubelet.runtime.metrics import observe_runtime_operation
 from kubelet.runtime.state import RuntimeCache
 from kubelet.server import KubeletServer
 from kubelet.server import build as build_server
 from kubelet.server.healthz import HealthzServer
-from kubelet.server.metrics import observe_runtime_operation
 from kubelet.services import ServiceCache
 from kubelet.shutdown import planner as shutdown_planner
 from kubelet.shutdown import setup as shutdown_setup

@@ -19,9 +19,9 @@ from kubelet.certs.bootstrap import (
 )
 from kubelet.certs.csr import new_key_pem
 from kubelet.certs.manager import CertificateManager
+from kubelet.certs.metrics import CLIENT_CERT_TTL, CLIENT_RENEW_ERRORS
 from kubelet.certs.store import CLIENT, CertStore, Pair, StoreError
 from kubelet.config import RunConfig
-from kubelet.server.metrics import CLIENT_CERT_TTL, CLIENT_RENEW_ERRORS
 
 log = logging.getLogger(__name__)
 

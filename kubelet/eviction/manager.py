@@ -16,10 +16,10 @@ from kubelet import events as ev
 from kubelet.eviction import thresholds as th
 from kubelet.eviction.admit import EVICTED, admit_under_pressure
 from kubelet.eviction.gc import ImageGC
+from kubelet.eviction.metrics import EVICTIONS
 from kubelet.eviction.ranking import RANKERS, Stats
 from kubelet.eviction.thresholds import Observation, Threshold
 from kubelet.pods.admission import Rejection
-from kubelet.server.metrics import EVICTIONS
 
 log = logging.getLogger(__name__)
 MONITORING_INTERVAL = 10.0

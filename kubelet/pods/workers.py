@@ -25,6 +25,7 @@ from kubelet.pods.admission import Rejection, admit, rejected_status
 from kubelet.pods.backoff import BackOff
 from kubelet.pods.decode import pod_from_api
 from kubelet.pods.executor import IMAGE_PULL_BACK_OFF, Outcome
+from kubelet.pods.metrics import POD_START_DURATION, POD_START_SLI_DURATION, POD_WORKER_DURATION
 from kubelet.pods.model import (
     ContainerState,
     Pod,
@@ -41,7 +42,6 @@ from kubelet.pods.seams import NoProbes, Probes
 from kubelet.pods.static import is_static_pod
 from kubelet.pods.status_manager import StatusManager
 from kubelet.runtime.state import RuntimeCache
-from kubelet.server.metrics import POD_START_DURATION, POD_START_SLI_DURATION, POD_WORKER_DURATION
 
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0

@@ -24,7 +24,7 @@ from kubelet.pods.model import (
     SandboxState,
 )
 from kubelet.runtime import labels, termination
-from kubelet.server.metrics import PLEG_RELIST_DURATION
+from kubelet.runtime.metrics import PLEG_RELIST_DURATION
 
 log = logging.getLogger(__name__)
 NS = 1e9

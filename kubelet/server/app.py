@@ -17,7 +17,8 @@ from cri.client import RuntimeClient
 from cri.errors import CRIError
 from cri.errors import NotFound as CRINotFound
 from kube.jsontypes import JsonObject
-from kubelet.server import logs, metrics, stats, streaming
+from kubelet import metrics
+from kubelet.server import logs, stats, streaming
 from kubelet.server.auth import Authenticator, Authorizer
 from kubelet.server.servingcert import ServingCertManager
 from kubelet.server.targets import HTTPError, PodRef, check_spec

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from kubelet.certs.csr import CSRClient, CSRError, Request, new_key_pem, node_csr
 from kubelet.certs.manager import WAIT_SECONDS, CertificateManager
+from kubelet.certs.metrics import SERVER_CERT_TTL, SERVER_RENEW_ERRORS
 from kubelet.certs.store import CertStore, Pair
-from kubelet.server.metrics import SERVER_CERT_TTL, SERVER_RENEW_ERRORS
 
 SIGNER = "kubernetes.io/kubelet-serving"
 USAGES = ("digital signature", "server auth")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from prometheus_client import Gauge
 
+from kubelet.metrics import REGISTRY
 from kubelet.pods.admission import Rejection
-from kubelet.server.metrics import REGISTRY
 from kubelet.shutdown import planner
 from kubelet.shutdown.dbus import Connection, DBusError, system_bus_address
 from kubelet.shutdown.logind import LOGIND_CONF_DIR, InhibitLock, Logind

@@ -10,9 +10,9 @@ from typing import Any
 
 from kubelet import events as ev
 from kubelet.eviction.manager import EvictionManager, eviction_grace
+from kubelet.eviction.metrics import EVICTIONS
 from kubelet.eviction.ranking import PodUsage
 from kubelet.eviction.thresholds import Observation, Threshold
-from kubelet.server.metrics import EVICTIONS
 
 MI = 1 << 20
 

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from kubelet.certs import csr
 from kubelet.certs.csr import CSRError
 from kubelet.certs.store import CertStore
-from kubelet.server.metrics import REGISTRY
+from kubelet.metrics import REGISTRY
 from kubelet.server.servingcert import SIGNER, ServingCertManager, serving_request
 from kubelet.server.tls import SwappableTLS
 
