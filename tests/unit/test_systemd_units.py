@@ -73,7 +73,9 @@ def test_kube_proxy_unit() -> None:
     assert values(unit, "Service", "Type") == ["notify"]
     assert values(unit, "Service", "ExecStart") == [
         "/usr/bin/kube-proxy --config=/var/lib/kube-proxy/config.conf --hostname-override=%H"
+        " $KUBE_PROXY_EXTRA_ARGS"
     ]
+    assert values(unit, "Service", "EnvironmentFile") == ["-/etc/default/kube-proxy"]
     assert values(unit, "Service", "Restart") == ["always"]
 
 

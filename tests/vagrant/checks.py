@@ -109,6 +109,7 @@ def prepare_nodes(run: Run) -> str:
             )
             vm.put(node, "/var/lib/kube-proxy/kubeconfig.conf", kubeconfig, "0600")
             vm.put(node, "/var/lib/kube-proxy/config.conf", _proxy_config(run))
+            vm.put(node, "/etc/default/kube-proxy", "KUBE_PROXY_EXTRA_ARGS=--node-routes=host-gw\n")
         except Exception as e:
             errors.append(f"{node}: {e}")
 
