@@ -1,3 +1,4 @@
-"""The Node: machine facts, registration, status and conditions, and the Lease heartbeat.
-Pure status building lives in status.py; talking to the apiserver lives in the agent's loops.
+"""The Node: registration, status and conditions, allocatable, and the Lease heartbeat. Pure
+building lives in status.py and allocatable.py; heartbeat.py is the one that writes to the
+apiserver. Machine facts are read by kube/facts.py.
 """

@@ -1,5 +1,6 @@
-"""The node's HTTPS API (:10250): built here from the configuration for the composition root.
-Owns nothing but the wiring of its own modules; the agent hands in what the API shows.
+"""The node's HTTP endpoints: the :10250 API (authentication and authorization, stats, container
+logs, exec/attach/port-forward streaming), its TLS and bootstrapped serving certificate, and the
+plain :10248 healthz. Built here for the composition root; the metrics it serves live elsewhere.
 """
 
 from __future__ import annotations
