@@ -36,8 +36,10 @@ for u in systemd-firstboot.service apt-daily.timer apt-daily-upgrade.timer e2scr
 done
 ln -sf /lib/systemd/system/multi-user.target /etc/systemd/system/default.target
 
-# Where the runtime and pykubelet's network plugin meet.
+# Where the runtime and pykubelet's network plugin meet. containerd 1.6's CRI also runs the
+# standard `loopback` plugin for every sandbox (from its one bin dir), so link it in.
 mkdir -p /opt/cni/bin /etc/cni/net.d
+ln -sf /usr/lib/cni/loopback /opt/cni/bin/loopback
 
 # pykubelet's dependencies in its venv, offline from the wheels the host downloaded.
 python3 -m venv /opt/pykubelet/venv
