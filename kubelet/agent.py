@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cri import api
-from cri.client import RuntimeClient
+from cri.client import RuntimeClient, Timeouts
 from cri.errors import CRIError
 from kube import KUBERNETES_VERSION, __version__, supervise, systemd
 from kube import facts as machine
@@ -163,7 +163,12 @@ class Agent:
             raise SystemExit(f"pykubelet run: {e}") from e
         if client_certs is not None:
             supervise.spawn(self.tasks, "client-certificate", client_certs.run)
-        runtime = RuntimeClient(kc.container_runtime_endpoint, observe=observe_runtime_operation)
+        # runtimeRequestTimeout bounds every CRI call but the long-running ones, as upstream
+        # (2m by default: a slow machine's RunPodSandbox can take tens of seconds).
+        timeouts = Timeouts(default=kc.runtime_request_timeout.total_seconds())
+        runtime = RuntimeClient(
+            kc.container_runtime_endpoint, timeouts=timeouts, observe=observe_runtime_operation
+        )
         self.notifier.status("Waiting for the container runtime")
         version = await self._runtime_version(runtime)
         ident = NodeIdentity(
