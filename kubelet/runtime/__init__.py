@@ -1,5 +1,6 @@
-"""Pod-to-CRI translation: sandbox and container configs, and the io.kubernetes.* labels on them.
-Pure functions over plain pod dicts; it must not call the runtime or touch the host.
+"""The node's view of the CRI runtime: pod-to-CRI sandbox and container configs and the
+io.kubernetes.* labels (pure), the PLEG relist cache (state.py, the one module here that calls
+the runtime), termination and pull-secret helpers, and the runtime's metrics.
 """
 
 from kube.quantity import QuantityError, parse_cpu, parse_memory
