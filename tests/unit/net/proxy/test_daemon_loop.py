@@ -90,7 +90,9 @@ async def test_bursts_are_coalesced_and_partial() -> None:
     assert len(records) == 2
     newest, first = records
     assert first["full"] and not newest["full"]
-    assert newest["time"] - first["time"] >= 0.19  # min sync period
+    # min sync period 0.2 s between the loop's starts; a record's time is taken a little later
+    # (when the proxier begins), by a delay that a loaded machine stretches, so allow for it
+    assert newest["time"] - first["time"] >= 0.15
     assert newest["changed"] == ["default/web"]
     assert "10.88.1.4:8080" in kernel.restores[-1] and "10.88.1.3" not in kernel.restores[-1]
 
