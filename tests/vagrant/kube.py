@@ -72,7 +72,7 @@ class Kubectl:
         while time.monotonic() < deadline:
             try:
                 last = probe()
-            except (KubeError, subprocess.SubprocessError, KeyError, IndexError) as e:
+            except (KubeError, subprocess.SubprocessError, OSError, KeyError, IndexError) as e:
                 last = e
             else:
                 if last:
