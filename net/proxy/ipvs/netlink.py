@@ -68,6 +68,35 @@ def dest_attrs(rs: RealServer) -> IPVSDest:
     return IPVSDest(addr=rs.address, port=rs.port, weight=rs.weight, fwd_method=IP_VS_CONN_F_MASQ)
 
 
+_PROTO_NAMES = {num: name for name, num in _PROTO.items()}
+
+
+def virtual_server_of(msg: ipvs_nl.ipvsmsg) -> VirtualServer:
+    """The VirtualServer of one IPVS_CMD_GET_SERVICE dump reply. Reads the netlink attributes
+    themselves: pyroute2's IPVSService is a dict (no .protocol/.addr attributes) and its
+    from_message keeps some keys under their IPVS_SVC_ATTR_ names."""
+    svc = msg.get_attr("IPVS_CMD_ATTR_SERVICE")
+    flags = svc.get_attr("IPVS_SVC_ATTR_FLAGS") or {}
+    persistent = bool(flags.get("flags", 0) & IP_VS_SVC_F_PERSISTENT)
+    return VirtualServer(
+        svc.get_attr("IPVS_SVC_ATTR_ADDR"),
+        svc.get_attr("IPVS_SVC_ATTR_PORT") or 0,
+        _PROTO_NAMES.get(svc.get_attr("IPVS_SVC_ATTR_PROTOCOL"), "TCP"),
+        svc.get_attr("IPVS_SVC_ATTR_SCHED_NAME") or "",
+        (svc.get_attr("IPVS_SVC_ATTR_TIMEOUT") or 0) if persistent else 0,
+    )
+
+
+def real_server_of(msg: ipvs_nl.ipvsmsg) -> RealServer:
+    """The RealServer of one IPVS_CMD_GET_DEST dump reply."""
+    dest = msg.get_attr("IPVS_CMD_ATTR_DEST")
+    return RealServer(
+        dest.get_attr("IPVS_DEST_ATTR_ADDR"),
+        dest.get_attr("IPVS_DEST_ATTR_PORT") or 0,
+        dest.get_attr("IPVS_DEST_ATTR_WEIGHT") or 0,
+    )
+
+
 def encode_ipvs(op: Op, family_id: int, seq: int = 0) -> bytes:
     """The generic netlink message for a service/dest op; `family_id` is the id the kernel
     gives the "IPVS" family (resolved at run time with CTRL_CMD_GETFAMILY)."""

@@ -17,6 +17,8 @@ from net.proxy.ipvs.netlink import (
     encode_dummy_link,
     encode_ipvs,
     ipset_restore_text,
+    real_server_of,
+    virtual_server_of,
 )
 from net.proxy.ipvs.plan import (
     IpvsState,
@@ -167,6 +169,45 @@ def test_encode_dest_and_delete_messages() -> None:
     msg = _decode(encode_ipvs(Op("del-dest", sctp, RealServer("10.244.1.2", 99)), family_id=30))
     assert msg["cmd"] == ipvs_nl.IPVS_CMD_DEL_DEST
     assert dict(msg.get_attr("IPVS_CMD_ATTR_SERVICE")["attrs"])["IPVS_SVC_ATTR_PROTOCOL"] == 132
+
+
+# IPVS_CMD_GET_SERVICE / IPVS_CMD_GET_DEST dump replies recorded from a Debian 12 kernel (6.1,
+# ip_vs loaded): default/web's ClusterIP 10.0.0.110:80 (TCP, rr) and one of its real servers.
+KERNEL_SERVICE_REPLY = bytes.fromhex(
+    "4001000020000200ff00000092110005010100002c0101000600010002000000060002000600000014000300"
+    "0a00006e000000000000000000000000060004000050000007000600727200000c00070002000000ffffffff"
+    "080008000000000008000900ffffffff5c000a00080001000000000008000200000000000800030000000000"
+    "0c00040000000000000000000c00050000000000000000000800060000000000080007000000000008000800"
+    "00000000080009000000000008000a00000000007c000c000c00010000000000000000000c00020000000000"
+    "000000000c00030000000000000000000c00040000000000000000000c00050000000000000000000c000600"
+    "00000000000000000c00070000000000000000000c00080000000000000000000c0009000000000000000000"
+    "0c000a000000000000000000"
+)
+KERNEL_DEST_REPLY = bytes.fromhex(
+    "640100002000020000010000921100050501000050010200140001000a58010c000000000000000000000000"
+    "06000200005000000800030000000000080004000100000005000d000000000006000e000000000006000f00"
+    "0000000008000500000000000800060000000000080007000000000008000800000000000800090000000000"
+    "06000b00020000005c000a000800010000000000080002000000000008000300000000000c00040000000000"
+    "000000000c000500000000000000000008000600000000000800070000000000080008000000000008000900"
+    "0000000008000a00000000007c000c000c00010000000000000000000c00020000000000000000000c000300"
+    "00000000000000000c00040000000000000000000c00050000000000000000000c0006000000000000000000"
+    "0c00070000000000000000000c00080000000000000000000c00090000000000000000000c000a0000000000"
+    "00000000"
+)
+
+
+def test_kernel_dump_replies_read_back_as_virtual_and_real_servers() -> None:
+    # pyroute2's IPVSService is a dict: reading .protocol off it raised AttributeError on
+    # every full sync; the readers take the netlink attributes themselves
+    vs = virtual_server_of(_decode(KERNEL_SERVICE_REPLY))
+    assert vs == VirtualServer("10.0.0.110", 80, "TCP", "rr", 0)
+    assert real_server_of(_decode(KERNEL_DEST_REPLY)) == RealServer("10.88.1.12", 80, 1)
+    # what we encode reads back the same (persistence only when the flag says so)
+    for want in (
+        VirtualServer("10.96.0.10", 53, "UDP", "rr", 10800),
+        VirtualServer("10.96.0.11", 9, "SCTP", "rr"),
+    ):
+        assert virtual_server_of(_decode(encode_ipvs(Op("add-service", want), 30))) == want
 
 
 def test_encode_addresses_link_and_batch() -> None:
