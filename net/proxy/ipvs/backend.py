@@ -88,7 +88,22 @@ class IpvsProgrammer:
         *,
         full: bool,
     ) -> tuple[list[Op], list[str]]:
-        """Returns the ops tried and the errors (empty when all were applied)."""
+        """Returns the ops tried and the errors (empty when all were applied). The kernel's
+        sockets live for this one call: syncs run on the engine's worker threads, and a
+        pyroute2 socket set up on one thread and then used on another gets ECONNRESET."""
+        try:
+            return self._apply(current, want, config, full=full)
+        finally:
+            self.kernel.close()
+
+    def _apply(
+        self,
+        current: IpvsState | None,
+        want: IpvsState,
+        config: ProxyConfig,
+        *,
+        full: bool,
+    ) -> tuple[list[Op], list[str]]:
         errors: list[str] = []
         if full:
             self.kernel.ensure_dummy()
@@ -116,7 +131,9 @@ class IpvsProgrammer:
 
 
 class Pyroute2Ipvs:
-    """IpvsKernel over pyroute2 (imported on first use: the iptables mode never pays for it)."""
+    """IpvsKernel over pyroute2 (imported on first use: the iptables mode never pays for it).
+    Sockets open on first use and close in close(), which the programmer calls after each
+    sync, so one sync's calls all go through sockets of the thread that runs it."""
 
     def __init__(self) -> None:
         self._ipvs: Any = None
@@ -139,19 +156,14 @@ class Pyroute2Ipvs:
         self._ifindex = found[0]
 
     def current(self) -> IpvsState:
-        from pyroute2 import IPVSDest, IPVSService
+        from net.proxy.ipvs.netlink import real_server_of, service_attrs, virtual_server_of
 
         ipvs, ipr = self._sockets()
         services: dict[tuple[str, int, str], tuple[VirtualServer, frozenset[RealServer]]] = {}
         for msg in ipvs.service("dump"):
-            svc = IPVSService.from_message(msg)
-            proto = _PROTO.get(svc.protocol, "TCP")
-            vs = VirtualServer(svc.addr, svc.port, proto, svc.sched_name, svc.timeout or 0)
-            reals = frozenset(
-                RealServer(d.addr, d.port, d.weight)
-                for d in (IPVSDest.from_message(m) for m in ipvs.dest("dump", service=svc))
-            )
-            services[vs.key] = (vs, reals)
+            vs = virtual_server_of(msg)
+            dests = ipvs.dest("dump", service=service_attrs(vs))
+            services[vs.key] = (vs, frozenset(real_server_of(m) for m in dests))
         addresses = frozenset(
             a.get_attr("IFA_LOCAL") for a in ipr.get_addr(index=self._ifindex, family=2)
         )

@@ -28,6 +28,7 @@ class FakeIpvs:
         self.ops: list[str] = []
         self.dummy = False
         self.fail: str | None = None
+        self.closed = 0
 
     def ensure_dummy(self) -> None:
         self.dummy = True
@@ -41,7 +42,7 @@ class FakeIpvs:
         self.ops.append(op.text())
 
     def close(self) -> None:
-        pass
+        self.closed += 1
 
 
 def _proxier(kernel: Kernel, ipvs: FakeIpvs) -> tuple[Proxier, IpvsBackend]:
@@ -96,6 +97,19 @@ def test_a_refused_op_owes_a_full_sync() -> None:
     ipvs.fail = None
     assert not p.sync().error
     assert backend.applied is not None
+
+
+def test_each_sync_closes_its_netlink_sockets_even_when_it_fails() -> None:
+    # syncs run on the engine's worker threads: pyroute2 sockets kept from one sync to the
+    # next (set up on one thread, used on another) failed with ECONNRESET in a real VM
+    kernel, ipvs = Kernel(), FakeIpvs()
+    p, _ = _proxier(kernel, ipvs)
+    p.on_service(sync(service("web", "10.0.0.10")))
+    p.on_slice(sync(endpoint_slice("web-1", "web", ["10.88.1.2"])))
+    assert not p.sync().error and ipvs.closed == 1
+    ipvs.fail = "add-service"
+    p.on_service(sync(service("db", "10.0.0.11")))
+    assert p.sync().error and ipvs.closed == 2
 
 
 def test_the_kernel_check_accepts_ipvs_when_the_kernel_has_it(tmp_path: Path) -> None:
