@@ -16,6 +16,8 @@ from net.proxy.model import ProxyConfig
 from net.proxy.proxier import Proxier
 
 FAILURE_BACKOFF_CAP = 30.0
+FAILURE_BACKOFF_BASE = 1.0
+"""Seconds before the first retry of a failed sync when the min sync period is 0."""
 FULL_SYNC_SHARE = 10
 """A periodic full sync waits at least this many times as long as the last one took."""
 
@@ -97,8 +99,11 @@ class SyncLoop:
             await asyncio.wait_for(self._wake.wait(), next_at - now)
 
     def _gap(self) -> float:
-        """Least time between two sync starts: the min sync period, backed off on failures."""
-        gap = self.min_sync_period * (2 ** min(self.failures, 5)) if self.failures else 0.0
+        """Least time between two sync starts: the min sync period, backed off on failures
+        (doubling from FAILURE_BACKOFF_BASE when the min sync period is 0, IPVS mode's default:
+        else a sync that keeps failing is retried back to back)."""
+        base = self.min_sync_period or FAILURE_BACKOFF_BASE
+        gap = base * (2 ** min(self.failures, 5)) if self.failures else 0.0
         return max(self.min_sync_period, min(gap, FAILURE_BACKOFF_CAP))
 
     async def _sync(self, *, full: bool, reason: str) -> bool:

@@ -471,3 +471,21 @@ def test_rules_view_names_ops_in_nftables_mode() -> None:
     ipt = views_command.format_rules({"sizeUnit": "lines", "history": [record]})
     assert " OPS " in nft and " LINES " not in nft
     assert " LINES " in ipt and " OPS " not in ipt
+
+
+def test_failed_syncs_back_off_even_with_a_zero_min_sync_period() -> None:
+    # IPVS mode's minSyncPeriod defaults to 0: a sync failing every time was retried back to
+    # back (every ~100 ms in a VM); now 2 s, 4 s, ... up to the cap, as with a 1 s period
+    from net.proxy.syncloop import FAILURE_BACKOFF_CAP
+
+    settings = ProxySettings(min_sync_period=0.0, metrics_bind_address="")
+    loop = _daemon(Kernel(), settings).loop
+    assert loop._gap() == 0.0
+    gaps = []
+    for failures in range(1, 8):
+        loop.failures = failures
+        gaps.append(loop._gap())
+    assert gaps == [2.0, 4.0, 8.0, 16.0, FAILURE_BACKOFF_CAP, FAILURE_BACKOFF_CAP, 30.0]
+    loop.min_sync_period = 1.0
+    loop.failures = 1
+    assert loop._gap() == 2.0
