@@ -13,11 +13,15 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+IPVS_DUMMY_INTERFACE = "kube-ipvs0"
+
 
 def local_ipv4(
     run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
 ) -> tuple[str, ...]:
-    """This netns's IPv4 addresses (loopback excluded), sorted; OSError when `ip` fails."""
+    """This netns's IPv4 addresses (loopback and IPVS mode's kube-ipvs0 excluded), sorted;
+    OSError when `ip` fails. kube-ipvs0 holds Service IPs, not node IPs: upstream's IPVS
+    proxier skips it too (else NodePorts get virtual servers on every ClusterIP)."""
     r = run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True)
     if r.returncode != 0:
         raise OSError(f"ip addr show: {r.stderr.strip() or f'exit status {r.returncode}'}")
@@ -27,6 +31,8 @@ def local_ipv4(
         raise OSError(f"ip addr show: unreadable output ({exc})") from exc
     out = set()
     for link in links if isinstance(links, list) else ():
+        if link.get("ifname") == IPVS_DUMMY_INTERFACE:
+            continue
         for addr in link.get("addr_info") or ():
             try:
                 ip = ipaddress.IPv4Address(addr.get("local"))

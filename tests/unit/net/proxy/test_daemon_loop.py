@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, cast
 
@@ -308,6 +309,24 @@ def test_local_ipv4_failure_is_an_error_not_an_empty_address_list() -> None:
     with pytest.raises(OSError, match="Cannot open netlink socket"):
         local_ipv4(failing)
     assert local_ipv4(odd) == ("10.1.2.3",)
+
+
+def test_local_ipv4_leaves_out_ipvs_service_addresses() -> None:
+    # in a VM the IPVS NodePort got virtual servers on 10.0.0.1:30258 and 10.0.0.110:30258
+    import subprocess
+
+    from net.proxy.ipvs.plan import DUMMY_INTERFACE
+
+    def ip(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        out = json.dumps(
+            [
+                {"ifname": "eth0", "addr_info": [{"local": "198.18.1.11"}]},
+                {"ifname": DUMMY_INTERFACE, "addr_info": [{"local": "10.0.0.1"}]},
+            ]
+        )
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    assert local_ipv4(ip) == ("198.18.1.11",)
 
 
 async def test_unreadable_addresses_keep_the_last_known_ones() -> None:
