@@ -170,7 +170,7 @@ def cluster_dns(spec: ClusterSpec) -> str:
 def kubelet_configuration(spec: ClusterSpec) -> str:
     """The KubeletConfiguration for joining (Vagrant) nodes: systemd cgroups, client certificate
     rotation, the CA kubeadm writes from cluster-info for x509 callers, webhook authn/authz,
-    image GC off (the nodes have no registry either), graceful node shutdown (30 s, the last
+    image GC off (the nodes have no registry either), graceful node shutdown (60 s, the last
     10 s for critical pods) through logind's inhibitor lock."""
     doc = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -188,7 +188,7 @@ def kubelet_configuration(spec: ClusterSpec) -> str:
         "healthzPort": 10248,
         "imageGCHighThresholdPercent": 100,
         "rotateCertificates": True,
-        "shutdownGracePeriod": "30s",
+        "shutdownGracePeriod": "60s",
         "shutdownGracePeriodCriticalPods": "10s",
         "staticPodPath": "/etc/kubernetes/manifests",
     }
