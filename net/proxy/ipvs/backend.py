@@ -200,6 +200,32 @@ def check_kernel(proc: Path = Path("/proc")) -> None:
         raise Unsupported(why)
 
 
+SYSCTLS = {
+    # IPVS-forwarded packets go through conntrack, so KUBE-POSTROUTING can masquerade them
+    # (without it a request from the node to a ClusterIP left with the kube-ipvs0 address as
+    # source and timed out); connections to removed real servers are dropped, not kept
+    "net/ipv4/vs/conntrack": "1",
+    "net/ipv4/vs/expire_nodest_conn": "1",
+    "net/ipv4/vs/expire_quiescent_template": "1",
+    "net/ipv4/ip_forward": "1",
+}
+"""What upstream's IPVS proxier sets at start (strictARP's arp_ignore/arp_announce aside)."""
+
+
+def ensure_sysctls(proc_sys: Path = Path("/proc/sys")) -> list[str]:
+    """Sets SYSCTLS; returns (and logs) the ones that could not be set."""
+    failed = []
+    for key, value in SYSCTLS.items():
+        path = proc_sys / key
+        try:
+            if path.read_text().strip() != value:
+                path.write_text(f"{value}\n")
+        except OSError as exc:
+            log.warning("ipvs: cannot set %s=%s: %s", key.replace("/", "."), value, exc)
+            failed.append(key)
+    return failed
+
+
 def open_backend(proc: Path = Path("/proc")) -> IpvsBackend:
     """The backend over pyroute2 and this host's iptables; Unsupported, with a one-line reason,
     on a kernel without IPVS (or a host without iptables)."""
@@ -209,6 +235,7 @@ def open_backend(proc: Path = Path("/proc")) -> IpvsBackend:
     except (RuntimeError, OSError) as exc:
         raise Unsupported(str(exc)) from exc
     iptables = Executor(found)
+    ensure_sysctls(proc / "sys")
     return IpvsBackend(IpvsProgrammer(Pyroute2Ipvs(), iptables))
 
 

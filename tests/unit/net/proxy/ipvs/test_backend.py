@@ -13,7 +13,13 @@ from net.proxy import model
 from net.proxy.backend import Unsupported
 from net.proxy.history import History
 from net.proxy.iptables.executor import NFT, Executor
-from net.proxy.ipvs.backend import IpvsBackend, IpvsProgrammer, check_kernel
+from net.proxy.ipvs.backend import (
+    SYSCTLS,
+    IpvsBackend,
+    IpvsProgrammer,
+    check_kernel,
+    ensure_sysctls,
+)
 from net.proxy.ipvs.plan import IpvsState, Op
 from net.proxy.metrics import ProxyMetrics
 from net.proxy.proxier import Proxier
@@ -119,3 +125,15 @@ def test_the_kernel_check_accepts_ipvs_when_the_kernel_has_it(tmp_path: Path) ->
         check_kernel(tmp_path)
     (tmp_path / "net" / "ip_vs").write_text("")
     check_kernel(tmp_path)
+
+
+def test_sysctls_upstream_sets_are_set(tmp_path: Path) -> None:
+    # vs/conntrack was 0 in a Debian 12 VM: a request from the node to a ClusterIP timed out
+    for key in SYSCTLS:
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_text("0\n")
+    assert ensure_sysctls(tmp_path) == []
+    assert (tmp_path / "net/ipv4/vs/conntrack").read_text() == "1\n"
+    assert all((tmp_path / key).read_text().strip() == "1" for key in SYSCTLS)
+    missing = tmp_path / "none"
+    assert ensure_sysctls(missing) == list(SYSCTLS)  # no IPVS sysctls: logged, not raised
